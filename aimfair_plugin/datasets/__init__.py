@@ -1,0 +1,20 @@
+"""Datasets: the embedded coloured MNIST, Fashion-MNIST, CelebA and UTKFace loaders and bias tools."""
+
+from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset
+from ._celeba import load_celeba
+from ._fashion import load_fashion_mnist, make_colored_fashion_mnist
+from ._mnist import load_mnist_5k, make_colored_mnist
+from ._utkface import load_utkface
+
+__all__ = [
+    "CELLS",
+    "cell_shares",
+    "load_celeba",
+    "load_fashion_mnist",
+    "load_mnist_5k",
+    "load_utkface",
+    "make_balanced_subset",
+    "make_biased_subset",
+    "make_colored_fashion_mnist",
+    "make_colored_mnist",
+]

@@ -1,0 +1,290 @@
+"""ImageClassifier: the ERM model, a scikit-learn classifier around one skorch training loop."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
+from torch import nn
+from torch.optim.lr_scheduler import MultiStepLR
+
+from .._device import autocast, resolve_device
+from ..nets import ResNet, load_checkpoint
+from ._data import ImageDataset, check_image_size, check_images, image_shape
+
+
+class WeightedImageNet(NeuralNetClassifier):
+    """skorch classifier whose loss honours a per-sample weight carried in the batch.
+
+    Batches are ``({"X": images, "sample_weight": w}, y)`` when weights are
+    given, plain ``(images, y)`` otherwise. The weight never reaches the
+    module: :meth:`infer` strips it and :meth:`get_loss` applies it to the
+    per-sample losses (the criterion uses ``reduction="none"``). On CUDA the
+    forward pass runs under bfloat16 autocast.
+    """
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict):
+            x = x["X"]
+        with autocast(self.device):
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        losses = super().get_loss(y_pred.float(), y_true, X=X, training=training)
+        if isinstance(X, dict) and "sample_weight" in X:
+            weights = torch.as_tensor(X["sample_weight"], device=losses.device, dtype=losses.dtype)
+            losses = losses * weights
+        return losses.mean()
+
+
+def validate_sample_weight(sample_weight, n_samples):
+    """Non-negative finite weights, rescaled to mean 1 so the learning rate keeps its meaning."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries for {n_samples} samples.")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if w.sum() <= 0:
+        raise ValueError("sample_weight sums to zero; at least one sample needs a positive weight.")
+    return (w / w.mean()).astype(np.float32)
+
+
+def validate_labels(y, n_samples):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n_samples:
+        raise ValueError(f"y must be one-dimensional with one label per image ({n_samples}), got shape {y.shape}.")
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):
+        raise ValueError(f"ImageClassifier needs class labels, got a {kind!r} target.")
+    return y
+
+
+class ImageClassifier(ClassifierMixin, BaseEstimator):
+    """ResNet image classifier trained by ERM with skorch, with the scikit-learn API.
+
+    Parameters
+    ----------
+    arch : {"resnet18", "resnet34", "resnet50"}, default="resnet18"
+    width : int, default=64
+        Base channels of the ResNet (64 is standard; 16 is fast on CPUs).
+    pretrained : str or Path, optional
+        A ResNet checkpoint (torchvision ``.pth`` or ``.safetensors``) to
+        start from, read without unpickling code; its ``fc`` is replaced when
+        the number of classes differs.
+    max_epochs : int, default=15
+    lr : float, default=0.01
+    momentum : float, default=0.9
+    weight_decay : float, default=1e-4
+    batch_size : int, default=128
+    lr_milestones : tuple of int, default=(10,)
+        Epochs at which the learning rate is multiplied by ``lr_gamma``.
+    lr_gamma : float, default=0.01
+    image_size : int or (int, int), optional
+        Resize images to this size; required in practice for path inputs of
+        varying sizes.
+    augment : bool, default=True
+        Random translation (up to 12.5%) and horizontal flip during training.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA with bfloat16 mixed precision when available,
+        the CPU otherwise.
+    random_state : int, RandomState or None
+        Seeds weight initialisation, shuffling and augmentation; the same
+        seed on the CPU gives identical predictions.
+    verbose : int, default=0
+        ``>= 1`` prints a per-epoch log with a tqdm progress bar.
+    stem : {"imagenet", "cifar"}, default="imagenet"
+    num_workers : int, default=0
+        DataLoader workers (useful for path inputs).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    net_ : WeightedImageNet
+        The fitted skorch net; ``net_.module_`` is the ResNet.
+    image_shape_ : tuple
+        ``(C, H, W)`` the network was trained on.
+    history_ : skorch History
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> from aimfair_plugin.estimators import ImageClassifier
+    >>> data = make_colored_mnist(n_train=400, n_test=200, random_state=0)
+    >>> clf = ImageClassifier(width=8, max_epochs=1, random_state=0)
+    >>> clf.fit(data.X_train, data.y_train).predict(data.X_test).shape
+    (200,)
+    """
+
+    def __init__(
+        self,
+        *,
+        arch="resnet18",
+        width=64,
+        pretrained=None,
+        max_epochs=15,
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=128,
+        lr_milestones=(10,),
+        lr_gamma=0.01,
+        image_size=None,
+        augment=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        stem="imagenet",
+        num_workers=0,
+    ):
+        self.arch = arch
+        self.width = width
+        self.pretrained = pretrained
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.lr_milestones = lr_milestones
+        self.lr_gamma = lr_gamma
+        self.image_size = image_size
+        self.augment = augment
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.stem = stem
+        self.num_workers = num_workers
+
+    def _validate_params(self):
+        for name in ("max_epochs", "batch_size", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.floating)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}.")
+
+    def _dataset(self, X, is_paths, y=None, sample_weight=None, train=False):
+        return ImageDataset(
+            X,
+            y,
+            sample_weight=sample_weight,
+            is_paths=is_paths,
+            size=check_image_size(self.image_size),
+            augment=train and self.augment,
+        )
+
+    def _make_net(self, module, *, max_epochs, lr, lr_milestones, callbacks=()):
+        """A skorch net around ``module`` with this estimator's optimiser settings."""
+        schedule = LRScheduler(policy=MultiStepLR, milestones=list(lr_milestones), gamma=self.lr_gamma)
+        progress = [("progress", ProgressBar())] if self.verbose else []
+        return WeightedImageNet(
+            module=module,
+            criterion=nn.CrossEntropyLoss,
+            criterion__reduction="none",
+            optimizer=torch.optim.SGD,
+            optimizer__momentum=self.momentum,
+            optimizer__weight_decay=self.weight_decay,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            iterator_train__shuffle=True,
+            iterator_train__num_workers=self.num_workers,
+            iterator_valid__num_workers=self.num_workers,
+            callbacks=[("lr_schedule", schedule), *progress, *callbacks],
+            classes=list(range(len(self.classes_))),
+            device=resolve_device(self.device),
+            verbose=self.verbose,
+        )
+
+    def _build_module(self, in_channels):
+        module = ResNet(
+            self.arch, len(self.classes_), width=self.width, in_channels=in_channels, stem=self.stem
+        )
+        if self.pretrained is not None:
+            load_checkpoint(module, self.pretrained)
+        return module
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the ResNet by (weighted) empirical risk minimisation.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, C, H, W) or 1-D array of image paths
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample loss weights (rescaled to mean 1); every minibatch uses
+            the weights of its own samples.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X, is_paths = check_images(X)
+        y = validate_labels(y, len(X))
+        weights = validate_sample_weight(sample_weight, len(X))
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"y needs at least two classes, got only {self.classes_.tolist()}.")
+        seed_torch(self.random_state)
+        self.image_shape_ = image_shape(X, is_paths, check_image_size(self.image_size))
+        self.net_ = self._make_net(
+            self._build_module(self.image_shape_[0]),
+            max_epochs=self.max_epochs,
+            lr=self.lr,
+            lr_milestones=self.lr_milestones,
+        )
+        self.net_.fit(self._dataset(X, is_paths, encoder.transform(y), weights, train=True), y=None)
+        return self
+
+    @property
+    def history_(self):
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+    def _check_predict_input(self, X):
+        check_is_fitted(self, "net_")
+        X, is_paths = check_images(X)
+        shape = image_shape(X, is_paths, check_image_size(self.image_size))
+        if shape[0] != self.image_shape_[0]:
+            raise ValueError(f"X has {shape[0]} channels but the model was fitted on {self.image_shape_[0]}.")
+        return self._dataset(X, is_paths)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits), shape (n_samples, n_classes)."""
+        return self.net_.predict_proba(self._check_predict_input(X)).astype(np.float64)
+
+    def decision_function(self, X):
+        """Logit of class 1 minus logit of class 0 for binary tasks; all logits otherwise."""
+        logits = self.net_.forward(self._check_predict_input(X), training=False).float().cpu().numpy()
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict(self, X):
+        """Predicted class labels."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def seed_torch(random_state):
+    """Seed torch's global generator (initialisation, shuffling, augmentation) from ``random_state``."""
+    seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
+    torch.manual_seed(seed)
+    return seed

@@ -1,0 +1,115 @@
+"""Image inputs: validation of arrays and path lists, and the torch Dataset that loads them lazily."""
+
+import numbers
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+_MSG_IMAGES = (
+    "X must be a float array of images with shape (n_samples, channels, height, width) or a 1-D array "
+    "of image file paths; got {}."
+)
+
+
+def check_images(X):
+    """Validate images; return ``(X, is_paths)``.
+
+    Arrays are returned as float32 and must be finite; path arrays as an
+    object array of ``str``. Nothing is read from disk here.
+    """
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim == 1 and X.dtype.kind in "USO":
+        if not all(isinstance(p, (str, np.str_)) for p in X):
+            raise ValueError(_MSG_IMAGES.format("a 1-D array whose items are not all strings"))
+        return X.astype(str), True
+    if X.ndim != 4 or X.dtype.kind not in "fiu":
+        raise ValueError(_MSG_IMAGES.format(f"dtype {X.dtype}, shape {X.shape}"))
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite pixel values.")
+    return X, False
+
+
+def check_image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, numbers.Integral) and image_size >= 8:
+        return (int(image_size), int(image_size))
+    if (
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(isinstance(v, numbers.Integral) and v >= 8 for v in image_size)
+    ):
+        return tuple(int(v) for v in image_size)
+    raise ValueError(f"image_size must be None, an int >= 8 or a (height, width) pair, got {image_size!r}.")
+
+
+def load_image(path, size=None):
+    """Read one image file as float32 RGB ``(3, H, W)`` in [0, 1], resized to ``size``."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if size is not None:
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"Cannot read image {path}: {exc}") from exc
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def image_shape(X, is_paths, size):
+    """``(C, H, W)`` of the images the network sees."""
+    if is_paths:
+        first = load_image(X[0], size)
+        return tuple(first.shape)
+    c, h, w = X.shape[1:]
+    return (c, *(size or (h, w)))
+
+
+def random_shift_flip(x, *, max_shift=0.125, flip=True):
+    """Light augmentation: random translation (edge padding) and horizontal flip."""
+    _, h, w = x.shape
+    ph, pw = max(1, int(round(h * max_shift))), max(1, int(round(w * max_shift)))
+    padded = F.pad(x[None], (pw, pw, ph, ph), mode="replicate")[0]
+    top = int(torch.randint(0, 2 * ph + 1, ()))
+    left = int(torch.randint(0, 2 * pw + 1, ()))
+    x = padded[:, top : top + h, left : left + w]
+    if flip and bool(torch.rand(()) < 0.5):
+        x = x.flip(-1)
+    return x
+
+
+class ImageDataset(Dataset):
+    """Images from an array or from file paths, with labels and optional sample weights.
+
+    Items are ``(x, y)``, or ``({"X": x, "sample_weight": w}, y)`` when
+    weights are given (skorch passes the dict to the net, whose loss hook
+    reads the weight of each sample of the batch).
+    """
+
+    def __init__(self, X, y=None, *, sample_weight=None, is_paths=False, size=None, augment=False):
+        self.X, self.is_paths, self.size, self.augment = X, is_paths, size, augment
+        self.y = np.zeros(len(X), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        if self.is_paths:
+            x = load_image(self.X[i], self.size)
+        else:
+            x = torch.from_numpy(self.X[i])
+            if self.size is not None and tuple(x.shape[1:]) != self.size:
+                x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
+        if self.augment:
+            x = random_shift_flip(x)
+        if self.sample_weight is not None:
+            return {"X": x, "sample_weight": self.sample_weight[i]}, self.y[i]
+        return x, self.y[i]

@@ -1,0 +1,207 @@
+"""ResNet-18/34/50 in plain PyTorch with torchvision's parameter names.
+
+torchvision cannot be installed next to the CPU build of torch this project
+pins, so the backbone is written here. Module and parameter names follow
+``torchvision.models.resnet`` exactly (``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer2.0.downsample.0``, ``fc``...), so a torchvision checkpoint loads with
+:func:`load_checkpoint` and masks computed here name the same tensors as the
+AIM-Fair reference code (62 tensors for ResNet-18).
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ARCHS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+}
+
+
+def _conv3x3(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (strided, as torchvision's "ResNet v1.5") -> 1x1 with expansion 4."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet with torchvision-compatible names.
+
+    Parameters
+    ----------
+    arch : {"resnet18", "resnet34", "resnet50"}, default="resnet18"
+    num_outputs : int, default=2
+        Size of the final fully connected layer (``fc``).
+    width : int, default=64
+        Base number of channels (64 is the standard ResNet; 16 is a fast
+        narrow network for CPUs and tests). Stages use width x (1, 2, 4, 8).
+    in_channels : int, default=3
+    stem : {"imagenet", "cifar"}, default="imagenet"
+        ``"imagenet"``: 7x7 stride-2 convolution and 3x3 max-pool (the
+        standard, checkpoint-compatible stem). ``"cifar"``: a 3x3 stride-1
+        convolution without pooling, for tiny images (much slower).
+    """
+
+    def __init__(self, arch="resnet18", num_outputs=2, *, width=64, in_channels=3, stem="imagenet"):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}.")
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}.")
+        if int(width) < 1 or int(num_outputs) < 1:
+            raise ValueError(f"width and num_outputs must be positive, got {width} and {num_outputs}.")
+        block_kind, layers = ARCHS[arch]
+        block = BasicBlock if block_kind == "basic" else Bottleneck
+        self.inplanes = int(width)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            self.conv1 = _conv3x3(in_channels, self.inplanes)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8 * block.expansion, num_outputs)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers.extend(block(self.inplanes, planes) for _ in range(1, blocks))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def block_of(name):
+    """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``."""
+    head = name.split(".", 1)[0]
+    return "stem" if head in ("conv1", "bn1") else head
+
+
+def read_state_dict(path):
+    """Read a checkpoint without unpickling arbitrary objects.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``. A checkpoint that wraps its weights
+    (``{"state_dict": ...}`` or ``{"model": ...}``) is unwrapped and a
+    ``module.`` prefix (DataParallel) is stripped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError("Reading .safetensors needs `pip install safetensors`.") from None
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__}).")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_checkpoint(module, path, *, strict_head=False):
+    """Load a (torchvision) ResNet checkpoint into ``module``.
+
+    The classification head ``fc`` is kept from ``module`` when its shape
+    differs from the checkpoint's (e.g. ImageNet's 1000 classes vs 2), unless
+    ``strict_head=True``. Every other tensor must match in name and shape.
+
+    Returns
+    -------
+    skipped : list of str
+        Names of the checkpoint tensors that were not loaded.
+    """
+    state = read_state_dict(path)
+    own = module.state_dict()
+    skipped = []
+    if not strict_head:
+        for key in ("fc.weight", "fc.bias"):
+            if key in state and key in own and state[key].shape != own[key].shape:
+                skipped.append(key)
+                del state[key]
+    missing = set(own) - set(state) - set(skipped)
+    unexpected = set(state) - set(own)
+    wrong = [k for k in set(state) & set(own) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"Checkpoint {path} does not fit this ResNet: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}, wrong shape {sorted(wrong)[:5]} "
+            "(check arch, width and stem)."
+        )
+    module.load_state_dict(state, strict=False)
+    return skipped
