@@ -87,11 +87,8 @@ def group_accuracy_table(y_true, y_pred, *, sensitive_features):
         percent; an empty cell is NaN.
     """
     y_true, y_pred, s = _validate(y_true, y_pred, sensitive_features)
-    by_cell = _cell_frame(y_true, y_pred, s).by_group
-    table = pd.DataFrame(np.nan, index=pd.Index([0, 1], name="y"), columns=pd.Index([0, 1], name="s"))
-    for (cy, cs), value in by_cell.items():
-        table.loc[cy, cs] = 100.0 * value
-    return table
+    by_cell = _cell_frame(y_true, y_pred, s).by_group.reindex(pd.MultiIndex.from_tuples(CELLS, names=["y", "s"]))
+    return 100.0 * by_cell.unstack("s")
 
 
 def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
@@ -139,8 +136,9 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     if agg not in ("max", "mean"):
         raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}.")
     y_true, y_pred, s = _validate(y_true, y_pred, sensitive_features)
-    cells = _cell_frame(y_true, y_pred, s).by_group
-    missing = [cell for cell in CELLS if cell not in cells.index]
+    # MetricFrame lists empty cells of the (y, s) product as NaN; reindex for cells absent altogether.
+    cells = _cell_frame(y_true, y_pred, s).by_group.reindex(pd.MultiIndex.from_tuples(CELLS))
+    missing = [cell for cell, value in cells.items() if np.isnan(value)]
     report = pd.Series(np.nan, index=list(REPORT_METRICS), dtype=float, name="fairness_report")
     report["ACC"] = 100.0 * accuracy_score(y_true, y_pred)
     if len(np.unique(s)) == 2:

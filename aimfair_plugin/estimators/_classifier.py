@@ -265,11 +265,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the logits), shape (n_samples, n_classes)."""
-        return self.net_.predict_proba(self._check_predict_input(X)).astype(np.float64)
+        dataset = self._check_predict_input(X)
+        return self.net_.predict_proba(dataset).astype(np.float64)
 
     def decision_function(self, X):
         """Logit of class 1 minus logit of class 0 for binary tasks; all logits otherwise."""
-        logits = self.net_.forward(self._check_predict_input(X), training=False).float().cpu().numpy()
+        dataset = self._check_predict_input(X)
+        logits = self.net_.forward(dataset, training=False).float().cpu().numpy()
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict(self, X):
