@@ -184,7 +184,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             augment=train and self.augment,
         )
 
-    def _make_net(self, module, *, max_epochs, lr, lr_milestones, callbacks=()):
+    def _make_net(self, module, *, max_epochs, lr, lr_milestones, batch_size=None, callbacks=()):
         """A skorch net around ``module`` with this estimator's optimiser settings."""
         schedule = LRScheduler(policy=MultiStepLR, milestones=list(lr_milestones), gamma=self.lr_gamma)
         progress = [("progress", ProgressBar())] if self.verbose else []
@@ -197,7 +197,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             optimizer__weight_decay=self.weight_decay,
             lr=lr,
             max_epochs=max_epochs,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             train_split=None,
             iterator_train__shuffle=True,
             iterator_train__num_workers=self.num_workers,

@@ -1,0 +1,376 @@
+"""SelectiveFinetuneMitigator: AIM-Fair's selective fine-tuning and the paper's comparison strategies."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._device import resolve_device
+from ..nets import ResNet, block_of
+from ..synth._base import balanced_group_counts, biased_group_counts
+from ._cache import cached, fingerprint, resolve_cache
+from ._classifier import ImageClassifier, seed_torch, validate_labels
+from ._data import ImageDataset, check_image_size, check_images, image_shape
+from ._masking import (
+    CRITERIA,
+    gradient_gaps,
+    mask_statistics,
+    mean_gradients,
+    resolve_top_k,
+    top_k_intersection,
+)
+
+STRATEGIES = ("selective", "full", "linear_probe", "random", "update_block", "freeze_block")
+BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
+
+
+def _use_running_stats(module, args):
+    """Forward pre-hook: a frozen BatchNorm layer normalises with, and keeps, its running statistics."""
+    module.train(False)
+
+
+def check_synthetic(name, X, y, s, counts, shape):
+    """The provider's output must match the requested cells and image shape exactly."""
+    X = np.asarray(X)
+    y, s = np.asarray(y), np.asarray(s)
+    n = sum(counts.values())
+    if X.ndim != 4 or tuple(X.shape[1:]) != tuple(shape):
+        raise ValueError(f"The provider returned {name} images of shape {X.shape}, expected (n, {shape}).")
+    if not (len(X) == len(y) == len(s)):
+        raise ValueError(f"The provider returned {len(X)} {name} images with {len(y)} labels and {len(s)} groups.")
+    for (cy, cs), want in counts.items():
+        got = int(((y == cy) & (s == cs)).sum())
+        if got != want:
+            raise ValueError(
+                f"The provider returned {got} {name} images of cell (y={cy}, s={cs}), {want} were requested."
+            )
+    if len(X) != n:
+        raise ValueError(f"The provider returned {len(X)} {name} images, {n} were requested (extra labels?).")
+    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
+        raise ValueError(f"The provider's {name} images must be finite and lie in [0, 1].")
+    return X.astype(np.float32, copy=False), y.astype(int), s.astype(int)
+
+
+class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """AIM-Fair: fine-tune only bias-sensitive, domain-robust parameter tensors on balanced synthetic data.
+
+    ``fit(X, y)`` never needs the protected attribute of the real data:
+
+    1. pre-train ``estimator`` on the real data (X, y) by ERM (skipped when
+       ``prefit=True``);
+    2. draw a biased synthetic set S1 (group shares from ``bias_ratio``) and a
+       balanced synthetic set S2 from ``provider``, each of
+       ``synthetic_ratio * len(X)`` images;
+    3. compute the mean loss gradient of every parameter tensor on R, S1 and
+       S2, the domain gap Δ1 = gap(g_R, g_S1) and the bias gap
+       Δ2 = gap(g_S1, g_S2) (``criterion``);
+    4. select (``top_k`` smallest Δ1) ∩ (``top_k`` largest Δ2);
+    5. fine-tune the selected tensors only, on S2. Frozen tensors get no
+       update at all. With ``freeze_bn_stats=True`` a BatchNorm layer whose
+       weight and bias are both frozen also keeps its running statistics (it
+       normalises with them during fine-tuning); with ``False`` the running
+       statistics of every BatchNorm layer drift toward the synthetic data.
+
+    Parameters
+    ----------
+    provider : SyntheticDataProvider
+        Anything with ``sample(group_counts, *, image_shape, random_state)``.
+    estimator : ImageClassifier, optional
+        The model to pre-train (cloned) or, with ``prefit=True``, the fitted
+        model to start from (copied, never modified). Default:
+        ``ImageClassifier(random_state=random_state, device=device)``.
+    prefit : bool, default=False
+    top_k : int or float, default=55
+        Count of tensors per ranking (int), or a fraction of all tensors.
+        The paper uses 55 of ResNet-18's 62. For ``strategy="random"`` the
+        number of random tensors.
+    criterion : {"abs_diff", "cosine"}, default="abs_diff"
+        ``"abs_diff"``: mean |g_a - g_b| per tensor (Eq. 4); ``"cosine"``:
+        1 - cosine similarity of the two gradients (Table 4).
+    strategy : {"selective", "full", "linear_probe", "random", "update_block", "freeze_block"}
+        ``"selective"`` is AIM-Fair; the others are the paper's comparison
+        strategies on the same pipeline: fully fine-tuning, head only,
+        random tensors, and sub-tuning that updates only / freezes only
+        ``block``.
+    block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}, optional
+        Required by the two block strategies.
+    bias_ratio : float, default=0.9
+        Majority share per class in S1 (0.9 -> cells [0.05, 0.45, 0.45, 0.05]).
+    synthetic_ratio : float, default=1.0
+        Size of S1 and of S2 relative to the real training set.
+    finetune_epochs : int, default=10
+    finetune_lr : float, default=0.05
+    finetune_batch_size : int, default=128
+    mask_max_batches : int, optional
+        Cap on the batches per set used for the mean gradients.
+    freeze_bn_stats : bool, default=True
+    memory : "process", str path, joblib.Memory or None, default="process"
+        Where pre-trained models and their real-data gradients are reused
+        across fits with identical data and pre-training settings (e.g. the
+        candidates of a ``GridSearchCV`` fold): the in-process cache, a folder
+        (pickles written by this package; only point it at folders you
+        trust), or no caching.
+    random_state : int, RandomState or None
+        Seeds synthetic sampling, random masks and fine-tuning (and the
+        default estimator).
+    device : str, default="auto"
+
+    Attributes
+    ----------
+    estimator_ : ImageClassifier
+        The fine-tuned classifier.
+    pretrained_estimator_ : ImageClassifier
+    selection_mask_ : dict tensor name -> bool
+    gradient_gaps_ : pandas.DataFrame
+        ``tensor, block, numel, domain_gap, bias_gap, selected`` (gaps are
+        NaN for strategies that do not need them).
+    mask_report_ : dict
+        Spearman correlation of the gaps, mask size, smallest possible
+        intersection ``2k - n`` and selected tensors per block.
+    n_selected_ : int
+    history_ : skorch History of the fine-tuning.
+    classes_ : ndarray
+    pretrain_cache_hit_ : bool
+
+    References
+    ----------
+    Zhao et al., "AIM-Fair: Advancing Algorithmic Fairness via Selectively
+    Fine-Tuning Biased Models with Contextual Synthetic Data", CVPR 2025.
+    """
+
+    def __init__(
+        self,
+        provider,
+        *,
+        estimator=None,
+        prefit=False,
+        top_k=55,
+        criterion="abs_diff",
+        strategy="selective",
+        block=None,
+        bias_ratio=0.9,
+        synthetic_ratio=1.0,
+        finetune_epochs=10,
+        finetune_lr=0.05,
+        finetune_batch_size=128,
+        mask_max_batches=None,
+        freeze_bn_stats=True,
+        memory="process",
+        random_state=None,
+        device="auto",
+    ):
+        self.provider = provider
+        self.estimator = estimator
+        self.prefit = prefit
+        self.top_k = top_k
+        self.criterion = criterion
+        self.strategy = strategy
+        self.block = block
+        self.bias_ratio = bias_ratio
+        self.synthetic_ratio = synthetic_ratio
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.finetune_batch_size = finetune_batch_size
+        self.mask_max_batches = mask_max_batches
+        self.freeze_bn_stats = freeze_bn_stats
+        self.memory = memory
+        self.random_state = random_state
+        self.device = device
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def _validate_params(self):
+        if not callable(getattr(self.provider, "sample", None)):
+            raise ValueError("provider must have a sample(group_counts, ...) method (a SyntheticDataProvider).")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.strategy in ("update_block", "freeze_block") and self.block not in BLOCKS:
+            raise ValueError(f"strategy={self.strategy!r} needs block= one of {BLOCKS}, got {self.block!r}.")
+        if self.criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}.")
+        if not 0.5 <= self.bias_ratio < 1:
+            raise ValueError(f"bias_ratio must lie in [0.5, 1), got {self.bias_ratio!r}.")
+        if not self.synthetic_ratio > 0:
+            raise ValueError(f"synthetic_ratio must be positive, got {self.synthetic_ratio!r}.")
+        for name in ("finetune_epochs", "finetune_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr must be positive, got {self.finetune_lr!r}.")
+        if self.mask_max_batches is not None and not (
+            isinstance(self.mask_max_batches, (int, np.integer)) and self.mask_max_batches >= 1
+        ):
+            raise ValueError(f"mask_max_batches must be None or a positive int, got {self.mask_max_batches!r}.")
+        if self.prefit:
+            if self.estimator is None:
+                raise ValueError("prefit=True needs a fitted estimator.")
+            check_is_fitted(self.estimator, "net_")
+
+    def _base_estimator(self):
+        if self.estimator is None:
+            return ImageClassifier(random_state=self.random_state, device=self.device)
+        if not isinstance(self.estimator, ImageClassifier):
+            raise ValueError(f"estimator must be an ImageClassifier, got {type(self.estimator).__name__}.")
+        return self.estimator if self.prefit else clone(self.estimator)
+
+    # -- fit --------------------------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Pre-train (unless ``prefit``), select tensors, fine-tune them on balanced synthetic data.
+
+        Parameters
+        ----------
+        X : ndarray (n_samples, C, H, W) or 1-D array of image paths
+            Real training images.
+        y : array-like (n_samples,)
+            Binary target. The protected attribute is not an input.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X, is_paths = check_images(X)
+        y = validate_labels(y, len(X))
+        classes = np.unique(y)
+        if len(classes) != 2:
+            raise ValueError(f"SelectiveFinetuneMitigator needs a binary target, got classes {classes.tolist()}.")
+        base = self._base_estimator()
+        if self.prefit and not np.array_equal(base.classes_, classes):
+            raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
+        with torch.device("meta"):
+            names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
+        k = resolve_top_k(self.top_k, len(names))
+        rng = check_random_state(self.random_state)
+        shape = image_shape(X, is_paths, check_image_size(base.image_size))
+        n_synthetic = max(4, int(round(self.synthetic_ratio * len(X))))
+        balanced = self._draw("balanced (S2)", balanced_group_counts(n_synthetic), shape, rng)
+        biased = self._draw("biased (S1)", biased_group_counts(n_synthetic, self.bias_ratio), shape, rng)
+
+        # An unseeded pre-training is not reproducible, so there is nothing to reuse.
+        cache = resolve_cache(self.memory) if base.random_state is not None else None
+        pretrain_key = fingerprint("pretrain", X, y, sorted(base.get_params().items()))
+        if self.prefit:
+            self.pretrained_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
+        else:
+            self.pretrained_estimator_, self.pretrain_cache_hit_ = cached(
+                cache, pretrain_key, lambda: base.fit(X, y)
+            )
+        self.classes_ = self.pretrained_estimator_.classes_
+        module = self.pretrained_estimator_.net_.module_
+        device = resolve_device(self.device)
+
+        gaps = pd.DataFrame(
+            {"tensor": names, "block": [block_of(n) for n in names],
+             "numel": [p.numel() for p in module.parameters()], "domain_gap": np.nan, "bias_gap": np.nan}
+        )
+        if self.strategy == "selective":
+            def gradients(dataset):
+                return mean_gradients(
+                    module, dataset, batch_size=self.finetune_batch_size,
+                    max_batches=self.mask_max_batches, device=device,
+                )
+
+            y_index = np.searchsorted(self.classes_, y)
+            real = ImageDataset(X, y_index, is_paths=is_paths, size=check_image_size(base.image_size))
+            real_key = fingerprint("grad", pretrain_key, self.finetune_batch_size, self.mask_max_batches)
+            g_real = (
+                gradients(real) if self.prefit else cached(cache, real_key, lambda: gradients(real))[0]
+            )
+            g_biased = gradients(ImageDataset(biased[0], biased[1]))
+            g_balanced = gradients(ImageDataset(balanced[0], balanced[1]))
+            gaps = gradient_gaps(module, g_real, g_biased, g_balanced, criterion=self.criterion)
+            mask = top_k_intersection(gaps["domain_gap"], gaps["bias_gap"], k)
+            if not mask.any():
+                raise ValueError(
+                    f"top_k={self.top_k} selects no tensor: the {k} smallest domain gaps and the {k} "
+                    "largest bias gaps do not overlap. Increase top_k."
+                )
+        else:
+            mask = self._strategy_mask(gaps, k, rng)
+        gaps["selected"] = mask
+        self.gradient_gaps_ = gaps
+        self.selection_mask_ = dict(zip(names, mask.tolist()))
+        self.n_selected_ = int(mask.sum())
+        self.mask_report_ = {
+            **mask_statistics(gaps, mask, k),
+            "selected_per_block": gaps.groupby("block", sort=False)["selected"].sum().astype(int).to_dict(),
+        }
+        self.estimator_ = self._finetune(balanced, rng)
+        return self
+
+    def _draw(self, name, counts, shape, rng):
+        seed = int(rng.randint(0, 2**31 - 1))
+        X, y, s = self.provider.sample(counts, image_shape=shape, random_state=seed)
+        return check_synthetic(name, X, y, s, counts, shape)
+
+    def _strategy_mask(self, gaps, k, rng):
+        blocks = gaps["block"].to_numpy()
+        if self.strategy == "full":
+            return np.ones(len(gaps), dtype=bool)
+        if self.strategy == "linear_probe":
+            return blocks == "fc"
+        if self.strategy == "update_block":
+            return blocks == self.block
+        if self.strategy == "freeze_block":
+            return blocks != self.block
+        mask = np.zeros(len(gaps), dtype=bool)
+        mask[rng.choice(len(gaps), size=k, replace=False)] = True
+        return mask
+
+    def _finetune(self, balanced, rng):
+        """Fine-tune a copy of the pre-trained model; tensors outside the mask get no update."""
+        estimator = copy.deepcopy(self.pretrained_estimator_)
+        module = estimator.net_.module_
+        for name, param in module.named_parameters():
+            param.requires_grad_(self.selection_mask_[name])
+        hooks = []
+        if self.freeze_bn_stats:
+            for bn in module.modules():
+                if isinstance(bn, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in bn.parameters()):
+                    hooks.append(bn.register_forward_pre_hook(_use_running_stats))
+        seed_torch(rng)
+        estimator.net_ = estimator._make_net(
+            module, max_epochs=self.finetune_epochs, lr=self.finetune_lr, lr_milestones=(),
+            batch_size=self.finetune_batch_size,
+        )
+        try:
+            estimator.net_.fit(estimator._dataset(balanced[0], False, balanced[1], train=True), y=None)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for param in module.parameters():
+                param.requires_grad_(True)
+        return estimator
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    @property
+    def history_(self):
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.history_
+
+    def predict(self, X):
+        """Predicted labels of the fine-tuned classifier."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(X)
+
+    def predict_proba(self, X):
+        """Class probabilities of the fine-tuned classifier."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(X)
+
+    def decision_function(self, X):
+        """Logit margin of the fine-tuned classifier."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.decision_function(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags

@@ -1,0 +1,121 @@
+"""The synthetic-data provider contract, group-count helpers and a provider over given arrays."""
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..datasets._bias import CELLS, shares_to_counts
+
+
+def balanced_group_counts(n_total):
+    """``{(y, s): count}`` with ``n_total`` split evenly over the four cells."""
+    return dict(zip(CELLS, shares_to_counts(np.full(4, 0.25), n_total).tolist()))
+
+
+def biased_group_counts(n_total, bias_ratio):
+    """``{(y, s): count}`` where each class keeps ``bias_ratio`` of its images in its majority cell.
+
+    The majority cells are those of the AIM-Fair setting, (0, 1) and (1, 0):
+    ``bias_ratio=0.9`` gives shares ``[0.05, 0.45, 0.45, 0.05]``.
+    """
+    if not 0.5 <= float(bias_ratio) < 1.0:
+        raise ValueError(f"bias_ratio must lie in [0.5, 1), got {bias_ratio!r}.")
+    minority = 1.0 - float(bias_ratio)
+    shares = [minority / 2, bias_ratio / 2, bias_ratio / 2, minority / 2]
+    return dict(zip(CELLS, shares_to_counts(shares, n_total).tolist()))
+
+
+class SyntheticDataProvider(ABC):
+    """Source of labelled synthetic images for the AIM-Fair mitigator.
+
+    Subclasses implement :meth:`sample`. A provider never sees the real
+    data; the mitigator tells it how many images of each (y, s) cell it
+    needs and the image shape, and checks what comes back.
+    """
+
+    @abstractmethod
+    def sample(self, group_counts, *, image_shape=None, random_state=None):
+        """Draw synthetic images.
+
+        Parameters
+        ----------
+        group_counts : dict
+            Maps ``(y, s)`` int tuples to how many images of that cell to
+            return.
+        image_shape : tuple (C, H, W), optional
+            Shape the images must have (providers resize).
+        random_state : int, RandomState or None
+
+        Returns
+        -------
+        X : float32 ndarray (n, C, H, W) in [0, 1]
+        y, s : int ndarrays (n,)
+        """
+
+
+def check_group_counts(group_counts):
+    if not isinstance(group_counts, dict) or not group_counts:
+        raise ValueError(f"group_counts must be a non-empty dict {{(y, s): count}}, got {group_counts!r}.")
+    for cell, count in group_counts.items():
+        if cell not in CELLS:
+            raise ValueError(f"group_counts keys must be (y, s) pairs of 0/1, got {cell!r}.")
+        if int(count) != count or count < 0:
+            raise ValueError(f"group_counts[{cell}] must be a non-negative int, got {count!r}.")
+
+
+def resize_images(X, image_shape):
+    """Resize float images ``(n, C, H, W)`` to ``image_shape`` (antialiased bilinear)."""
+    if image_shape is None or tuple(X.shape[1:]) == tuple(image_shape):
+        return X
+    import torch
+    import torch.nn.functional as F
+
+    c, h, w = image_shape
+    if X.shape[1] != c:
+        raise ValueError(f"Images have {X.shape[1]} channels, {c} were requested.")
+    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(X)), size=(h, w), mode="bilinear", antialias=True)
+    return out.clamp_(0, 1).numpy()
+
+
+class ArrayProvider(SyntheticDataProvider):
+    """Provider that samples from images held in memory.
+
+    Useful for tests, for pre-generated synthetic sets loaded as arrays, and
+    for the "transformed held-out real images" stand-in of the benchmarks.
+    Images are drawn without replacement within a cell while the cell has
+    enough of them, with replacement otherwise (``replace="auto"``).
+
+    Parameters
+    ----------
+    X : ndarray (n, C, H, W), float in [0, 1]
+    y, s : ndarray (n,), 0/1
+    replace : {"auto", True, False}, default="auto"
+        ``False`` raises when a cell holds fewer images than requested.
+    """
+
+    def __init__(self, X, y, s, *, replace="auto"):
+        self.X = X
+        self.y = y
+        self.s = s
+        self.replace = replace
+
+    def sample(self, group_counts, *, image_shape=None, random_state=None):
+        check_group_counts(group_counts)
+        rng = check_random_state(random_state)
+        y, s = np.asarray(self.y), np.asarray(self.s)
+        chosen = []
+        for (cy, cs), count in sorted(group_counts.items()):
+            pool = np.flatnonzero((y == cy) & (s == cs))
+            if count and not len(pool):
+                raise ValueError(f"ArrayProvider has no image of cell (y={cy}, s={cs}).")
+            replace = self.replace is True or (self.replace == "auto" and len(pool) < count)
+            if not replace and len(pool) < count:
+                raise ValueError(
+                    f"ArrayProvider has {len(pool)} images of cell (y={cy}, s={cs}), {count} requested "
+                    "(replace=False)."
+                )
+            chosen.append(rng.choice(pool, size=int(count), replace=replace))
+        idx = np.concatenate(chosen) if chosen else np.array([], dtype=int)
+        X = resize_images(np.asarray(self.X, dtype=np.float32)[idx], image_shape)
+        return X, y[idx].astype(int), s[idx].astype(int)
