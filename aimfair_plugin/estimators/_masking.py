@@ -93,7 +93,9 @@ def gradient_gaps(module, g_real, g_biased, g_balanced, *, criterion="abs_diff")
 
 def resolve_top_k(top_k, n_tensors):
     """``top_k`` as a count: an int in [1, n] is used as is, a float in (0, 1] is a fraction of ``n``."""
-    if isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool):
+    if isinstance(top_k, bool):
+        raise ValueError(f"top_k must be an int in [1, n_tensors] or a float in (0, 1], got {top_k!r}.")
+    if isinstance(top_k, numbers.Integral):
         if not 1 <= top_k <= n_tensors:
             raise ValueError(f"top_k={top_k} is out of range: the model has {n_tensors} parameter tensors.")
         return int(top_k)
