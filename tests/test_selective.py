@@ -192,3 +192,13 @@ def test_clone_keeps_parameters(setup):
     m = mitigator(provider, ImageClassifier(**FAST), top_k=0.8, strategy="random")
     c = clone(m)
     assert c.get_params()["top_k"] == 0.8 and c.get_params()["estimator__width"] == 8
+
+
+def test_array_provider_resizes_and_checks_channels(small_mnist):
+    d = small_mnist
+    provider = ArrayProvider(d.X_test, d.y_test, d.s_test)
+    X, y, s = provider.sample({(0, 0): 3, (1, 1): 2}, image_shape=(3, 24, 24), random_state=0)
+    assert X.shape == (5, 3, 24, 24) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+    assert sorted(zip(y.tolist(), s.tolist())) == [(0, 0)] * 3 + [(1, 1)] * 2
+    with pytest.raises(ValueError, match="channels"):
+        provider.sample({(0, 0): 1}, image_shape=(1, 16, 16))

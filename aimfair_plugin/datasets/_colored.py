@@ -8,10 +8,9 @@ the background (default) or the stroke colour encodes ``s``.
 import numbers
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.utils import Bunch, check_random_state
 
+from .._resize import resize_images
 from ._bias import CELLS, cell_shares, shares_to_counts
 
 # s = 0 -> dark red, s = 1 -> dark blue backgrounds behind a white stroke; in
@@ -67,10 +66,7 @@ def resize_gray(gray, image_size):
         return gray
     if not isinstance(image_size, numbers.Integral) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}.")
-    out = F.interpolate(
-        torch.from_numpy(gray[:, None]), size=(image_size, image_size), mode="bilinear", antialias=True
-    )
-    return out[:, 0].clamp_(0.0, 1.0).numpy()
+    return resize_images(gray[:, None], (image_size, image_size))[:, 0]
 
 
 def draw_split(binary_target, available, counts, rng):
@@ -114,6 +110,7 @@ def build_colored_dataset(
 
     ``train_pool`` and ``test_pool`` are ``(gray_images_uint8, labels)``; when
     both are the same object the two splits are drawn without overlap.
+    ``source_index_train`` / ``source_index_test`` give each image's row in its pool.
     """
     rng = check_random_state(random_state)
     shares = cell_shares(minority_share, bias_type)

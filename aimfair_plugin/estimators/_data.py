@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._resize import resize_images
+
 _MSG_IMAGES = (
     "X must be a float array of images with shape (n_samples, channels, height, width) or a 1-D array "
     "of image file paths; got {}."
@@ -20,10 +22,7 @@ def check_images(X):
     Arrays are returned as float32 and must be finite; path arrays as an
     object array of ``str``. Nothing is read from disk here.
     """
-    if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
-    if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
+    X = np.asarray(X)
     if X.ndim == 1 and X.dtype.kind in "USO":
         if not all(isinstance(p, (str, np.str_)) for p in X):
             raise ValueError(_MSG_IMAGES.format("a 1-D array whose items are not all strings"))
@@ -106,8 +105,8 @@ class ImageDataset(Dataset):
             x = load_image(self.X[i], self.size)
         else:
             x = torch.from_numpy(self.X[i])
-            if self.size is not None and tuple(x.shape[1:]) != self.size:
-                x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
+            if self.size is not None:
+                x = resize_images(x[None], self.size)[0]
         if self.augment:
             x = random_shift_flip(x)
         if self.sample_weight is not None:

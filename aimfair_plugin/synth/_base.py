@@ -5,6 +5,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._resize import resize_images
 from ..datasets._bias import CELLS, shares_to_counts
 
 
@@ -64,20 +65,6 @@ def check_group_counts(group_counts):
             raise ValueError(f"group_counts[{cell}] must be a non-negative int, got {count!r}.")
 
 
-def resize_images(X, image_shape):
-    """Resize float images ``(n, C, H, W)`` to ``image_shape`` (antialiased bilinear)."""
-    if image_shape is None or tuple(X.shape[1:]) == tuple(image_shape):
-        return X
-    import torch
-    import torch.nn.functional as F
-
-    c, h, w = image_shape
-    if X.shape[1] != c:
-        raise ValueError(f"Images have {X.shape[1]} channels, {c} were requested.")
-    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(X)), size=(h, w), mode="bilinear", antialias=True)
-    return out.clamp_(0, 1).numpy()
-
-
 class ArrayProvider(SyntheticDataProvider):
     """Provider that samples from images held in memory.
 
@@ -117,5 +104,9 @@ class ArrayProvider(SyntheticDataProvider):
                 )
             chosen.append(rng.choice(pool, size=int(count), replace=replace))
         idx = np.concatenate(chosen) if chosen else np.array([], dtype=int)
-        X = resize_images(np.asarray(self.X, dtype=np.float32)[idx], image_shape)
+        X = np.asarray(self.X, dtype=np.float32)[idx]
+        if image_shape is not None:
+            if X.shape[1] != image_shape[0]:
+                raise ValueError(f"Images have {X.shape[1]} channels, {image_shape[0]} were requested.")
+            X = resize_images(X, image_shape[1:])
         return X, y[idx].astype(int), s[idx].astype(int)
