@@ -1,0 +1,364 @@
+"""DiffusersProvider: synthetic images from a diffusers text-to-image pipeline, cached durably on disk.
+
+The cache is a folder a person can browse::
+
+    cache_dir/
+      settings.json          what every image here was generated with
+      0_1/00000.png ...      images of the cell y=0, s=1
+      0_1/manifest.jsonl     one JSON line per image: file, prompt, image seed, settings, device, dtype
+
+Image ``i`` of a cell always uses the prompt ``prompts[cell][i % n_prompts]``
+and a seed derived from ``(seed, y, s, i)``, so generation is resumable and
+reproducible: an interrupted run restarts where it stopped and makes the same
+images it would have made. Images are written to a temporary name and renamed
+(atomic on POSIX and Windows), and each manifest line is written after its
+image, so an interruption leaves at most an image without a record, which is
+regenerated. A file that does not decode completely (truncated, corrupted) is
+regenerated too. A cache generated with other settings (model, scheduler,
+steps, guidance, resolution, seed) is refused, and an image whose recorded
+prompt differs from the current prompt for its index is regenerated, so
+nothing is mixed silently. Device and dtype are recorded but not compared:
+a cache made in fp16 on a GPU reads on a CPU machine without the model.
+
+Multi-GPU: run the generating script under ``accelerate launch``; the missing
+images are split across processes (accelerate's ``PartialState``), each
+process writes its own manifest shard (``manifest.rank{r}.jsonl``), and all
+wait for each other before reading. See ``python -m aimfair_plugin.synth.generate``.
+"""
+
+import copy
+import json
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from .._device import resolve_device
+from .._resize import resize_images
+from ._base import SyntheticDataProvider, check_group_counts
+from ._folder import check_image_shape, read_image
+from ._prompts import resolve_prompts
+
+SETTINGS_FILE = "settings.json"
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def image_seed(seed, cell, index):
+    """The generator seed of image ``index`` of ``cell``: independent of batch size and process count."""
+    return int(np.random.SeedSequence([int(seed), int(cell[0]), int(cell[1]), int(index)]).generate_state(1)[0])
+
+
+def _atomic_write_text(path, text):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _model_name(pipeline):
+    name = pipeline if isinstance(pipeline, (str, os.PathLike)) else getattr(pipeline, "name_or_path", "") or ""
+    name = str(name)
+    return os.path.abspath(name) if name and os.path.isdir(name) else name or type(pipeline).__name__
+
+
+class DiffusersProvider(SyntheticDataProvider):
+    """Synthetic images from a diffusers text-to-image pipeline, through a durable on-disk cache.
+
+    Parameters
+    ----------
+    pipeline : diffusers pipeline, str or path
+        A loaded pipeline, or a model id / local folder loaded with
+        ``AutoPipelineForText2Image.from_pretrained`` (Stable Diffusion 1.5,
+        2.1, XL and other text-to-image models). Loading happens only when an
+        image has to be generated, so a complete cache needs no model.
+    prompts : ContextualPromptBuilder, dict or path
+        Prompts per (y, s) cell; images are spread over a cell's prompts.
+    cache_dir : str or Path
+        Where images and the manifest live (see the module docstring).
+    image_size : int, default=224
+        Side of the returned images when ``sample`` gets no ``image_shape``
+        (the paper generates at 512 and resizes to 224).
+    num_inference_steps : int, default=50
+    guidance_scale : float, default=9.0
+        The paper's settings (SD 2.1, DDIM, 50 steps, guidance 9).
+    batch_size : int, default=8
+        Images per pipeline call.
+    generation_size : int, optional
+        Height and width passed to the pipeline; None keeps the model's own.
+    dtype : {"auto", "float16", "bfloat16", "float32"}, default="auto"
+        "auto": float16 on CUDA, float32 elsewhere.
+    device : str, default="auto"
+    seed : int, default=0
+        Base of the per-image seeds.
+    verbose : int, default=1
+        0 hides the progress bar.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import ContextualPromptBuilder, DiffusersProvider
+    >>> prompts = ContextualPromptBuilder("Smiling", "Male", random_state=0)   # doctest: +SKIP
+    >>> provider = DiffusersProvider("stabilityai/stable-diffusion-2-1-base", prompts,
+    ...                              cache_dir="synthetic/celeba_smiling_male")  # doctest: +SKIP
+    >>> X, y, s = provider.sample({(0, 0): 5000, (0, 1): 5000, (1, 0): 5000, (1, 1): 5000})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pipeline,
+        prompts,
+        *,
+        cache_dir,
+        image_size=224,
+        num_inference_steps=50,
+        guidance_scale=9.0,
+        batch_size=8,
+        generation_size=None,
+        dtype="auto",
+        device="auto",
+        seed=0,
+        verbose=1,
+    ):
+        self.pipeline = pipeline
+        self.prompts = prompts
+        self.cache_dir = cache_dir
+        self.image_size = image_size
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.batch_size = batch_size
+        self.generation_size = generation_size
+        self.dtype = dtype
+        self.device = device
+        self.seed = seed
+        self.verbose = verbose
+
+    def __deepcopy__(self, memo):
+        # sklearn's clone deep-copies non-estimator parameters: copies share the
+        # (large, read-only) pipeline instead of duplicating its weights.
+        new = copy.copy(self)
+        new.prompts = copy.deepcopy(self.prompts, memo)
+        return new
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_loaded_pipeline", None)
+        return state
+
+    # -- settings and cache layout ----------------------------------------------------
+
+    def _validate(self):
+        for name in ("num_inference_steps", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if not isinstance(self.guidance_scale, numbers.Real):
+            raise ValueError(f"guidance_scale must be a number, got {self.guidance_scale!r}.")
+        if self.generation_size is not None and (
+            not isinstance(self.generation_size, numbers.Integral) or self.generation_size < 8
+        ):
+            raise ValueError(f"generation_size must be None or an int >= 8, got {self.generation_size!r}.")
+        if self.dtype != "auto" and self.dtype not in DTYPES and not isinstance(self.dtype, torch.dtype):
+            raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {self.dtype!r}.")
+
+    def cache_settings(self):
+        """The settings every image in the cache must share."""
+        scheduler = None
+        if not isinstance(self.pipeline, (str, os.PathLike)):
+            scheduler = type(getattr(self.pipeline, "scheduler", None)).__name__
+        return {
+            "model": _model_name(self.pipeline),
+            "scheduler": scheduler,
+            "num_inference_steps": int(self.num_inference_steps),
+            "guidance_scale": float(self.guidance_scale),
+            "generation_size": self.generation_size,
+            "seed": int(self.seed),
+        }
+
+    def _check_cache(self):
+        root = Path(self.cache_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        settings = self.cache_settings()
+        path = root / SETTINGS_FILE
+        if not path.exists():
+            _atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+            return settings
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"Cannot read {path}: {exc}; delete it or use another cache_dir.") from exc
+        if stored.get("scheduler") is None or settings["scheduler"] is None:
+            stored["scheduler"] = settings["scheduler"] = stored.get("scheduler") or settings["scheduler"]
+        diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+        if diff:
+            detail = "; ".join(f"{k}: cache has {a!r}, this provider {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{root} holds images made with different settings ({detail}). Use another cache_dir.")
+        if stored != settings:  # fill in a scheduler learned now
+            _atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+        return settings
+
+    @staticmethod
+    def _records(folder):
+        """The last manifest record per file name, over all shards; a torn last line is ignored."""
+        records = {}
+        for shard in sorted(folder.glob("manifest*.jsonl")):
+            for line in shard.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "file" in record:
+                    records[record["file"]] = record
+        return records
+
+    def _planned(self, cell, index, prompts):
+        cell_prompts = prompts[cell]
+        return {"prompt": cell_prompts[index % len(cell_prompts)], "image_seed": image_seed(self.seed, cell, index)}
+
+    def _is_current(self, record, plan):
+        return (
+            record is not None
+            and record.get("prompt") == plan["prompt"]
+            and record.get("image_seed") == plan["image_seed"]
+        )
+
+    # -- generation -------------------------------------------------------------------
+
+    def _torch_dtype(self, device):
+        if self.dtype == "auto":
+            return torch.float16 if str(device).startswith("cuda") else torch.float32
+        return self.dtype if isinstance(self.dtype, torch.dtype) else DTYPES[self.dtype]
+
+    def _load_pipeline(self, device):
+        loaded = getattr(self, "_loaded_pipeline", None)
+        if loaded is not None:
+            return loaded
+        dtype = self._torch_dtype(device)
+        if isinstance(self.pipeline, (str, os.PathLike)):
+            from diffusers import AutoPipelineForText2Image
+
+            pipe = AutoPipelineForText2Image.from_pretrained(str(self.pipeline), dtype=dtype)
+        else:
+            pipe = self.pipeline
+        pipe = pipe.to(device) if pipe.dtype == dtype else pipe.to(device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+        self._loaded_pipeline = pipe
+        return pipe
+
+    @staticmethod
+    def _distributed_state():
+        """accelerate's ``PartialState`` under ``accelerate launch`` with several processes, else None."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return None
+        from accelerate import PartialState
+
+        state = PartialState()
+        return state if state.num_processes > 1 else None
+
+    def missing(self, group_counts):
+        """``[(cell, index)]`` of images 0..count-1 per cell that are absent, unreadable or outdated."""
+        check_group_counts(group_counts)
+        prompts = resolve_prompts(self.prompts)
+        self._check_cache()
+        todo = []
+        for cell, count in sorted(group_counts.items()):
+            if not count:
+                continue
+            if cell not in prompts:
+                raise ValueError(f"No prompt for cell (y={cell[0]}, s={cell[1]}).")
+            folder = Path(self.cache_dir) / f"{cell[0]}_{cell[1]}"
+            records = self._records(folder) if folder.is_dir() else {}
+            for index in range(int(count)):
+                name = f"{index:05d}.png"
+                if not self._is_current(records.get(name), self._planned(cell, index, prompts)):
+                    todo.append((cell, index))
+                    continue
+                try:
+                    with Image.open(folder / name) as img:
+                        img.load()
+                except UNREADABLE:
+                    todo.append((cell, index))
+        return todo
+
+    def generate(self, group_counts):
+        """Make sure images 0..count-1 of each cell are in the cache; returns how many this process made."""
+        self._validate()
+        todo = self.missing(group_counts)
+        state = self._distributed_state()
+        if state is not None:
+            todo = todo[state.process_index :: state.num_processes]
+        made = self._generate(todo, state)
+        if state is not None:
+            state.wait_for_everyone()
+        return made
+
+    def _generate(self, todo, state):
+        if not todo:
+            return 0
+        prompts = resolve_prompts(self.prompts)
+        device = str(state.device) if state is not None else resolve_device(self.device)
+        pipe = self._load_pipeline(device)
+        shard = "manifest.jsonl" if state is None else f"manifest.rank{state.process_index}.jsonl"
+        settings = self.cache_settings()
+        extra = {} if self.generation_size is None else {"height": self.generation_size, "width": self.generation_size}
+        bar = tqdm(total=len(todo), desc="Generating synthetic images", unit="img", disable=not self.verbose)
+        for start in range(0, len(todo), int(self.batch_size)):
+            batch = todo[start : start + int(self.batch_size)]
+            plans = [self._planned(cell, index, prompts) for cell, index in batch]
+            generators = [torch.Generator(device=device).manual_seed(p["image_seed"]) for p in plans]
+            images = pipe(
+                prompt=[p["prompt"] for p in plans],
+                num_inference_steps=int(self.num_inference_steps),
+                guidance_scale=float(self.guidance_scale),
+                generator=generators,
+                output_type="pil",
+                **extra,
+            ).images
+            for (cell, index), plan, image in zip(batch, plans, images):
+                folder = Path(self.cache_dir) / f"{cell[0]}_{cell[1]}"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{index:05d}.png"
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                image.save(tmp, format="PNG")
+                os.replace(tmp, folder / name)
+                record = {"file": name, "index": index, **plan, "settings": settings, "device": device,
+                          "dtype": str(self._torch_dtype(device)).replace("torch.", "")}
+                with open(folder / shard, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            bar.update(len(batch))
+        bar.close()
+        return len(todo)
+
+    # -- the provider contract --------------------------------------------------------
+
+    def sample(self, group_counts, *, image_shape=None, random_state=None):
+        """Images ``0..count-1`` of each cell from the cache, generating the missing ones first.
+
+        ``random_state`` shuffles the order within each cell; which images are
+        returned depends only on the counts, so the biased and the balanced
+        synthetic sets of one fit share their images, as upstream.
+        """
+        shape = check_image_shape(image_shape, self.image_size)
+        self.generate(group_counts)
+        rng = check_random_state(random_state)
+        out, ys, ss = [], [], []
+        for cell, count in sorted(group_counts.items()):
+            if not count:
+                continue
+            folder = Path(self.cache_dir) / f"{cell[0]}_{cell[1]}"
+            for index in rng.permutation(int(count)):
+                path = folder / f"{int(index):05d}.png"
+                try:
+                    image = read_image(path)
+                except UNREADABLE as exc:
+                    raise ValueError(
+                        f"Cached image {path} became unreadable ({exc}); sample again to regenerate it."
+                    ) from exc
+                out.append(resize_images(image[None], shape[1:])[0])
+            ys += [cell[0]] * int(count)
+            ss += [cell[1]] * int(count)
+        X = np.stack(out).astype(np.float32) if out else np.empty((0, *shape), np.float32)
+        return X, np.asarray(ys, dtype=int), np.asarray(ss, dtype=int)
