@@ -24,23 +24,18 @@ from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigato
 from aimfair_plugin.estimators._cache import PROCESS_CACHE
 from aimfair_plugin.estimators._data import ImageDataset
 from aimfair_plugin.estimators._masking import gradient_gaps, mean_gradients, top_k_intersection
-from aimfair_plugin.metrics import fairness_report, fairness_scorer, group_accuracy_table
+from aimfair_plugin.metrics import fairness_scorer
 from aimfair_plugin.synth import balanced_group_counts, biased_group_counts
 
+from ._common import ERM, mean_std_table
+from ._common import evaluate as _evaluate
 from ._standin import heldout_provider
 
-ERM = dict(width=16, max_epochs=15, lr=0.05, batch_size=64, lr_milestones=(10,), lr_gamma=0.1, augment=False)
 FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_batch_size=64, bias_ratio=0.96)
 
 
 def evaluate(name, model, data, seed, lr, extra=None):
-    pred = model.predict(data.X_test)
-    report = fairness_report(data.y_test, pred, sensitive_features=data.s_test)
-    cells = group_accuracy_table(data.y_test, pred, sensitive_features=data.s_test)
-    record = {"method": name, "seed": seed, "finetune_lr": lr, **report.round(3).to_dict()}
-    record.update({f"cell_y{y}_s{s}": round(float(cells.loc[y, s]), 2) for y in (0, 1) for s in (0, 1)})
-    record.update(extra or {})
-    return record
+    return _evaluate(name, model, data.X_test, data.y_test, data.s_test, seed=seed, finetune_lr=lr, **(extra or {}))
 
 
 def run_seed(seed, lrs, minority_share):
@@ -131,9 +126,7 @@ def main(argv=None):
     table = pd.DataFrame(records)
     table.to_csv(out / "records.csv", index=False)
     metrics = ["ACC", "WST", "EO", "STD", "cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1", "n_selected"]
-    summary = table.groupby(["method", "finetune_lr"], dropna=False, sort=False)[metrics].agg(["mean", "std"])
-    flat = pd.DataFrame({m: summary[(m, "mean")].round(2).astype(str) + " ± " + summary[(m, "std")].round(2).astype(str)
-                         for m in metrics})
+    flat = mean_std_table(records, ["method", "finetune_lr"], metrics)
     print(f"\nColoured MNIST, minority share {args.minority_share}, seeds {args.seeds} (mean ± std):")
     print(flat.to_markdown())
     stab = pd.DataFrame(stability).groupby("max_batches", sort=False)[["jaccard_vs_full", "seconds"]].mean()

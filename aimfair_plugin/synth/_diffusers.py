@@ -54,6 +54,21 @@ def image_seed(seed, cell, index):
     return int(np.random.SeedSequence([int(seed), int(cell[0]), int(cell[1]), int(index)]).generate_state(1)[0])
 
 
+def _requested(group_counts):
+    return [(cell, i) for cell, count in sorted(group_counts.items()) for i in range(int(count))]
+
+
+def _append_line(path, line):
+    """Append one line; a torn last line from an interrupted run is closed first so it stays alone."""
+    with open(path, "ab") as fh:
+        if fh.tell() > 0:
+            with open(path, "rb") as read:
+                read.seek(-1, os.SEEK_END)
+                if read.read(1) != b"\n":
+                    fh.write(b"\n")
+        fh.write(line.encode("utf-8") + b"\n")
+
+
 def _atomic_write_text(path, text):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -289,7 +304,10 @@ class DiffusersProvider(SyntheticDataProvider):
         todo = self.missing(group_counts)
         state = self._distributed_state()
         if state is not None:
-            todo = todo[state.process_index :: state.num_processes]
+            # Each image has one owner, fixed by its place among all requested images, so
+            # processes need not agree on what is missing (one may scan after another wrote).
+            order = {item: i for i, item in enumerate(_requested(group_counts))}
+            todo = [item for item in todo if order[item] % state.num_processes == state.process_index]
         made = self._generate(todo, state)
         if state is not None:
             state.wait_for_everyone()
@@ -326,8 +344,7 @@ class DiffusersProvider(SyntheticDataProvider):
                 os.replace(tmp, folder / name)
                 record = {"file": name, "index": index, **plan, "settings": settings, "device": device,
                           "dtype": str(self._torch_dtype(device)).replace("torch.", "")}
-                with open(folder / shard, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                _append_line(folder / shard, json.dumps(record))
             bar.update(len(batch))
         bar.close()
         return len(todo)
