@@ -141,6 +141,21 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class LinearModel(nn.Module):
+    """Logistic / softmax regression on flat features, for tabular data.
+
+    Its one layer is named ``fc`` like the ResNet head, so last-layer tools
+    (FairIF's influence, linear probes) treat both alike.
+    """
+
+    def __init__(self, in_features, num_outputs):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_outputs)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
 def block_of(name):
     """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``."""
     head = name.split(".", 1)[0]

@@ -23,6 +23,11 @@ def mean_std_table(records, by, metrics):
     """``mean ± std`` over seeds per group, as strings, in the order the groups first appear."""
     table = pd.DataFrame(records)
     summary = table.groupby(by, dropna=False, sort=False)[metrics].agg(["mean", "std"])
+
+    def cell(mean, std):
+        return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+
     return pd.DataFrame(
-        {m: summary[(m, "mean")].round(2).astype(str) + " ± " + summary[(m, "std")].round(2).astype(str) for m in metrics}
+        {m: [cell(a, b) for a, b in zip(summary[(m, "mean")], summary[(m, "std")])] for m in metrics},
+        index=summary.index,
     )

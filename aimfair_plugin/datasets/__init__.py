@@ -1,5 +1,6 @@
 """Datasets: the embedded coloured MNIST, Fashion-MNIST, CelebA and UTKFace loaders and bias tools."""
 
+from ._adult import adult_design_matrix, load_adult
 from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset
 from ._celeba import load_celeba
 from ._fashion import load_fashion_mnist, make_colored_fashion_mnist
@@ -7,6 +8,8 @@ from ._mnist import load_mnist_5k, make_colored_mnist
 from ._utkface import load_utkface
 
 __all__ = [
+    "adult_design_matrix",
+    "load_adult",
     "CELLS",
     "cell_shares",
     "load_celeba",

@@ -1,6 +1,18 @@
-"""Estimators: the ERM image classifier and the AIM-Fair mitigator."""
+"""Estimators: the ERM image classifier, the AIM-Fair mitigator and the baselines users compare against."""
 
 from ._classifier import ImageClassifier
+from ._dro import CVaRDROClassifier, GroupDROClassifier
+from ._fairif import InfluenceReweightingClassifier
+from ._jtt import JTTClassifier
+from ._lff import LfFClassifier
 from ._selective import SelectiveFinetuneMitigator
 
-__all__ = ["ImageClassifier", "SelectiveFinetuneMitigator"]
+__all__ = [
+    "CVaRDROClassifier",
+    "GroupDROClassifier",
+    "ImageClassifier",
+    "InfluenceReweightingClassifier",
+    "JTTClassifier",
+    "LfFClassifier",
+    "SelectiveFinetuneMitigator",
+]

@@ -1,9 +1,10 @@
 """ImageClassifier: the ERM model, a scikit-learn classifier around one skorch training loop."""
 
+import inspect
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
@@ -13,7 +14,7 @@ from torch import nn
 from torch.optim.lr_scheduler import MultiStepLR
 
 from .._device import autocast, resolve_device
-from ..nets import ResNet, load_checkpoint
+from ..nets import LinearModel, ResNet, load_checkpoint
 from ._data import ImageDataset, check_image_size, check_images, image_shape
 
 
@@ -33,12 +34,21 @@ class WeightedImageNet(NeuralNetClassifier):
         with autocast(self.device):
             return super().infer(x, **fit_params)
 
+    def per_sample_losses(self, y_pred, y_true, X=None, training=False):
+        """Unreduced criterion values of the batch, in float32."""
+        return super().get_loss(y_pred.float(), y_true, X=X, training=training)
+
+    @staticmethod
+    def batch_values(X, name, like):
+        """A per-sample value carried in the batch dict (``None`` when absent), on ``like``'s device."""
+        if not isinstance(X, dict) or name not in X:
+            return None
+        return torch.as_tensor(X[name], device=like.device)
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        losses = super().get_loss(y_pred.float(), y_true, X=X, training=training)
-        if isinstance(X, dict) and "sample_weight" in X:
-            weights = torch.as_tensor(X["sample_weight"], device=losses.device, dtype=losses.dtype)
-            losses = losses * weights
-        return losses.mean()
+        losses = self.per_sample_losses(y_pred, y_true, X=X, training=training)
+        weights = self.batch_values(X, "sample_weight", losses)
+        return (losses * weights).mean() if weights is not None else losses.mean()
 
 
 def validate_sample_weight(sample_weight, n_samples):
@@ -72,7 +82,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    arch : {"resnet18", "resnet34", "resnet50"}, default="resnet18"
+    arch : {"resnet18", "resnet34", "resnet50", "logistic"}, default="resnet18"
+        ``"logistic"`` is a linear (logistic-regression) model on a 2-D
+        feature matrix, for tabular data; the image parameters are ignored.
     width : int, default=64
         Base channels of the ResNet (64 is standard; 16 is fast on CPUs).
     pretrained : str or Path, optional
@@ -173,22 +185,36 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if self.arch not in ("resnet18", "resnet34", "resnet50", "logistic"):
+            raise ValueError(f"arch must be 'resnet18', 'resnet34', 'resnet50' or 'logistic', got {self.arch!r}.")
 
-    def _dataset(self, X, is_paths, y=None, sample_weight=None, train=False):
+    # The skorch net class; baselines swap in one that changes only the loss.
+    net_class = WeightedImageNet
+
+    def _check_X(self, X):
+        return check_images(X, tabular=self.arch == "logistic")
+
+    def _dataset(self, X, is_paths, y=None, sample_weight=None, train=False, extras=None):
+        tabular = self.arch == "logistic"
         return ImageDataset(
             X,
             y,
             sample_weight=sample_weight,
             is_paths=is_paths,
-            size=check_image_size(self.image_size),
-            augment=train and self.augment,
+            size=None if tabular else check_image_size(self.image_size),
+            augment=train and self.augment and not tabular,
+            extras=extras,
         )
+
+    def _net_kwargs(self):
+        """Extra keyword arguments for ``net_class`` (none for plain ERM)."""
+        return {}
 
     def _make_net(self, module, *, max_epochs, lr, lr_milestones, batch_size=None, callbacks=()):
         """A skorch net around ``module`` with this estimator's optimiser settings."""
         schedule = LRScheduler(policy=MultiStepLR, milestones=list(lr_milestones), gamma=self.lr_gamma)
         progress = [("progress", ProgressBar())] if self.verbose else []
-        return WeightedImageNet(
+        return self.net_class(
             module=module,
             criterion=nn.CrossEntropyLoss,
             criterion__reduction="none",
@@ -206,9 +232,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             classes=list(range(len(self.classes_))),
             device=resolve_device(self.device),
             verbose=self.verbose,
+            **self._net_kwargs(),
         )
 
     def _build_module(self, in_channels):
+        if self.arch == "logistic":
+            return LinearModel(in_channels, len(self.classes_))
         module = ResNet(
             self.arch, len(self.classes_), width=self.width, in_channels=in_channels, stem=self.stem
         )
@@ -231,14 +260,22 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
+        return self._fit_net(X, is_paths, y, weights)
+
+    def _validate_fit_input(self, X, y, sample_weight):
+        """Checked ``(X, is_paths, y, weights)``; sets ``classes_``."""
         self._validate_params()
-        X, is_paths = check_images(X)
+        X, is_paths = self._check_X(X)
         y = validate_labels(y, len(X))
         weights = validate_sample_weight(sample_weight, len(X))
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
+        self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y needs at least two classes, got only {self.classes_.tolist()}.")
+        return X, is_paths, y, weights
+
+    def _fit_net(self, X, is_paths, y, weights, extras=None):
+        """Build a fresh net and train it on checked input (labels in ``classes_``)."""
         seed_torch(self.random_state)
         self.image_shape_ = image_shape(X, is_paths, check_image_size(self.image_size))
         self.net_ = self._make_net(
@@ -247,7 +284,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             lr=self.lr,
             lr_milestones=self.lr_milestones,
         )
-        self.net_.fit(self._dataset(X, is_paths, encoder.transform(y), weights, train=True), y=None)
+        y_encoded = np.searchsorted(self.classes_, y)
+        self.net_.fit(self._dataset(X, is_paths, y_encoded, weights, train=True, extras=extras), y=None)
         return self
 
     @property
@@ -257,7 +295,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_input(self, X):
         check_is_fitted(self, "net_")
-        X, is_paths = check_images(X)
+        X, is_paths = self._check_X(X)
         shape = image_shape(X, is_paths, check_image_size(self.image_size))
         if shape[0] != self.image_shape_[0]:
             raise ValueError(f"X has {shape[0]} channels but the model was fitted on {self.image_shape_[0]}.")
@@ -284,6 +322,41 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def backbone_params(estimator):
+    """The :class:`ImageClassifier` parameters of ``estimator`` (a baseline shares them)."""
+    return {name: getattr(estimator, name) for name in ImageClassifier._get_param_names()}
+
+
+def with_backbone_params(**own_params):
+    """Class decorator: an ``__init__`` taking the baseline's own parameters and all of ImageClassifier's.
+
+    The generated ``__init__`` has an explicit keyword-only signature (own
+    parameters first), so ``get_params``, ``clone`` and ``GridSearchCV`` see
+    every parameter, and it only stores them, as scikit-learn requires. It
+    keeps the backbone parameters in one place instead of copying seventeen
+    of them into every baseline.
+    """
+    base = inspect.signature(ImageClassifier.__init__)
+    own = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d) for name, d in own_params.items()]
+    backbone = [p for name, p in base.parameters.items() if name != "self"]
+    signature = base.replace(parameters=[base.parameters["self"], *own, *backbone])
+
+    def __init__(self, **kwargs):
+        bound = signature.bind(self, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+
+    def decorate(cls):
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__ = __init__
+        return cls
+
+    return decorate
 
 
 def seed_torch(random_state):

@@ -16,13 +16,21 @@ _MSG_IMAGES = (
 )
 
 
-def check_images(X):
+def check_images(X, *, tabular=False):
     """Validate images; return ``(X, is_paths)``.
 
     Arrays are returned as float32 and must be finite; path arrays as an
-    object array of ``str``. Nothing is read from disk here.
+    object array of ``str``. Nothing is read from disk here. With
+    ``tabular=True`` X must instead be a 2-D numeric feature matrix.
     """
     X = np.asarray(X)
+    if tabular:
+        if X.ndim != 2 or X.dtype.kind not in "fiub":
+            raise ValueError(f"A tabular model needs a 2-D numeric feature matrix, got dtype {X.dtype}, shape {X.shape}.")
+        X = X.astype(np.float32)
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or infinite values.")
+        return X, False
     if X.ndim == 1 and X.dtype.kind in "USO":
         if not all(isinstance(p, (str, np.str_)) for p in X):
             raise ValueError(_MSG_IMAGES.format("a 1-D array whose items are not all strings"))
@@ -67,6 +75,8 @@ def image_shape(X, is_paths, size):
     if is_paths:
         first = load_image(X[0], size)
         return tuple(first.shape)
+    if X.ndim == 2:
+        return (X.shape[1],)
     c, h, w = X.shape[1:]
     return (c, *(size or (h, w)))
 
@@ -85,17 +95,19 @@ def random_shift_flip(x, *, max_shift=0.125, flip=True):
 
 
 class ImageDataset(Dataset):
-    """Images from an array or from file paths, with labels and optional sample weights.
+    """Images from an array or from file paths, with labels and optional per-sample values.
 
-    Items are ``(x, y)``, or ``({"X": x, "sample_weight": w}, y)`` when
-    weights are given (skorch passes the dict to the net, whose loss hook
-    reads the weight of each sample of the batch).
+    Items are ``(x, y)``, or ``({"X": x, "sample_weight": w, **extras}, y)``
+    when weights or extras are given: skorch passes the dict to the net, whose
+    loss hook reads each sample's weight (and, for some baselines, its index
+    or group) while ``infer`` gives the module only ``X``.
     """
 
-    def __init__(self, X, y=None, *, sample_weight=None, is_paths=False, size=None, augment=False):
+    def __init__(self, X, y=None, *, sample_weight=None, is_paths=False, size=None, augment=False, extras=None):
         self.X, self.is_paths, self.size, self.augment = X, is_paths, size, augment
         self.y = np.zeros(len(X), dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64)
         self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+        self.extras = dict(extras or {})
 
     def __len__(self):
         return len(self.X)
@@ -109,6 +121,9 @@ class ImageDataset(Dataset):
                 x = resize_images(x[None], self.size)[0]
         if self.augment:
             x = random_shift_flip(x)
+        if self.sample_weight is None and not self.extras:
+            return x, self.y[i]
+        item = {"X": x, **{name: values[i] for name, values in self.extras.items()}}
         if self.sample_weight is not None:
-            return {"X": x, "sample_weight": self.sample_weight[i]}, self.y[i]
-        return x, self.y[i]
+            item["sample_weight"] = self.sample_weight[i]
+        return item, self.y[i]
