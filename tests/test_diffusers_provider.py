@@ -104,6 +104,12 @@ def test_truncated_image_is_detected_and_regenerated(tiny_pipeline_path, tmp_pat
     assert provider.missing(COUNTS) == [((1, 1), 1)]
     assert provider.generate(COUNTS) == 1
     np.testing.assert_allclose(_cached(provider), reference, atol=2 / 255)
+    # sample decodes every file once and repairs what fails there too
+    other = tmp_path / "c" / "0_0" / "00002.png"
+    other.write_bytes(other.read_bytes()[:100])
+    X, y, s = provider.sample(COUNTS, image_shape=(3, 32, 32), random_state=0)
+    assert X.shape == (6, 3, 32, 32) and provider.missing(COUNTS) == []
+    np.testing.assert_allclose(_cached(provider), reference, atol=2 / 255)
 
 
 def test_other_settings_are_refused_and_edited_prompts_regenerate(tiny_pipeline_path, tmp_path):

@@ -273,8 +273,12 @@ class DiffusersProvider(SyntheticDataProvider):
         state = PartialState()
         return state if state.num_processes > 1 else None
 
-    def missing(self, group_counts):
-        """``[(cell, index)]`` of images 0..count-1 per cell that are absent, unreadable or outdated."""
+    def missing(self, group_counts, *, decode=True):
+        """``[(cell, index)]`` of images 0..count-1 per cell that are absent, unreadable or outdated.
+
+        ``decode=False`` skips decoding each file (``sample`` decodes them
+        anyway and repairs what fails then).
+        """
         check_group_counts(group_counts)
         prompts = resolve_prompts(self.prompts)
         self._check_cache()
@@ -291,6 +295,10 @@ class DiffusersProvider(SyntheticDataProvider):
                 if not self._is_current(records.get(name), self._planned(cell, index, prompts)):
                     todo.append((cell, index))
                     continue
+                if not decode:
+                    if not (folder / name).is_file():
+                        todo.append((cell, index))
+                    continue
                 try:
                     with Image.open(folder / name) as img:
                         img.load()
@@ -298,10 +306,10 @@ class DiffusersProvider(SyntheticDataProvider):
                     todo.append((cell, index))
         return todo
 
-    def generate(self, group_counts):
+    def generate(self, group_counts, *, decode=True):
         """Make sure images 0..count-1 of each cell are in the cache; returns how many this process made."""
         self._validate()
-        todo = self.missing(group_counts)
+        todo = self.missing(group_counts, decode=decode)
         state = self._distributed_state()
         if state is not None:
             # Each image has one owner, fixed by its place among all requested images, so
@@ -359,23 +367,25 @@ class DiffusersProvider(SyntheticDataProvider):
         synthetic sets of one fit share their images, as upstream.
         """
         shape = check_image_shape(image_shape, self.image_size)
-        self.generate(group_counts)
+        self.generate(group_counts, decode=False)
         rng = check_random_state(random_state)
-        out, ys, ss = [], [], []
-        for cell, count in sorted(group_counts.items()):
-            if not count:
-                continue
-            folder = Path(self.cache_dir) / f"{cell[0]}_{cell[1]}"
-            for index in rng.permutation(int(count)):
-                path = folder / f"{int(index):05d}.png"
-                try:
-                    image = read_image(path)
-                except UNREADABLE as exc:
-                    raise ValueError(
-                        f"Cached image {path} became unreadable ({exc}); sample again to regenerate it."
-                    ) from exc
-                out.append(resize_images(image[None], shape[1:])[0])
-            ys += [cell[0]] * int(count)
-            ss += [cell[1]] * int(count)
-        X = np.stack(out).astype(np.float32) if out else np.empty((0, *shape), np.float32)
-        return X, np.asarray(ys, dtype=int), np.asarray(ss, dtype=int)
+        order = [(cell, int(i)) for cell, count in sorted(group_counts.items()) if count
+                 for i in rng.permutation(int(count))]
+        images, broken = {}, []
+        for item in order:  # each file is decoded once; what fails to decode is regenerated
+            try:
+                images[item] = self._read(item, shape)
+            except UNREADABLE:
+                broken.append(item)
+        if broken:
+            self._generate(broken, None)
+            images.update({item: self._read(item, shape) for item in broken})
+        X = np.stack([images[item] for item in order]) if order else np.empty((0, *shape), np.float32)
+        y = np.asarray([cell[0] for cell, _ in order], dtype=int)
+        s = np.asarray([cell[1] for cell, _ in order], dtype=int)
+        return X.astype(np.float32), y, s
+
+    def _read(self, item, shape):
+        (y, s), index = item
+        image = read_image(Path(self.cache_dir) / f"{y}_{s}" / f"{index:05d}.png")
+        return resize_images(image[None], shape[1:])[0]
