@@ -31,11 +31,24 @@ def transformed_digits(gray, rng):
     return x[:, 0].clamp(0, 1).numpy()
 
 
-def heldout_provider(data, *, image_size=32, target=5, random_state=0):
-    """ArrayProvider over the MNIST-5k digits unused by ``data``, each coloured both ways and transformed."""
+def heldout_provider(data, images=None, labels=None, *, image_size=32, target=5, max_images=None, random_state=0):
+    """ArrayProvider over the pool images unused by ``data``, each coloured both ways and transformed.
+
+    ``images, labels``: the grey pool ``data`` was drawn from (default: MNIST-5k). For Fashion-MNIST
+    pass its official training split (the test images come from another pool, so only the training
+    indices are excluded). ``max_images`` caps how many unused images are kept (memory).
+    """
     rng = np.random.RandomState(random_state)
-    images, labels = load_mnist_5k()
-    unused = np.setdiff1d(np.arange(len(labels)), np.r_[data.source_index_train, data.source_index_test])
+    if images is None:
+        images, labels = load_mnist_5k()
+        used = np.r_[data.source_index_train, data.source_index_test]
+    else:
+        used = data.source_index_train
+    unused = np.setdiff1d(np.arange(len(labels)), used)
+    if not len(unused):
+        raise ValueError("No pool image is left for the held-out stand-in provider; lower n_train.")
+    if max_images is not None and len(unused) > max_images:
+        unused = np.sort(rng.choice(unused, size=max_images, replace=False))
     gray = transformed_digits(images[unused].astype(np.float32) / 255.0, rng)
     gray = resize_gray(gray, image_size)
     y = binarize_target(labels[unused], target)

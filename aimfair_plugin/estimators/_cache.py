@@ -32,6 +32,16 @@ def fingerprint(*parts):
     return digest.hexdigest()
 
 
+def pretraining_fingerprint(estimator, X, y):
+    """Cache key of ``estimator.fit(X, y)``: the data plus every constructor parameter.
+
+    Shared by :class:`SelectiveFinetuneMitigator` and the benchmark runner, so
+    a benchmark's ERM run and every fine-tuning run of the same seed reuse one
+    pre-trained model.
+    """
+    return fingerprint("pretrain", X, y, sorted(estimator.get_params().items()))
+
+
 class ProcessCache:
     """In-process least-recently-used cache holding deep copies."""
 

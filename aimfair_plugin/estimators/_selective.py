@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import resolve_device
 from ..nets import ResNet, block_of
 from ..synth._base import balanced_group_counts, biased_group_counts
-from ._cache import cached, fingerprint, resolve_cache
+from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, seed_torch, validate_labels
 from ._data import ImageDataset, check_image_size, check_images, image_shape
 from ._masking import (
@@ -254,7 +254,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
         # An unseeded pre-training is not reproducible, so there is nothing to reuse.
         cache = resolve_cache(self.memory) if base.random_state is not None else None
-        pretrain_key = fingerprint("pretrain", X, y, sorted(base.get_params().items()))
+        pretrain_key = pretraining_fingerprint(base, X, y)
         if self.prefit:
             self.pretrained_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
         else:

@@ -1,0 +1,5 @@
+"""``python -m benchmarks``: the benchmark command line (same as ``aimfair-bench``)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""``aimfair-bench`` / ``python -m benchmarks``: run a benchmark suite and write its records, tables and plots.
+
+Examples::
+
+    aimfair-bench quick                        # every method on the embedded data, 3 seeds (CPU, minutes)
+    aimfair-bench topk --seeds 0 1 2 3 4       # the paper's Fig. 5 on the embedded data
+    aimfair-bench fashion --n-jobs 4           # coloured Fashion-MNIST at scale, 4 local processes
+    aimfair-bench paper --celeba-root ~/data/celeba --utkface-root ~/data/UTKFace \\
+        --pipeline stabilityai/stable-diffusion-2-1 --synthetic-cache ~/synthetic
+    aimfair-bench quick --backend dask --scheduler tcp://10.0.0.5:8786 --n-jobs 32
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
+from .report import markdown_report, records_frame, summarise
+from .runner import BACKENDS, collect_records, make_jobs, run_jobs
+from .suites import SUITES, build_suite
+from .tasks import make_provider, synthetic_counts_needed
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="aimfair-bench", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("suite", nargs="?", default="quick", choices=list(SUITES), help="which suite (default quick)")
+    parser.add_argument("--out", help="results folder (default results/SUITE); re-running resumes in it")
+    run = parser.add_argument_group("what runs")
+    run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
+    run.add_argument("--methods", nargs="+", help="method keys (default: the suite's), e.g. erm jtt aimfair")
+    run.add_argument("--tasks", nargs="+", help="keep only tasks whose name contains one of these words")
+    run.add_argument("--list", action="store_true", help="print the jobs and whether they have records; run nothing")
+    par = parser.add_argument_group("where it runs")
+    par.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib; -1 = all cores)")
+    par.add_argument("--backend", default="loky", choices=BACKENDS,
+                     help="joblib backend: loky (local processes), dask or ray (an existing cluster)")
+    par.add_argument("--scheduler", help="dask scheduler address or ray address for --backend dask/ray")
+    par.add_argument("--device", default="auto", help="torch device of every job (default: cuda when present)")
+    size = parser.add_argument_group("overrides of the suite's settings (every task / method)")
+    size.add_argument("--n-train", type=int, help="real training images")
+    size.add_argument("--n-test", type=int, help="test images")
+    size.add_argument("--n-val-per-cell", type=int, help="validation images per (y, s) cell (FairIF)")
+    size.add_argument("--minority-share", type=float, help="minority share within each class of the training set")
+    size.add_argument("--image-size", type=int, help="image side in pixels")
+    size.add_argument("--width", type=int, help="ResNet base width (64 = standard ResNet-18)")
+    size.add_argument("--epochs", type=int, help="pre-training (ERM and baselines) epochs")
+    size.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs")
+    size.add_argument("--finetune-lrs", type=float, nargs="+",
+                      help="fine-tuning learning rates; several = a search, each a variant")
+    size.add_argument("--top-k", type=float, help="AIM-Fair k (int count, or fraction of tensors if < 1)")
+    size.add_argument("--pretrained", help="torchvision-style checkpoint to start every ResNet from")
+    data = parser.add_argument_group("data (the paper and fashion suites)")
+    data.add_argument("--celeba-root", help="CelebA folder (img_align_celeba/, list_attr_celeba.txt, ...)")
+    data.add_argument("--utkface-root", help="UTKFace image folder")
+    data.add_argument("--fashion-path", help="Fashion-MNIST IDX folder (default: Debian's dataset-fashion-mnist)")
+    data.add_argument("--pipeline", help="diffusers model id or folder for the synthetic images")
+    data.add_argument("--synthetic-cache", help="folder of the synthetic image cache (default OUT/synthetic)")
+    data.add_argument("--inference-steps", type=int, help="diffusion steps per image (paper: 50)")
+    data.add_argument("--generation-size", type=int, help="side of generated images (default: the model's)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def apply_overrides(suite, args, out):
+    """Apply command-line overrides to a suite in place; returns it."""
+    if args.seeds:
+        suite.seeds = tuple(args.seeds)
+    if args.methods:
+        suite.methods = tuple(args.methods)
+    if args.finetune_lrs:
+        suite.finetune_lrs = tuple(args.finetune_lrs) if len(args.finetune_lrs) > 1 else ()
+        suite.finetune["finetune_lr"] = args.finetune_lrs[0]
+    if args.top_k is not None:
+        suite.finetune["top_k"] = int(args.top_k) if args.top_k >= 1 else args.top_k
+    recipe = {"width": args.width, "max_epochs": args.epochs, "pretrained": args.pretrained}
+    suite.recipe.update({k: v for k, v in recipe.items() if v is not None})
+    if "image_size" in suite.recipe and args.image_size:
+        suite.recipe["image_size"] = args.image_size
+    if args.finetune_epochs:
+        suite.finetune["finetune_epochs"] = args.finetune_epochs
+    roots = {"celeba": args.celeba_root, "utkface": args.utkface_root}
+    kept = []
+    for task in suite.tasks:
+        for key, value in (("n_train", args.n_train), ("n_test", args.n_test), ("n_val_per_cell", args.n_val_per_cell),
+                           ("minority_share", args.minority_share), ("image_size", args.image_size)):
+            if value is not None:
+                task[key] = value
+        if task["dataset"] == "coloured_fashion" and args.fashion_path:
+            task["path"] = str(Path(args.fashion_path).resolve())
+        if task["dataset"] in roots:
+            if not roots[task["dataset"]]:
+                print(f"Leaving out task {task['name']!r}: no --{task['dataset']}-root given.")
+                continue
+            task["root"] = str(Path(roots[task["dataset"]]).resolve())
+        provider = task["provider"]
+        if provider["kind"] == "diffusers":
+            if args.pipeline:
+                pipe = Path(args.pipeline)
+                provider["pipeline"] = str(pipe.resolve()) if pipe.exists() else args.pipeline
+            provider["cache_dir"] = str(Path(args.synthetic_cache or Path(out) / "synthetic").resolve())
+            for key, value in (("num_inference_steps", args.inference_steps),
+                               ("generation_size", args.generation_size)):
+                if value is not None:
+                    provider[key] = value
+        if args.tasks and not any(word.lower() in task["name"].lower() for word in args.tasks):
+            continue
+        kept.append(task)
+    if not kept:
+        raise SystemExit(f"No task of suite {suite.name!r} is left to run (see the messages above).")
+    suite.tasks = kept
+    return suite
+
+
+def prepare_synthetic(suite):
+    """Generate each diffusers task's synthetic images once, in this process, before the jobs read them."""
+    for task in suite.tasks:
+        if task["provider"]["kind"] != "diffusers":
+            continue
+        provider = make_provider(task, None, 0)
+        provider.verbose = 1
+        counts = synthetic_counts_needed(task, task["n_train"], suite.finetune["synthetic_ratio"],
+                                         suite.finetune["bias_ratio"])
+        print(f"Synthetic images for {task['name']}: {sum(counts.values())} in {provider.cache_dir}")
+        provider.generate(counts, decode=False)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = Path(args.out or Path("results") / args.suite)
+    suite = apply_overrides(build_suite(args.suite), args, out)
+    jobs = make_jobs(suite, device=args.device)
+    if args.list:
+        from .runner import is_done, record_path
+
+        for job in jobs:
+            state = "done" if is_done(out, job) else "todo"
+            print(f"{state}  {record_path(out, job)}")
+        return 0
+    print(f"Suite {suite.name!r}: {suite.description}\n{len(jobs)} runs -> {out}")
+    start = time.perf_counter()
+    prepare_synthetic(suite)
+    ran = run_jobs(jobs, out, n_jobs=args.n_jobs, backend=args.backend, scheduler=args.scheduler,
+                   progress=not args.no_progress)
+    wall = time.perf_counter() - start
+    records = collect_records(out, jobs)
+    frame = records_frame(records)
+    frame.to_csv(out / "records.csv", index=False)
+    title = f"aimfair-bench {suite.name}: {len(records)} runs, {len(suite.seeds)} seeds"
+    report = markdown_report(frame, title)
+    (out / "report.md").write_text(report)
+    print("\n" + report)
+    if not args.no_plots:
+        summary = summarise(frame)
+        made = [plot_tradeoff(summary, out / "tradeoff.png"), plot_topk(summary, out / "topk.png"),
+                plot_mask_blocks(records, out / "mask_blocks.png")]
+        print("Plots: " + ", ".join(str(p) for p in made if p is not None))
+    print(f"Records: {out / 'records'}  CSV: {out / 'records.csv'}  Tables: {out / 'report.md'}")
+    print(f"Wall time: {wall:.1f} s for {ran} runs ({len(jobs) - ran} reused), "
+          f"{torch.get_num_threads()} torch threads, device {args.device}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

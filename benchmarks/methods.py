@@ -1,0 +1,125 @@
+"""The methods a benchmark suite compares, under the names the AIM-Fair paper's tables use.
+
+Every method fits on one task (see :mod:`benchmarks.tasks`) for one seed and returns a fitted model
+with ``predict``. Three families:
+
+- trained from scratch on real data without group labels: ERM and the baselines (CVaR DRO, LfF, JTT,
+  FairIF; FairIF also gets the labelled validation split, as in its paper);
+- trained from scratch with synthetic data: on the balanced synthetic set only, or on real + balanced
+  synthetic data together (data supplementation);
+- fine-tuning the ERM model on balanced synthetic data with :class:`SelectiveFinetuneMitigator`:
+  linear probe, full fine-tuning, random tensors, sub-tuning (update one block / freeze one block),
+  selective fine-tuning with the cosine criterion, and AIM-Fair (absolute difference).
+
+The ERM model is pre-trained once per (task, seed) and shared through a disk cache keyed by the data
+and every pre-training parameter, so the ERM record and every fine-tuning run use the same model.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from aimfair_plugin.estimators import (
+    CVaRDROClassifier,
+    ImageClassifier,
+    InfluenceReweightingClassifier,
+    JTTClassifier,
+    LfFClassifier,
+    SelectiveFinetuneMitigator,
+)
+from aimfair_plugin.estimators._cache import DiskCache, cached, pretraining_fingerprint
+from aimfair_plugin.synth import balanced_group_counts
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method: its table label, its family, and the parameters it adds to the suite's recipe."""
+
+    label: str
+    family: str  # "baseline", "synthetic" or "finetune"
+    params: dict = field(default_factory=dict)
+
+
+METHODS = {
+    "erm": Method("ERM", "baseline"),
+    "cvar_dro": Method("CVaR DRO", "baseline", {"alpha": 0.2}),
+    "lff": Method("LfF", "baseline"),
+    "jtt": Method("JTT", "baseline", {"identification_epochs": 2, "upweight": 20}),
+    "fairif": Method("FairIF", "baseline"),
+    "synthetic_only": Method("Trained on Synthetic Data", "synthetic"),
+    "supplementation": Method("Data Supplementation", "synthetic"),
+    "linear_probe": Method("Linear Probe", "finetune", {"strategy": "linear_probe"}),
+    "full": Method("Fully Fine-Tuning", "finetune", {"strategy": "full"}),
+    "random": Method("Random Selection", "finetune", {"strategy": "random"}),
+    "update_block": Method("Sub-Tuning (Updating One Block)", "finetune", {"strategy": "update_block"}),
+    "freeze_block": Method("Sub-Tuning (Freezing One Block)", "finetune", {"strategy": "freeze_block"}),
+    "cosine": Method("Selective Fine-Tuning (Cosine Similarity)", "finetune", {"criterion": "cosine"}),
+    "aimfair": Method("AIM-Fair (Absolute Difference)", "finetune", {"criterion": "abs_diff"}),
+}
+BASELINE_CLASSES = {
+    "erm": ImageClassifier,
+    "cvar_dro": CVaRDROClassifier,
+    "lff": LfFClassifier,
+    "jtt": JTTClassifier,
+    "fairif": InfluenceReweightingClassifier,
+}
+
+
+def base_estimator(job):
+    """The unfitted ERM model of a job (the pre-training every fine-tuning method starts from)."""
+    return ImageClassifier(random_state=job["seed"], device=job["device"], **job["recipe"])
+
+
+def pretrained_erm(job, data, cache_dir):
+    """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache."""
+    estimator = base_estimator(job)
+    key = pretraining_fingerprint(estimator, data.X_train, data.y_train)
+    model, _ = cached(DiskCache(cache_dir), key, lambda: estimator.fit(data.X_train, data.y_train))
+    return model
+
+
+def _balanced_synthetic(job, data):
+    n = max(4, int(round(job["finetune"]["synthetic_ratio"] * len(data.y_train))))
+    shape = (3, data.spec["image_size"], data.spec["image_size"])
+    return data.provider.sample(balanced_group_counts(n), image_shape=shape, random_state=job["seed"])
+
+
+def save_png_images(X, folder):
+    """Write float images in [0, 1] as PNG files (so they can train next to real images given as paths)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(X):
+        path = folder / f"{i:06d}.png"
+        Image.fromarray((np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return np.array(paths)
+
+
+def fit_method(job, data, cache_dir):
+    """Fit the job's method on ``data``; returns the fitted model."""
+    method = METHODS[job["method"]]  # job["params"] already holds method.params and the variant's
+    X, y = data.X_train, data.y_train
+    if job["method"] == "erm":
+        return pretrained_erm(job, data, cache_dir)
+    if method.family == "baseline":
+        model = BASELINE_CLASSES[job["method"]](
+            random_state=job["seed"], device=job["device"], **job["recipe"], **job["params"])
+        if job["method"] == "fairif":
+            return model.fit(X, y, X_val=data.X_val, y_val=data.y_val, sensitive_features_val=data.s_val)
+        return model.fit(X, y)
+    if method.family == "synthetic":
+        X_syn, y_syn, _ = _balanced_synthetic(job, data)
+        if job["method"] == "supplementation":
+            if X.ndim == 1:  # real images are paths: write the synthetic ones next to them
+                X_syn = save_png_images(X_syn, Path(cache_dir) / "supplementation" / job["settings_hash"])
+            X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
+        return base_estimator(job).fit(X_syn, y_syn)
+    finetune = {k: v for k, v in job["finetune"].items() if k != "synthetic_ratio"}
+    mitigator = SelectiveFinetuneMitigator(
+        data.provider, estimator=base_estimator(job), memory=str(cache_dir), random_state=job["seed"],
+        device=job["device"], synthetic_ratio=job["finetune"]["synthetic_ratio"],
+        **{**finetune, **job["params"]})
+    return mitigator.fit(X, y)

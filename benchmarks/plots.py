@@ -1,0 +1,137 @@
+"""The benchmark's figures (matplotlib, PNG).
+
+- :func:`plot_tradeoff`: accuracy against worst-group accuracy and against EO, one marker per method
+  (mean over seeds, error bars = std), the idea of the paper's Fig. 1;
+- :func:`plot_topk`: ACC, WST and EO against k for AIM-Fair (the paper's Fig. 5), with ERM and full
+  fine-tuning as horizontal references when they ran;
+- :func:`plot_mask_blocks`: how many of each block's tensors the selective methods update (Fig. 8).
+"""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .methods import METHODS
+from .report import best_variants
+
+BLOCK_ORDER = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
+MARKERS = "osD^v<>pPX*hH"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_tradeoff(summary, path):
+    """Two panels per task row: ACC vs WST (up-right is better) and ACC vs EO (up-left is better)."""
+    plt = _pyplot()
+    best = best_variants(summary)
+    tasks = list(dict.fromkeys(best["task"]))
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.6 * len(tasks)), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    methods = [m for m in METHODS if m in set(best["method"])]
+    for row_axes, task in zip(axes, tasks):
+        rows = best[best["task"] == task].set_index("method")
+        for i, method in enumerate(methods):
+            if method not in rows.index:
+                continue
+            row = rows.loc[method]
+            style = dict(marker=MARKERS[i % len(MARKERS)], color=colours(i % 20), markersize=9, capsize=3,
+                         linestyle="none", label=METHODS[method].label)
+            if method == "aimfair":
+                style.update(markersize=14, markeredgecolor="black")
+            for ax, metric in zip(row_axes, ("WST", "EO")):
+                ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
+                            yerr=np.nan_to_num(row["ACC_std"]), **style)
+        row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)",
+                        title=f"{task}: accuracy vs worst-group accuracy")
+        row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)",
+                        title=f"{task}: accuracy vs equalized odds")
+        for ax in row_axes:
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               title="method (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _top_k_of(variant):
+    match = re.search(r"top_k=([0-9.]+)", variant)
+    return float(match.group(1)) if match else None
+
+
+def plot_topk(summary, path):
+    """ACC, WST and EO of AIM-Fair against k (needs at least two k values); None if there are not."""
+    rows = summary[summary["method"] == "aimfair"].copy()
+    rows["k"] = rows["variant"].map(_top_k_of)
+    rows = rows.dropna(subset=["k"])
+    if rows["k"].nunique() < 2:
+        return None
+    plt = _pyplot()
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(14, 4 * len(tasks)), squeeze=False)
+    for row_axes, task in zip(axes, tasks):
+        part = rows[rows["task"] == task].sort_values("k")
+        refs = summary[(summary["task"] == task) & summary["method"].isin(["erm", "full"])]
+        for ax, metric in zip(row_axes, ("ACC", "WST", "EO")):
+            ax.errorbar(part["k"], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0), marker="o",
+                        capsize=3, color="tab:red", label="AIM-Fair")
+            for (_, ref), style in zip(refs.iterrows(), ("--", ":")):
+                ax.axhline(ref[f"{metric}_mean"], linestyle=style, color="grey",
+                           label=METHODS[ref["method"]].label)
+            better = "higher is better" if metric != "EO" else "lower is better"
+            ax.set(xlabel="k (tensors per ranking)", ylabel=f"{metric} (%)", title=f"{task}: {metric} ({better})")
+            ax.set_xticks(part["k"])
+            ax.grid(alpha=0.3)
+        row_axes[0].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_mask_blocks(records, path):
+    """Mean number of updated tensors per block for each selective method/variant, against the block's total."""
+    rows = []
+    for r in records:
+        mask = r.get("mask")
+        if not mask or r["method"] not in ("aimfair", "cosine"):
+            continue
+        for block, total in mask["tensors_per_block"].items():
+            rows.append({"task": r["task"], "run": f"{METHODS[r['method']].label} {r['variant']}".strip(),
+                         "block": block, "selected": mask["selected_per_block"].get(block, 0), "total": total})
+    if not rows:
+        return None
+    plt = _pyplot()
+    frame = pd.DataFrame(rows)
+    tasks = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks):
+        part = frame[frame["task"] == task]
+        means = part.groupby(["run", "block"], sort=False)["selected"].mean().unstack("block")
+        totals = part.groupby("block")["total"].first()
+        blocks = [b for b in BLOCK_ORDER if b in means.columns]
+        x = np.arange(len(blocks))
+        ax.bar(x, totals[blocks], width=0.9, color="none", edgecolor="grey", linestyle="--",
+               label="tensors in the block")
+        width = 0.8 / len(means)
+        colours = plt.get_cmap("tab10")
+        for i, (run, values) in enumerate(means.iterrows()):
+            ax.bar(x - 0.4 + width * (i + 0.5), values[blocks], width=width, color=colours(i % 10), label=run)
+        ax.set_xticks(x, blocks)
+        ax.set(ylabel="tensors updated (mean over seeds)", title=f"{task}: where the selected tensors sit")
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,205 @@
+"""Run a suite's (task, method, variant, seed) jobs: resumable, with a progress bar, in parallel with joblib.
+
+Each job's record is one JSON file, ``{out}/records/{task}/{method}[__{variant}]/seed{seed}.json``,
+holding every setting, a hash of them, the metrics, the 2x2 cell accuracies, the mask diagnostics of
+fine-tuning methods, the wall time and the device. A re-run skips a job whose record exists with the
+same settings hash; a record with other settings is recomputed and replaced. Records are written by the
+main process as each job finishes (atomically), so an interrupted run loses only the jobs in flight.
+
+Parallel runs use joblib: ``n_jobs`` local processes (loky), or an existing dask or ray cluster through
+joblib's ``dask`` / ``ray`` backends. ERM jobs run first, so the fine-tuning jobs of a seed find the
+pre-trained model in ``{out}/cache`` instead of training it again.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import aimfair_plugin
+from aimfair_plugin._device import resolve_device
+
+from ._common import evaluate
+from .methods import METHODS, fit_method
+from .tasks import load_task
+
+BACKENDS = ("loky", "dask", "ray")
+
+
+def variant_label(params):
+    """``"block=layer2, lr=0.01"`` style label of a variant's parameters ('' for none)."""
+    short = {"finetune_lr": "lr"}
+    return ", ".join(f"{short.get(k, k)}={v}" for k, v in params.items())
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
+
+
+def settings_hash(settings):
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_jobs(suite, *, device="auto"):
+    """All jobs of a suite, ERM first within each (task, seed)."""
+    unknown = [m for m in suite.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}; expected some of {list(METHODS)}.")
+    order = sorted(suite.methods, key=lambda m: (m != "erm", list(METHODS).index(m)))
+    jobs = []
+    for task in suite.tasks:
+        for seed in suite.seeds:
+            for method in order:
+                finetunes = METHODS[method].family == "finetune"
+                lrs = list(suite.finetune_lrs) if finetunes and suite.finetune_lrs else [None]
+                for variant in suite.variants.get(method, [{}]):
+                    for lr in lrs:
+                        shown = {**variant, **({"finetune_lr": lr} if lr is not None and len(lrs) > 1 else {})}
+                        finetune = dict(suite.finetune, **({"finetune_lr": lr} if lr is not None else {}))
+                        settings = {
+                            "task": task, "method": method, "params": {**METHODS[method].params, **variant},
+                            "seed": int(seed), "recipe": suite.recipe,
+                            "finetune": finetune if METHODS[method].family != "baseline" else None,
+                            "device": device,
+                        }
+                        # A JSON round trip makes every job a plain, hashable-as-text dict (tuples -> lists).
+                        settings = json.loads(json.dumps(settings))
+                        jobs.append({**settings, "finetune": settings["finetune"] or {}, "suite": suite.name,
+                                     "variant": variant_label(shown), "settings_hash": settings_hash(settings),
+                                     "settings": settings})
+    return jobs
+
+
+def record_path(out, item):
+    """Where the record of a job (or a record itself: its task is then a name) lives."""
+    task = item["task"]["name"] if isinstance(item["task"], dict) else item["task"]
+    name = item["method"] + (f"__{_slug(item['variant'])}" if item["variant"] else "")
+    return Path(out) / "records" / _slug(task) / name / f"seed{item['seed']}.json"
+
+
+def is_done(out, job):
+    """Whether a record of this job with the same settings exists (an unreadable file counts as missing)."""
+    path = record_path(out, job)
+    try:
+        return json.loads(path.read_text())["settings_hash"] == job["settings_hash"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def write_record(out, record):
+    path = record_path(out, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_plain))
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Cannot write {type(value).__name__} to a record.")
+
+
+def run_job(job, cache_dir, n_threads=None):
+    """Fit and evaluate one job; returns its record (nothing is written here)."""
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    start = time.perf_counter()
+    data = load_task(job["task"], job["seed"])
+    model = fit_method(job, data, cache_dir)
+    metrics = evaluate(job["method"], model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
+    metrics.pop("method")
+    record = {
+        "suite": job["suite"], "task": job["task"]["name"], "method": job["method"],
+        "method_name": METHODS[job["method"]].label, "variant": job["variant"], "seed": job["seed"],
+        "metrics": metrics, "n_test": int(len(data.y_test)), "n_train": int(len(data.y_train)),
+        "wall_s": round(time.perf_counter() - start, 2), "device": str(resolve_device(job["device"])),
+        "torch": torch.__version__, "aimfair_plugin": aimfair_plugin.__version__,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings_hash": job["settings_hash"], "settings": job["settings"],
+    }
+    if hasattr(model, "mask_report_"):
+        gaps = model.gradient_gaps_
+        record["mask"] = {
+            **{k: v for k, v in model.mask_report_.items() if k != "selected_per_block"},
+            "selected_per_block": model.mask_report_["selected_per_block"],
+            "tensors_per_block": gaps.groupby("block", sort=False).size().astype(int).to_dict(),
+        }
+    return record
+
+
+def _parallel_config(backend, n_jobs, scheduler):
+    if backend == "dask":
+        from dask.distributed import Client  # noqa: F401  (registers joblib's "dask" backend)
+
+        client = Client(scheduler) if scheduler else None
+        return joblib.parallel_config(backend="dask", n_jobs=n_jobs), client
+    if backend == "ray":
+        import ray
+        from ray.util.joblib import register_ray
+
+        register_ray()
+        if scheduler and not ray.is_initialized():
+            ray.init(address=scheduler)
+        return joblib.parallel_config(backend="ray", n_jobs=n_jobs), None
+    return joblib.parallel_config(backend="loky", n_jobs=n_jobs), None
+
+
+def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=True, log=print):
+    """Run the jobs that have no record yet; returns the number run. ERM jobs go first."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if not (isinstance(n_jobs, int) and (n_jobs >= 1 or n_jobs == -1)):
+        raise ValueError(f"n_jobs must be a positive int or -1, got {n_jobs!r}.")
+    out, cache_dir = Path(out), str(Path(out) / "cache")
+    todo = [job for job in jobs if not is_done(out, job)]
+    if len(todo) < len(jobs):
+        log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already have records with the same settings; skipping them.")
+    phases = [[j for j in todo if j["method"] == "erm"], [j for j in todo if j["method"] != "erm"]]
+    workers = os.cpu_count() if n_jobs == -1 else n_jobs
+    threads = max(1, torch.get_num_threads() // workers) if backend == "loky" else None
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="runs", unit="run", disable=not progress)
+    try:
+        for phase in phases:
+            if not phase:
+                continue
+            if n_jobs == 1 and backend == "loky":
+                results = (run_job(job, cache_dir, threads) for job in phase)
+                for record in results:
+                    _finish(out, record, bar)
+                continue
+            config, client = _parallel_config(backend, n_jobs, scheduler)
+            try:
+                with config:
+                    results = joblib.Parallel(return_as="generator_unordered")(
+                        joblib.delayed(run_job)(job, cache_dir, threads) for job in phase)
+                    for record in results:
+                        _finish(out, record, bar)
+            finally:
+                if client is not None:
+                    client.close()
+    finally:
+        bar.close()
+    return len(todo)
+
+
+def _finish(out, record, bar):
+    write_record(out, record)
+    m = record["metrics"]
+    bar.set_postfix_str(f"{record['method']} {record['variant']} seed {record['seed']}: "
+                        f"ACC {m['ACC']:.1f} WST {m['WST']:.1f} EO {m['EO']:.1f}".replace("  ", " "))
+    bar.update()
+
+
+def collect_records(out, jobs):
+    """The records of ``jobs`` that exist with the jobs' settings (older records with other settings are ignored)."""
+    return [json.loads(record_path(out, job).read_text()) for job in jobs if is_done(out, job)]

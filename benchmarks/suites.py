@@ -1,0 +1,111 @@
+"""The benchmark suites: which tasks, methods, variants, seeds and training recipes each one runs.
+
+A suite is data, not code: :func:`build_suite` returns a :class:`Suite` whose fields the command line
+can override (``--seeds``, ``--n-train``, ``--finetune-lrs`` ...). Every field that changes a result
+ends up in the settings of each record, so a re-run with other settings never reuses a record.
+"""
+
+import copy
+from dataclasses import dataclass, field
+
+from .methods import METHODS
+
+# The embedded benchmark's ERM recipe (FINDINGS.md): narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
+EMBEDDED_RECIPE = dict(width=16, max_epochs=15, lr=0.05, batch_size=64, lr_milestones=[10], lr_gamma=0.1,
+                       augment=False)
+# The paper's Sec. 4.3: ResNet-18, batch 128, 15 epochs, lr 0.01 x0.01 at epoch 10, 224 px.
+PAPER_RECIPE = dict(arch="resnet18", width=64, max_epochs=15, lr=0.01, batch_size=128, lr_milestones=[10],
+                    lr_gamma=0.01, image_size=224, augment=True)
+# Fine-tuning on the embedded data: the paper's 10 epochs and k = 55; lr 0.01 was the better of
+# {0.001, 0.01} in benchmarks.core_compare (0.05 hurts every fine-tuning method, FINDINGS.md).
+# S1 carries the real data's bias (minority share 0.04 -> 96/4).
+EMBEDDED_FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_lr=0.01, finetune_batch_size=64,
+                         bias_ratio=0.96, synthetic_ratio=1.0)
+PAPER_FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_lr=0.5, finetune_batch_size=128,
+                      bias_ratio=0.9, synthetic_ratio=1.0)
+ALL_METHODS = tuple(METHODS)
+BLOCKS = ("layer1", "layer2", "layer3", "layer4")
+
+
+@dataclass
+class Suite:
+    """Tasks x methods (x variants x fine-tuning learning rates) x seeds, with one training recipe."""
+
+    name: str
+    description: str
+    tasks: list
+    methods: tuple
+    seeds: tuple
+    recipe: dict
+    finetune: dict
+    variants: dict = field(default_factory=dict)  # method -> list of parameter dicts
+    finetune_lrs: tuple = ()  # empty: the single finetune["finetune_lr"]
+
+
+def _coloured_mnist(n_train=2000):
+    return {"name": "coloured MNIST", "dataset": "coloured_mnist", "n_train": n_train, "n_test": 1000,
+            "n_val_per_cell": 50, "minority_share": 0.04, "image_size": 32,
+            "provider": {"kind": "rendered_digits", "n_prompts": 50, "head_poses": True}}
+
+
+def quick():
+    return Suite(
+        "quick",
+        "Embedded coloured MNIST (2,000 biased training images, minority share 0.04, 32 px), rendered-digit "
+        "synthetic data from 50 contextual prompts per cell, narrow ResNet-18 (width 16), every method, 3 seeds.",
+        [_coloured_mnist()], ALL_METHODS, (0, 1, 2), dict(EMBEDDED_RECIPE), dict(EMBEDDED_FINETUNE),
+        variants={"random": [{"top_k": 0.55}, {"top_k": 0.85}],
+                  "update_block": [{"block": b} for b in BLOCKS],
+                  "freeze_block": [{"block": b} for b in BLOCKS]})
+
+
+def topk():
+    return Suite(
+        "topk", "The paper's Fig. 5 on the embedded data: AIM-Fair with k in {40, 45, 50, 55, 60} of 62 tensors, "
+        "next to ERM and full fine-tuning, 3 seeds.",
+        [_coloured_mnist()], ("erm", "full", "aimfair"), (0, 1, 2), dict(EMBEDDED_RECIPE), dict(EMBEDDED_FINETUNE),
+        variants={"aimfair": [{"top_k": k} for k in (40, 45, 50, 55, 60)]})
+
+
+def fashion():
+    task = {"name": "coloured Fashion-MNIST", "dataset": "coloured_fashion", "path": None, "n_train": 30000,
+            "n_test": 4000, "n_val_per_cell": 100, "minority_share": 0.04, "image_size": 32,
+            "provider": {"kind": "heldout", "max_images": 30000}}
+    return Suite(
+        "fashion", "Scale run: coloured Fashion-MNIST (30,000 biased training images from the official training "
+        "split, 4,000 balanced test images), synthetic stand-in = the unused training images, transformed.",
+        [task], ("erm", "jtt", "linear_probe", "full", "random", "cosine", "aimfair"), (0, 1, 2),
+        dict(EMBEDDED_RECIPE, batch_size=128), dict(EMBEDDED_FINETUNE, finetune_batch_size=128),
+        variants={"random": [{"top_k": 0.77}]})
+
+
+def paper():
+    provider = {"kind": "diffusers", "pipeline": "stabilityai/stable-diffusion-2-1", "cache_dir": "synthetic",
+                "n_prompts": 50, "num_inference_steps": 50, "guidance_scale": 9.0, "batch_size": 8,
+                "generation_size": None, "seed": 0}
+    celeba = [{"name": f"CelebA T={t} P={p}", "dataset": "celeba", "root": None, "target": t, "protected": p,
+               "n_train": 20000, "n_test": None, "n_val_per_cell": 100, "minority_share": 0.1, "image_size": 224,
+               "provider": dict(provider)}
+              for t, p in (("Smiling", "Male"), ("Smiling", "Young"), ("Young", "Male"))]
+    utkface = {"name": "UTKFace T=Female P=White", "dataset": "utkface", "root": None, "n_train": 10000,
+               "n_test": 3200, "n_val_per_cell": 100, "minority_share": 0.1, "image_size": 224,
+               "provider": dict(provider)}
+    return Suite(
+        "paper", "The paper's settings (Sec. 4.3): ResNet-18, 224 px, 15 + 10 epochs, k = 55, 10 seeds, CelebA "
+        "(Smiling/Male, Smiling/Young, Young/Male; 20,000 biased training images, whole test split) and UTKFace "
+        "(Female/White; 10,000 biased, 3,200 balanced test), synthetic images from a diffusers model.",
+        [*celeba, utkface], ALL_METHODS, tuple(range(10)), dict(PAPER_RECIPE), dict(PAPER_FINETUNE),
+        variants={"random": [{"top_k": r} for r in (0.4, 0.55, 0.7, 0.85)],
+                  "update_block": [{"block": b} for b in ("stem", *BLOCKS)],
+                  "freeze_block": [{"block": b} for b in ("stem", *BLOCKS, "fc")]},
+        finetune_lrs=(0.4, 0.5, 0.6))
+
+
+SUITES = {"quick": quick, "paper": paper, "topk": topk, "fashion": fashion}
+
+
+def build_suite(name):
+    """A fresh copy of a named suite (see ``SUITES``)."""
+    if name not in SUITES:
+        raise ValueError(f"Unknown suite {name!r}; expected one of {list(SUITES)}.")
+    return copy.deepcopy(SUITES[name]())

@@ -1,0 +1,262 @@
+"""The benchmark suite: jobs, resumable records, paper-layout tables, plots, parallel backends, the paper path."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmarks.cli import main
+from benchmarks.report import best_variants, cell_table, markdown_report, records_frame, summarise, table1
+from benchmarks.runner import collect_records, is_done, make_jobs, record_path, run_job, run_jobs, settings_hash
+from benchmarks.suites import build_suite
+
+TOY = ["--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val-per-cell", "10", "--image-size", "16",
+       "--width", "4", "--epochs", "1", "--finetune-epochs", "1", "--no-progress"]
+
+
+def toy_suite(methods=("erm", "aimfair"), **finetune):
+    suite = build_suite("quick")
+    suite.seeds, suite.methods = (0,), tuple(methods)
+    suite.tasks[0].update(n_train=200, n_test=200, n_val_per_cell=10, image_size=16)
+    suite.recipe.update(width=4, max_epochs=1)
+    suite.finetune.update(finetune_epochs=1, **finetune)
+    return suite
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+
+
+def test_jobs_cover_tasks_seeds_methods_and_variants_with_erm_first():
+    suite = build_suite("quick")
+    suite.seeds = (0, 1)
+    jobs = make_jobs(suite)
+    per_seed = 5 + 2 + 4 + 2 + 4 + 4  # baselines, synthetic, lp/full/cosine/aimfair, random x2, blocks x4 x2
+    assert len(jobs) == 2 * per_seed
+    assert [j["method"] for j in jobs if j["seed"] == 0][0] == "erm"
+    labels = {j["variant"] for j in jobs if j["method"] == "update_block"}
+    assert labels == {f"block=layer{i}" for i in range(1, 5)}
+    assert len({j["settings_hash"] for j in jobs}) == len(jobs)
+    assert all(j["finetune"] == {} for j in jobs if j["method"] in ("erm", "jtt"))
+
+
+def test_learning_rate_search_makes_variants_and_every_setting_changes_the_hash():
+    suite = toy_suite(methods=("erm", "full"))
+    suite.finetune_lrs = (0.001, 0.01)
+    jobs = make_jobs(suite)
+    assert [j["variant"] for j in jobs] == ["", "lr=0.001", "lr=0.01"]
+    assert [j["finetune"].get("finetune_lr") for j in jobs[1:]] == [0.001, 0.01]
+    base = make_jobs(toy_suite(methods=("aimfair",)))[0]
+    for change in ({"finetune_epochs": 2}, {"bias_ratio": 0.9}):
+        other = make_jobs(toy_suite(methods=("aimfair",), **change))[0]
+        assert other["settings_hash"] != base["settings_hash"]
+    assert settings_hash(base["settings"]) == base["settings_hash"]
+
+
+def test_unknown_method_and_bad_parallel_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="Unknown methods"):
+        make_jobs(toy_suite(methods=("erm", "dro")))
+    with pytest.raises(ValueError, match="backend"):
+        run_jobs([], tmp_path, backend="spark")
+    with pytest.raises(ValueError, match="n_jobs"):
+        run_jobs([], tmp_path, n_jobs=0)
+    with pytest.raises(SystemExit, match="No task"):
+        main(["paper", "--out", str(tmp_path)])
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def fake_record(method, seed, acc, wst, variant="", task="t"):
+    cells = {f"cell_y{y}_s{s}": wst + 10 * (2 * y + s) for y in (0, 1) for s in (0, 1)}
+    metrics = {"ACC": acc, "WST": wst, "EO": 100 - wst, "STD": 1.0, "AD": 0, "AOD": 0, "EOD": 0, **cells}
+    return {"suite": "s", "task": task, "method": method, "method_name": method, "variant": variant, "seed": seed,
+            "n_train": 1, "n_test": 1, "wall_s": 1.0, "device": "cpu", "settings_hash": "h", "metrics": metrics}
+
+
+def test_summary_means_stds_and_best_variant():
+    records = [fake_record("erm", 0, 80, 50), fake_record("erm", 1, 90, 60),
+               fake_record("random", 0, 85, 70, "top_k=0.55"), fake_record("random", 1, 87, 72, "top_k=0.55"),
+               fake_record("random", 0, 95, 40, "top_k=0.85"), fake_record("random", 1, 95, 42, "top_k=0.85"),
+               fake_record("aimfair", 0, 88, 75)]
+    summary = summarise(records_frame(records)).set_index(["method", "variant"])
+    assert summary.loc[("erm", ""), "ACC_mean"] == 85
+    assert math.isclose(summary.loc[("erm", ""), "ACC_std"], np.std([80, 90], ddof=1))
+    assert summary.loc[("erm", ""), "n_seeds"] == 2
+    assert np.isnan(summary.loc[("aimfair", ""), "ACC_std"])
+    best = best_variants(summary.reset_index()).set_index("method")
+    assert best.loc["random", "variant"] == "top_k=0.55"  # the higher WST wins, not the higher ACC
+    assert list(best.index) == ["erm", "random", "aimfair"]  # the paper's method order
+
+
+def test_paper_layouts():
+    records = [fake_record(m, seed, 80 + seed, 50 + seed, task=task)
+               for task in ("A", "B") for m in ("erm", "jtt", "aimfair", "full") for seed in (0, 1)]
+    summary = summarise(records_frame(records))
+    t1 = table1(summary)
+    assert list(t1["Method"]) == ["ERM", "JTT", "AIM-Fair (Absolute Difference)"]
+    assert list(t1.columns) == ["Method", "A: ACC", "A: WST", "A: EO", "B: ACC", "B: WST", "B: EO"]
+    assert t1.loc[0, "A: ACC"] == "80.50 ± 0.71"
+    t3 = cell_table(summary, ["erm", "full", "aimfair"])["A"]
+    assert list(t3["Target"]) == ["T=0", "T=1"] * 3
+    assert list(t3["Method"]) == ["ERM", "", "Fully Fine-Tuning", "", "AIM-Fair (Absolute Difference)", ""]
+    # cell (T=1, P=0) of fake_record is WST + 20
+    assert t3.loc[1, "P=0"] == "70.50 ± 0.71" and t3.loc[1, "ACC"] == ""
+    text = markdown_report(records_frame(records), "title")
+    assert "## Table 1 layout" in text and "## Table 3 layout: training strategies (A)" in text
+    assert "## All runs" in text and "| T=1" in text
+
+
+# -- running, resuming, plots ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["quick", "--out", str(out), "--methods", "erm", "aimfair", "full", *TOY]) == 0
+    return out
+
+
+def test_run_writes_records_csv_tables_and_plots(toy_run):
+    records = sorted(toy_run.glob("records/*/*/seed0.json"))
+    assert [p.parent.name for p in records] == ["aimfair", "erm", "full"]
+    record = json.loads(records[0].read_text())
+    assert record["settings"]["finetune"]["finetune_epochs"] == 1 and record["device"] == "cpu"
+    assert set(record["metrics"]) >= {"ACC", "WST", "EO", "STD", "cell_y0_s0", "cell_y1_s1"}
+    assert record["mask"]["n_selected"] == sum(record["mask"]["selected_per_block"].values())
+    assert sum(record["mask"]["tensors_per_block"].values()) == 62
+    assert record["n_test"] == 200 - 40  # 10 per cell moved to the validation split
+    cells = [record["metrics"][f"cell_y{y}_s{s}"] for y in (0, 1) for s in (0, 1)]
+    assert math.isclose(record["metrics"]["WST"], min(cells), abs_tol=0.01)
+    csv = pd.read_csv(toy_run / "records.csv")
+    assert len(csv) == 3 and set(csv["method"]) == {"erm", "aimfair", "full"}
+    report = (toy_run / "report.md").read_text()
+    assert "AIM-Fair (Absolute Difference)" in report and "Fully Fine-Tuning" in report
+    for name in ("tradeoff.png", "mask_blocks.png"):
+        with Image.open(toy_run / name) as image:
+            assert image.format == "PNG" and image.size[0] > 600
+
+
+def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run, capsys):
+    erm = toy_run / "records" / "coloured_MNIST" / "erm" / "seed0.json"
+    before = {p: p.stat().st_mtime_ns for p in toy_run.glob("records/*/*/seed0.json")}
+    main(["quick", "--out", str(toy_run), "--methods", "erm", "aimfair", "full", *TOY, "--no-plots"])
+    assert "3 of 3 runs already have records" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    # a torn record (interrupted write) and a changed fine-tuning setting: only those rerun
+    full = toy_run / "records" / "coloured_MNIST" / "full" / "seed0.json"
+    full.write_text('{"settings_hash": ')
+    args = ["quick", "--out", str(toy_run), "--methods", "erm", "full", *TOY, "--no-plots"]
+    main(args)
+    assert "1 of 2 runs already have records" in capsys.readouterr().out
+    assert erm.stat().st_mtime_ns == before[erm]
+    assert json.loads(full.read_text())["method"] == "full"
+    main(args[:-1] + ["--finetune-epochs", "2", "--no-plots"])
+    out = capsys.readouterr().out
+    assert "1 of 2 runs already have records" in out and "Wall time" in out
+    assert json.loads(full.read_text())["settings"]["finetune"]["finetune_epochs"] == 2
+
+
+def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch):
+    """A fine-tuning job after the ERM job trains nothing from scratch and reproduces its record exactly."""
+    from aimfair_plugin.estimators import ImageClassifier
+
+    job = make_jobs(toy_suite(methods=("aimfair",)))[0]
+    assert is_done(toy_run, job)  # the CLI flags and toy_suite() describe the same settings
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("pre-training ran again")
+
+    monkeypatch.setattr(ImageClassifier, "fit", no_training)
+    record = run_job(job, str(toy_run / "cache"))
+    assert record["metrics"] == json.loads(record_path(toy_run, job).read_text())["metrics"]
+
+
+def test_topk_plot(tmp_path):
+    suite = toy_suite(methods=("erm", "aimfair"))
+    suite.variants = {"aimfair": [{"top_k": 50}, {"top_k": 58}]}
+    jobs = make_jobs(suite)
+    run_jobs(jobs, tmp_path, progress=False)
+    records = collect_records(tmp_path, jobs)
+    from benchmarks.plots import plot_topk
+
+    summary = summarise(records_frame(records))
+    assert plot_topk(summary, tmp_path / "topk.png") == tmp_path / "topk.png"
+    sizes = {r["variant"]: r["mask"]["n_selected"] for r in records if r["method"] == "aimfair"}
+    assert sizes["top_k=50"] <= sizes["top_k=58"]
+    assert plot_topk(summary[summary["variant"] != "top_k=58"], tmp_path / "none.png") is None
+
+
+def metrics_of(out, jobs):
+    return {record_path(out, r).parent.name: r["metrics"] for r in collect_records(out, jobs)}
+
+
+def test_parallel_loky_and_dask_give_the_sequential_results(tmp_path):
+    """Training is deterministic on the CPU, so the backend must not change any number."""
+    distributed = pytest.importorskip("distributed")
+    jobs = make_jobs(toy_suite(methods=("erm", "linear_probe", "aimfair")))
+    run_jobs(jobs, tmp_path / "seq", progress=False)
+    run_jobs(jobs, tmp_path / "loky", n_jobs=2, progress=False)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as c:
+        run_jobs(jobs, tmp_path / "dask", n_jobs=2, backend="dask", scheduler=c.scheduler_address, progress=False)
+    sequential = metrics_of(tmp_path / "seq", jobs)
+    assert len(sequential) == 3
+    assert metrics_of(tmp_path / "loky", jobs) == sequential
+    assert metrics_of(tmp_path / "dask", jobs) == sequential
+
+
+# -- the paper suite on fixture datasets and the tiny diffusion pipeline ----------------------------
+
+
+@pytest.fixture
+def celeba_root(tmp_path):
+    """240 CelebA-layout images: train/valid/test = 160/40/40, every attribute pair balanced."""
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = ["5_o_Clock_Shadow", "Male", "Smiling", "Young"]
+    rows, parts = [], []
+    for i in range(240):
+        name = f"{i + 1:06d}.jpg"
+        colour = (40 * (i % 4), 30 * ((i >> 1) % 8), 90)
+        Image.new("RGB", (18, 22), colour).save(root / "img_align_celeba" / name)
+        values = [-1] + [1 if (i >> k) & 1 else -1 for k in range(3)]
+        rows.append(name + " " + " ".join(f"{v:2d}" for v in values))
+        parts.append(f"{name} {0 if i < 160 else 1 if i < 200 else 2}")
+    (root / "list_attr_celeba.txt").write_text(f"240\n{' '.join(names)}\n" + "\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
+    return root
+
+
+@pytest.fixture
+def utkface_root(tmp_path):
+    root = tmp_path / "UTKFace"
+    root.mkdir()
+    for i in range(200):
+        gender, race = i % 2, (i // 2) % 4
+        Image.new("RGB", (20, 20), (50 * race, 100 * gender, 70)).save(
+            root / f"{20 + i % 50}_{gender}_{race}_2017{i:010d}.jpg.chip.jpg")
+    return root
+
+
+def test_paper_suite_runs_end_to_end_at_toy_scale(tmp_path, celeba_root, utkface_root, tiny_pipeline_path):
+    out = tmp_path / "paper"
+    args = ["paper", "--out", str(out), "--celeba-root", str(celeba_root), "--utkface-root", str(utkface_root),
+            "--tasks", "T=Smiling P=Male", "UTKFace", "--pipeline", str(tiny_pipeline_path),
+            "--inference-steps", "2", "--seeds", "0", "--n-train", "40", "--n-test", "16", "--n-val-per-cell", "2",
+            "--image-size", "16", "--width", "4", "--epochs", "1", "--finetune-epochs", "1",
+            "--finetune-lrs", "0.01", "--methods", "erm", "fairif", "supplementation", "aimfair", "--no-progress"]
+    assert main(args) == 0
+    frame = pd.read_csv(out / "records.csv")
+    assert sorted(set(frame["task"])) == ["CelebA T=Smiling P=Male", "UTKFace T=Female P=White"]
+    assert len(frame) == 8 and frame["ACC"].between(0, 100).all()
+    celeba = frame[frame["task"].str.startswith("CelebA")]
+    assert (celeba["n_train"] == 40).all() and (celeba["n_test"] == 16).all()
+    # the synthetic cache was generated once, up front, with the paper's folder layout and prompts
+    cache = out / "synthetic" / "celeba_Smiling_Male"
+    assert json.loads((cache / "settings.json").read_text())["num_inference_steps"] == 2
+    assert len(list((cache / "1_0").glob("*.png"))) == 18  # 90/10 bias of 40 images: 18 in a majority cell
+    # supplementation trained on real paths plus the synthetic images written as PNG files
+    assert len(list((out / "cache" / "supplementation").rglob("*.png"))) == 2 * 40
+    assert main(args) == 0  # resumes: nothing left to run
