@@ -52,6 +52,8 @@ def build_parser():
     size.add_argument("--finetune-lrs", type=float, nargs="+",
                       help="fine-tuning learning rates; several = a search, each a variant")
     size.add_argument("--top-k", type=float, help="AIM-Fair k (int count, or fraction of tensors if < 1)")
+    size.add_argument("--bias-ratio", type=float, help="majority share per class of the biased synthetic set S1")
+    size.add_argument("--synthetic-ratio", type=float, help="size of S1 and S2 relative to the real training set")
     size.add_argument("--pretrained", help="torchvision-style checkpoint to start every ResNet from")
     data = parser.add_argument_group("data (the paper and fashion suites)")
     data.add_argument("--celeba-root", help="CelebA folder (img_align_celeba/, list_attr_celeba.txt, ...)")
@@ -82,8 +84,10 @@ def apply_overrides(suite, args, out):
     suite.recipe.update({k: v for k, v in recipe.items() if v is not None})
     if "image_size" in suite.recipe and args.image_size:
         suite.recipe["image_size"] = args.image_size
-    if args.finetune_epochs:
-        suite.finetune["finetune_epochs"] = args.finetune_epochs
+    for key, value in (("finetune_epochs", args.finetune_epochs), ("bias_ratio", args.bias_ratio),
+                       ("synthetic_ratio", args.synthetic_ratio)):
+        if value is not None:
+            suite.finetune[key] = value
     roots = {"celeba": args.celeba_root, "utkface": args.utkface_root}
     kept = []
     for task in suite.tasks:
