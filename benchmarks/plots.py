@@ -16,7 +16,10 @@ from .methods import METHODS
 from .report import best_variants
 
 BLOCK_ORDER = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
-MARKERS = "osD^v<>pPX*hH"
+MARKERS = "osD^v<>pPXhHd8"
+# 14 distinguishable colours (matplotlib's tab10 and four more), one per method.
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#000000", "#8b4513", "#4b0082", "#9acd32"]
 
 
 def _pyplot():
@@ -28,38 +31,60 @@ def _pyplot():
     return plt
 
 
+def _zoom_limits(rows, metric, lower_is_better):
+    """Axis limits around the methods within 12 points of the best ``metric`` and 10 of the best ACC."""
+    values = rows[f"{metric}_mean"]
+    best = values.min() if lower_is_better else values.max()
+    near = rows[((values - best).abs() <= 12) & (rows["ACC_mean"] >= rows["ACC_mean"].max() - 10)]
+    pad = lambda lo, hi: (lo - 0.08 * (hi - lo + 1), hi + 0.08 * (hi - lo + 1))  # noqa: E731
+    std = lambda col: near[f"{col}_std"].fillna(0)  # noqa: E731
+    x = pad((near[f"{metric}_mean"] - std(metric)).min(), (near[f"{metric}_mean"] + std(metric)).max())
+    y = pad((near["ACC_mean"] - std("ACC")).min(), (near["ACC_mean"] + std("ACC")).max())
+    return x, y
+
+
 def plot_tradeoff(summary, path):
-    """Two panels per task row: ACC vs WST (up-right is better) and ACC vs EO (up-left is better)."""
+    """Per task: ACC vs WST (up-right is better) and ACC vs EO (up-left is better), all methods and zoomed.
+
+    The top row shows every method; the bottom row zooms on the methods within 12 points of the best
+    WST (left) and the best EO (right), with ACC within 10 points of the best, where the fine-tuning methods crowd together.
+    """
     plt = _pyplot()
     best = best_variants(summary)
     tasks = list(dict.fromkeys(best["task"]))
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.6 * len(tasks)), squeeze=False)
-    colours = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(2 * len(tasks), 2, figsize=(13, 9 * len(tasks)), squeeze=False)
     methods = [m for m in METHODS if m in set(best["method"])]
-    for row_axes, task in zip(axes, tasks):
+    for t, task in enumerate(tasks):
         rows = best[best["task"] == task].set_index("method")
-        for i, method in enumerate(methods):
-            if method not in rows.index:
-                continue
-            row = rows.loc[method]
-            style = dict(marker=MARKERS[i % len(MARKERS)], color=colours(i % 20), markersize=9, capsize=3,
-                         linestyle="none", label=METHODS[method].label)
-            if method == "aimfair":
-                style.update(markersize=14, markeredgecolor="black")
-            for ax, metric in zip(row_axes, ("WST", "EO")):
-                ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
-                            yerr=np.nan_to_num(row["ACC_std"]), **style)
-        row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)",
-                        title=f"{task}: accuracy vs worst-group accuracy")
-        row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)",
-                        title=f"{task}: accuracy vs equalized odds")
-        for ax in row_axes:
-            ax.grid(alpha=0.3)
+        for zoomed, row_axes in enumerate(axes[2 * t: 2 * t + 2]):
+            for i, method in enumerate(methods):
+                if method not in rows.index:
+                    continue
+                row = rows.loc[method]
+                style = dict(marker=MARKERS[i % len(MARKERS)], color=COLOURS[i % len(COLOURS)], markersize=9, capsize=3,
+                             linestyle="none", label=METHODS[method].label, alpha=0.9)
+                if method == "aimfair":
+                    style.update(marker="*", color="red", markersize=18, markeredgecolor="black", zorder=5)
+                for ax, metric in zip(row_axes, ("WST", "EO")):
+                    ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
+                                yerr=np.nan_to_num(row["ACC_std"]), **style)
+            zoom = " (zoom on the best)" if zoomed else ""
+            row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)",
+                            title=f"{task}: accuracy vs worst-group accuracy{zoom}")
+            row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)",
+                            title=f"{task}: accuracy vs equalized odds{zoom}")
+            if zoomed:
+                for ax, metric in zip(row_axes, ("WST", "EO")):
+                    xlim, ylim = _zoom_limits(rows, metric, lower_is_better=metric == "EO")
+                    ax.set_xlim(*xlim)
+                    ax.set_ylim(*ylim)
+            for ax in row_axes:
+                ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                title="method (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
