@@ -156,6 +156,9 @@ class LinearModel(nn.Module):
         return self.fc(x.flatten(1))
 
 
+BLOCK_ORDER = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
+
+
 def block_of(name):
     """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``."""
     head = name.split(".", 1)[0]

@@ -57,6 +57,11 @@ METHODS = {
     "freeze_block": Method("Sub-Tuning (Freezing One Block)", "finetune", {"strategy": "freeze_block"}),
     "cosine": Method("Selective Fine-Tuning (Cosine Similarity)", "finetune", {"criterion": "cosine"}),
     "aimfair": Method("AIM-Fair (Absolute Difference)", "finetune", {"criterion": "abs_diff"}),
+    "normalized": Method("Selective Fine-Tuning (Normalized Gaps)", "finetune", {"criterion": "normalized"}),
+    "ratio": Method("Selective Fine-Tuning (Gap Ratio)", "finetune", {"criterion": "abs_diff", "selection": "ratio"}),
+    # A random mask of the size another method's mask has for the same seed and settings; the variant
+    # names the method ("match") and, optionally, its top_k ("match_top_k").
+    "random_matched": Method("Random Selection (Same Size)", "finetune", {"strategy": "random"}),
 }
 BASELINE_CLASSES = {
     "erm": ImageClassifier,
@@ -117,9 +122,23 @@ def fit_method(job, data, cache_dir):
                 X_syn = save_png_images(X_syn, Path(cache_dir) / "supplementation" / job["settings_hash"])
             X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
         return base_estimator(job).fit(X_syn, y_syn)
-    finetune = {k: v for k, v in job["finetune"].items() if k != "synthetic_ratio"}
+    params = {**job["finetune"], **job["params"]}
+    if job["method"] == "random_matched":
+        params["top_k"] = matched_size(job, data, cache_dir, params.pop("match"), params.pop("match_top_k", None))
     mitigator = SelectiveFinetuneMitigator(
         data.provider, estimator=base_estimator(job), memory=str(cache_dir), random_state=job["seed"],
-        device=job["device"], synthetic_ratio=job["finetune"]["synthetic_ratio"],
-        **{**finetune, **job["params"]})
+        device=job["device"], **params)
     return mitigator.fit(X, y)
+
+
+def matched_size(job, data, cache_dir, match, match_top_k):
+    """How many tensors ``match`` selects for this job's seed and settings (selection only, no fine-tuning)."""
+    if METHODS[match].family != "finetune" or match == "random_matched":
+        raise ValueError(f"random_matched can match a selective fine-tuning method, not {match!r}.")
+    params = {**job["finetune"], **METHODS[match].params, "finetune_epochs": 0}
+    if match_top_k is not None:
+        params["top_k"] = match_top_k
+    mitigator = SelectiveFinetuneMitigator(
+        data.provider, estimator=base_estimator(job), memory=str(cache_dir), random_state=job["seed"],
+        device=job["device"], **params).fit(data.X_train, data.y_train)
+    return mitigator.n_selected_

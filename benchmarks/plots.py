@@ -12,10 +12,11 @@ import re
 import numpy as np
 import pandas as pd
 
+from aimfair_plugin.nets import BLOCK_ORDER
+
 from .methods import METHODS
 from .report import best_variants
 
-BLOCK_ORDER = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
 MARKERS = "osD^v<>pPXhHd8"
 # 14 distinguishable colours (matplotlib's tab10 and four more), one per method.
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

@@ -8,6 +8,9 @@ picked on the test split as the paper does, which favours those rows. The "all r
 variant.
 """
 
+import json
+
+import numpy as np
 import pandas as pd
 
 from .methods import METHODS
@@ -32,6 +35,9 @@ def records_frame(records):
         mask = r.get("mask") or {}
         row.update({"n_selected": mask.get("n_selected"), "spearman_domain_vs_bias": mask.get("spearman_domain_vs_bias"),
                     "min_possible_intersection": mask.get("min_possible_intersection")})
+        settings = r.get("settings") or {}
+        row["params"] = json.dumps(settings.get("params", {}), sort_keys=True)
+        row["finetune_lr"] = (settings.get("finetune") or {}).get("finetune_lr")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -121,6 +127,75 @@ def all_runs_table(summary):
     return pd.DataFrame(rows)
 
 
+SELECTIVE = ("aimfair", "cosine", "normalized", "ratio")
+
+
+def _mean_std(values):
+    return f"{values.mean():.2f} ± {values.std():.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+
+
+def _config(params):
+    """(method key, top_k, freeze_bn_stats) that a selective run or a random_matched run stands for."""
+    params = json.loads(params)
+    return params.get("top_k"), params.get("freeze_bn_stats", True), params.get("match"), params.get("match_top_k")
+
+
+def selection_evidence(frame):
+    """Each selective configuration against the random mask of its own size, paired by seed.
+
+    One table per task: rows = (learning rate, method, k); columns = its ACC/WST/EO, mask size, the
+    Spearman correlation of its gaps, the same-size random mask's ACC/WST/EO, and the paired differences
+    (selective - random) of WST and ACC over seeds. Returns {task: DataFrame}; empty without
+    ``random_matched`` records.
+    """
+    if "random_matched" not in set(frame.get("method", [])):
+        return {}
+    tables = {}
+    for task, part in frame.groupby("task", sort=False):
+        lines = []
+        random = part[part["method"] == "random_matched"]
+        for (lr, method, params), runs in part[part["method"].isin(SELECTIVE)].groupby(
+                ["finetune_lr", "method", "params"], sort=False):
+            top_k, bn_frozen, _, _ = _config(params)
+            twin = random[(random["finetune_lr"] == lr) & random["params"].map(
+                lambda p, m=method, k=top_k: _config(p)[2:] == (m, k))]
+            if not bn_frozen or twin.empty:
+                continue
+            merged = runs.merge(twin, on="seed", suffixes=("", "_random"))
+            d_wst, d_acc = merged["WST"] - merged["WST_random"], merged["ACC"] - merged["ACC_random"]
+            lines.append({
+                "lr": lr, "Method": METHODS[method].label, "k": top_k, "ACC": _mean_std(merged["ACC"]),
+                "WST": _mean_std(merged["WST"]), "EO": _mean_std(merged["EO"]), "Tensors": f"{merged['n_selected'].mean():.1f}",
+                "Spearman": f"{merged['spearman_domain_vs_bias'].mean():.2f}",
+                "Random ACC": _mean_std(merged["ACC_random"]), "Random WST": _mean_std(merged["WST_random"]),
+                "Random EO": _mean_std(merged["EO_random"]), "ΔWST vs random": _mean_std(d_wst),
+                "ΔACC vs random": _mean_std(d_acc),
+                "seeds": len(merged)})
+        for method in ("erm", "full"):
+            for lr, runs in part[part["method"] == method].groupby("finetune_lr", dropna=False, sort=False):
+                lines.append({"lr": "" if pd.isna(lr) else lr, "Method": METHODS[method].label, "k": "",
+                              "ACC": _mean_std(runs["ACC"]), "WST": _mean_std(runs["WST"]),
+                              "EO": _mean_std(runs["EO"]), "seeds": len(runs)})
+        tables[task] = pd.DataFrame(lines).fillna("")
+    return tables
+
+
+def batchnorm_evidence(frame):
+    """AIM-Fair runs that differ only in freeze_bn_stats: mean ± std per task and learning rate."""
+    part = frame[frame["method"] == "aimfair"].copy()
+    if part.empty:
+        return None
+    part["freeze_bn_stats"] = part["params"].map(lambda p: _config(p)[1])
+    part["top_k"] = part["params"].map(lambda p: _config(p)[0])
+    if part["freeze_bn_stats"].nunique() < 2:
+        return None
+    part = part[part["top_k"].isin(part.loc[~part["freeze_bn_stats"], "top_k"])]
+    grouped = part.groupby(["task", "finetune_lr", "top_k", "freeze_bn_stats"], sort=False)[["ACC", "WST", "EO"]]
+    stats = grouped.agg(["mean", "std"])
+    return pd.DataFrame({m: [f"{a:.2f} ± {b:.2f}" for a, b in zip(stats[(m, "mean")], stats[(m, "std")])]
+                         for m in ("ACC", "WST", "EO")}, index=stats.index).reset_index()
+
+
 def markdown_report(frame, title):
     """The whole Markdown report: Tables 1, 3, 4 in the paper's layout and the all-runs table."""
     summary = summarise(frame)
@@ -133,5 +208,13 @@ def markdown_report(frame, title):
         for task, table in tables.items():
             if len(table) > 2:
                 parts += [f"## Table {name} layout: {heading} ({task})", table.to_markdown(index=False, disable_numparse=True)]
+    for task, table in selection_evidence(frame).items():
+        parts += [f"## Selection vs same-size random masks ({task})",
+                  "Paired by seed: the random mask has exactly as many tensors as the selective run of the same "
+                  "seed, learning rate and k.", table.to_markdown(index=False, disable_numparse=True)]
+    bn = batchnorm_evidence(frame)
+    if bn is not None:
+        parts += ["## BatchNorm running statistics of frozen layers: frozen (True) or updated (False)",
+                  bn.to_markdown(index=False, disable_numparse=True)]
     parts += ["## All runs", all_runs_table(summary).to_markdown(index=False, disable_numparse=True)]
     return "\n\n".join(parts) + "\n"

@@ -24,7 +24,9 @@ EMBEDDED_FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_lr=0.001, finetu
                          bias_ratio=0.96, synthetic_ratio=1.0)
 PAPER_FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_lr=0.5, finetune_batch_size=128,
                       bias_ratio=0.9, synthetic_ratio=1.0)
-ALL_METHODS = tuple(METHODS)
+# The paper's Tables 1, 3 and 4, plus the package's default criterion (normalized gaps).
+PAPER_METHODS = ("erm", "cvar_dro", "lff", "jtt", "fairif", "synthetic_only", "supplementation", "linear_probe",
+                 "full", "random", "update_block", "freeze_block", "cosine", "normalized", "aimfair")
 BLOCKS = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -54,7 +56,7 @@ def quick():
         "quick",
         "Embedded coloured MNIST (2,000 biased training images, minority share 0.04, 32 px), rendered-digit "
         "synthetic data from 50 contextual prompts per cell, narrow ResNet-18 (width 16), every method, 3 seeds.",
-        [_coloured_mnist()], ALL_METHODS, (0, 1, 2), dict(EMBEDDED_RECIPE), dict(EMBEDDED_FINETUNE),
+        [_coloured_mnist()], PAPER_METHODS, (0, 1, 2), dict(EMBEDDED_RECIPE), dict(EMBEDDED_FINETUNE),
         variants={"random": [{"top_k": 0.55}, {"top_k": 0.85}],
                   "update_block": [{"block": b} for b in BLOCKS],
                   "freeze_block": [{"block": b} for b in BLOCKS]})
@@ -95,14 +97,33 @@ def paper():
         "paper", "The paper's settings (Sec. 4.3): ResNet-18, 224 px, 15 + 10 epochs, k = 55, 10 seeds, CelebA "
         "(Smiling/Male, Smiling/Young, Young/Male; 20,000 biased training images, whole test split) and UTKFace "
         "(Female/White; 10,000 biased, 3,200 balanced test), synthetic images from a diffusers model.",
-        [*celeba, utkface], ALL_METHODS, tuple(range(10)), dict(PAPER_RECIPE), dict(PAPER_FINETUNE),
+        [*celeba, utkface], PAPER_METHODS, tuple(range(10)), dict(PAPER_RECIPE), dict(PAPER_FINETUNE),
         variants={"random": [{"top_k": r} for r in (0.4, 0.55, 0.7, 0.85)],
                   "update_block": [{"block": b} for b in ("stem", *BLOCKS)],
                   "freeze_block": [{"block": b} for b in ("stem", *BLOCKS, "fc")]},
         finetune_lrs=(0.4, 0.5, 0.6))
 
 
-SUITES = {"quick": quick, "paper": paper, "topk": topk, "fashion": fashion}
+def criteria():
+    """Issue 8's evidence: every selection criterion against same-size random masks, two bias strengths."""
+    tasks = [dict(_coloured_mnist(), name=f"coloured MNIST, minority {m}", minority_share=m) for m in (0.04, 0.02)]
+    selective = ("aimfair", "cosine", "normalized")
+    variants = {m: [{"top_k": k} for k in (40, 55)] for m in selective}
+    variants["aimfair"].append({"top_k": 55, "freeze_bn_stats": False})
+    # the gap-ratio rule at the sizes the intersection has at k = 40 and 55 (2k - n = 18 and 48)
+    variants["ratio"] = [{"top_k": 18}, {"top_k": 48}]
+    variants["random_matched"] = ([{"match": m, "match_top_k": k} for m in selective for k in (40, 55)]
+                                  + [{"match": "ratio", "match_top_k": k} for k in (18, 48)])
+    return Suite(
+        "criteria", "Selection criteria vs same-size random masks: coloured MNIST at minority shares 0.04 and 0.02, "
+        "abs_diff / cosine / normalized gaps with the paper's intersection at k = 40 and 55, the gap-ratio rule at "
+        "the same sizes, one random mask of the same size per run, BatchNorm statistics frozen or not, the "
+        "fine-tuning learning rate searched over {0.001, 0.003}, 3 seeds.",
+        tasks, ("erm", "full", *selective, "ratio", "random_matched"), (0, 1, 2), dict(EMBEDDED_RECIPE),
+        dict(EMBEDDED_FINETUNE), variants=variants, finetune_lrs=(0.001, 0.003))
+
+
+SUITES = {"quick": quick, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria}
 
 
 def build_suite(name):

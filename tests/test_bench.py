@@ -273,3 +273,24 @@ def test_paper_suite_runs_end_to_end_at_toy_scale(tmp_path, celeba_root, utkface
     # supplementation trained on real paths plus the synthetic images written as PNG files
     assert len(list((out / "cache" / "supplementation").rglob("*.png"))) == 2 * 40
     assert main(args) == 0  # resumes: nothing left to run
+
+
+def test_random_matched_has_the_size_of_the_mask_it_matches_and_the_evidence_table_pairs_them(tmp_path):
+    from benchmarks.report import selection_evidence
+
+    suite = toy_suite(methods=("erm", "cosine", "random_matched"))
+    suite.variants = {"random_matched": [{"match": "cosine"}]}
+    jobs = make_jobs(suite)
+    run_jobs(jobs, tmp_path, progress=False)
+    records = {r["method"]: r for r in collect_records(tmp_path, jobs)}
+    assert records["random_matched"]["mask"]["n_selected"] == records["cosine"]["mask"]["n_selected"]
+    assert records["random_matched"]["mask"]["selection"] == "random"
+    table = selection_evidence(records_frame(list(records.values())))["coloured MNIST"]
+    row = table[table["Method"].str.contains("Cosine")].iloc[0]
+    expected = records["cosine"]["metrics"]["WST"] - records["random_matched"]["metrics"]["WST"]
+    assert float(row["ΔWST vs random"]) == pytest.approx(expected, abs=0.01)
+    assert float(row["Tensors"]) == records["cosine"]["mask"]["n_selected"]
+    with pytest.raises(ValueError, match="random_matched can match"):
+        bad = toy_suite(methods=("random_matched",))
+        bad.variants = {"random_matched": [{"match": "jtt"}]}
+        run_jobs(make_jobs(bad), tmp_path / "bad", progress=False)

@@ -9,8 +9,10 @@ from aimfair_plugin.estimators._masking import (
     mask_statistics,
     mean_gradients,
     resolve_top_k,
+    select_tensors,
     tensor_gap,
     top_k_intersection,
+    top_k_ratio,
 )
 
 
@@ -86,3 +88,43 @@ def test_gradient_gaps_and_statistics():
     assert gaps["bias_gap"].tolist() == [0.5, 3.0]
     stats = mask_statistics(gaps, np.array([True, False]), 1)
     assert stats["n_selected"] == 1 and stats["min_possible_intersection"] == 0
+
+
+def test_normalized_gaps_by_hand():
+    """Each tensor's abs_diff gaps divided by its mean |g| over R, S1 and S2; a zero-gradient tensor gets 0."""
+    module = nn.Sequential(nn.Linear(2, 1))  # 0.weight (1, 2), 0.bias (1,)
+    g_r = {"0.weight": torch.tensor([[2.0, -2.0]]), "0.bias": torch.zeros(1)}
+    g_s1 = {"0.weight": torch.tensor([[1.0, -1.0]]), "0.bias": torch.zeros(1)}
+    g_s2 = {"0.weight": torch.tensor([[0.0, 0.0]]), "0.bias": torch.zeros(1)}
+    gaps = gradient_gaps(module, g_r, g_s1, g_s2, criterion="normalized").set_index("tensor")
+    scale = (2 + 1 + 0) / 3
+    assert gaps.loc["0.weight", "grad_scale"] == pytest.approx(scale)
+    assert gaps.loc["0.weight", "domain_gap"] == pytest.approx(1.0 / scale)
+    assert gaps.loc["0.weight", "bias_gap"] == pytest.approx(1.0 / scale)
+    assert gaps.loc["0.bias", ["domain_gap", "bias_gap"]].tolist() == [0.0, 0.0]
+    # scaling one tensor's gradients by 1000 leaves its normalized gaps unchanged
+    big = {k: {n: v * (1000 if n == "0.weight" else 1) for n, v in g.items()} for k, g in
+           (("r", g_r), ("s1", g_s1), ("s2", g_s2))}
+    again = gradient_gaps(module, big["r"], big["s1"], big["s2"], criterion="normalized").set_index("tensor")
+    assert again.loc["0.weight", "domain_gap"] == pytest.approx(gaps.loc["0.weight", "domain_gap"])
+    raw = gradient_gaps(module, big["r"], big["s1"], big["s2"]).set_index("tensor")
+    assert raw.loc["0.weight", "domain_gap"] == pytest.approx(1000.0)
+    with pytest.raises(ValueError, match="criterion"):
+        gradient_gaps(module, g_r, g_s1, g_s2, criterion="l2")
+
+
+def test_ratio_selection_by_hand():
+    domain = [0.1, 0.5, 0.2, 0.0, 0.4, 0.0]
+    bias = [0.3, 0.5, 0.8, 0.2, 0.4, 0.0]
+    # ratios: 3, 1, 4, inf (0.2 / 0), 1, 0/0 (last); ties keep tensor order
+    assert np.flatnonzero(top_k_ratio(domain, bias, 2)).tolist() == [2, 3]
+    assert np.flatnonzero(top_k_ratio(domain, bias, 3)).tolist() == [0, 2, 3]
+    assert np.flatnonzero(top_k_ratio(domain, bias, 4)).tolist() == [0, 1, 2, 3]
+    assert top_k_ratio(domain, bias, 6).all()
+    # the ratio is unchanged when both gaps of a tensor share a factor
+    scaled = np.array([10, 1, 1, 1, 1, 1])
+    assert (top_k_ratio(np.array(domain) * scaled, np.array(bias) * scaled, 3) == top_k_ratio(domain, bias, 3)).all()
+    assert (select_tensors(domain, bias, 3, "ratio") == top_k_ratio(domain, bias, 3)).all()
+    assert (select_tensors(domain, bias, 3) == top_k_intersection(domain, bias, 3)).all()
+    with pytest.raises(ValueError, match="selection"):
+        select_tensors(domain, bias, 3, "union")

@@ -40,7 +40,7 @@ def test_group_count_helpers():
 def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
     d, provider, pretrained = setup
     before = copy.deepcopy(pretrained.net_.module_.state_dict())
-    m = mitigator(provider, pretrained, prefit=True).fit(d.X_train, d.y_train)
+    m = mitigator(provider, pretrained, prefit=True, criterion="abs_diff").fit(d.X_train, d.y_train)
     # The paper's abs_diff criterion with k=55 of 62 gives at least 2k - n = 48 tensors.
     assert m.n_selected_ >= 48 and m.mask_report_["min_possible_intersection"] == 48
     after = m.estimator_.net_.module_.state_dict()
@@ -102,7 +102,7 @@ def test_fit_pretrains_and_predicts_and_pickles(setup):
     m = mitigator(provider, ImageClassifier(random_state=0, **FAST), criterion="cosine", memory=None)
     m.fit(d.X_train, d.y_train)
     assert hasattr(m.pretrained_estimator_, "net_") and not m.pretrain_cache_hit_
-    assert list(m.gradient_gaps_.columns) == ["tensor", "block", "numel", "domain_gap", "bias_gap", "selected"]
+    assert list(m.gradient_gaps_.columns) == ["tensor", "block", "numel", "grad_scale", "domain_gap", "bias_gap", "selected"]
     assert len(m.gradient_gaps_) == 62 and m.gradient_gaps_["domain_gap"].between(0, 2).all()
     assert m.predict(d.X_test).shape == (200,) and len(m.history_) == 2
     restored = pickle.loads(pickle.dumps(m))
@@ -202,3 +202,58 @@ def test_array_provider_resizes_and_checks_channels(small_mnist):
     assert sorted(zip(y.tolist(), s.tolist())) == [(0, 0)] * 3 + [(1, 1)] * 2
     with pytest.raises(ValueError, match="channels"):
         provider.sample({(0, 0): 1}, image_shape=(1, 16, 16))
+
+
+def test_ratio_selection_normalized_criterion_and_select_only(setup):
+    d, provider, pretrained = setup
+    ratio = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", selection="ratio", top_k=20,
+                      finetune_epochs=0).fit(
+        d.X_train, d.y_train)
+    assert ratio.n_selected_ == 20 and ratio.mask_report_["selection"] == "ratio"
+    gaps = ratio.gradient_gaps_
+    score = gaps["bias_gap"] / gaps["domain_gap"]
+    assert score[gaps["selected"]].min() >= score[~gaps["selected"]].max()
+    # finetune_epochs=0 selects only: the model is the pre-trained one, weight for weight
+    for name, value in pretrained.net_.module_.state_dict().items():
+        assert torch.equal(ratio.estimator_.net_.module_.state_dict()[name], value)
+    normalized = mitigator(provider, pretrained, prefit=True, criterion="normalized", finetune_epochs=0).fit(
+        d.X_train, d.y_train)
+    report = normalized.mask_report_
+    assert report["criterion"] == "normalized" and report["n_selected"] >= report["min_possible_intersection"]
+    g = normalized.gradient_gaps_
+    raw = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", finetune_epochs=0).fit(
+        d.X_train, d.y_train).gradient_gaps_
+    assert np.allclose(g["domain_gap"] * g["grad_scale"], raw["domain_gap"], rtol=1e-5)
+    # the same tensors by gap ratio whichever of the two criteria (the scale cancels)
+    same = mitigator(provider, pretrained, prefit=True, criterion="normalized", selection="ratio", top_k=20,
+                     finetune_epochs=0).fit(d.X_train, d.y_train)
+    assert same.selection_mask_ == ratio.selection_mask_
+
+
+@pytest.mark.parametrize("kwargs, message", [({"selection": "union"}, "selection"),
+                                             ({"finetune_epochs": -1}, "finetune_epochs"),
+                                             ({"finetune_epochs": True}, "finetune_epochs")])
+def test_bad_selection_parameters(setup, kwargs, message):
+    d, provider, pretrained = setup
+    with pytest.raises(ValueError, match=message):
+        mitigator(provider, pretrained, prefit=True, **kwargs).fit(d.X_train, d.y_train)
+
+
+def test_plot_gradient_gaps(setup):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from aimfair_plugin.inspection import plot_gradient_gaps
+
+    d, provider, pretrained = setup
+    m = mitigator(provider, pretrained, prefit=True, finetune_epochs=0).fit(d.X_train, d.y_train)
+    ax = plot_gradient_gaps(m)
+    points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert points == 62
+    assert "Spearman" in ax.texts[0].get_text() and ax.get_xscale() == "log"
+    assert len(ax.lines) == 2  # the two k-th gap thresholds of the intersection rule
+    full = mitigator(provider, pretrained, prefit=True, strategy="full", finetune_epochs=0).fit(d.X_train, d.y_train)
+    with pytest.raises(ValueError, match="selective"):
+        plot_gradient_gaps(full)
+    with pytest.raises(ValueError, match="fitted"):
+        plot_gradient_gaps(SelectiveFinetuneMitigator(provider))

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from ..nets import block_of
 
-CRITERIA = ("abs_diff", "cosine")
+CRITERIA = ("abs_diff", "cosine", "normalized")
+SELECTIONS = ("intersection", "ratio")
 
 
 def mean_gradients(module, dataset, *, batch_size=128, max_batches=None, device="cpu"):
@@ -68,25 +69,41 @@ def tensor_gap(a, b, criterion="abs_diff"):
     raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
 
 
+def gradient_scale(*grads):
+    """A tensor's gradient scale: the mean over the given gradients of their mean absolute entry."""
+    return float(np.mean([float(g.abs().mean()) for g in grads]))
+
+
 def gradient_gaps(module, g_real, g_biased, g_balanced, *, criterion="abs_diff"):
     """Per-tensor domain gap (real vs biased synthetic) and bias gap (biased vs balanced synthetic).
+
+    ``criterion="normalized"`` divides both abs_diff gaps of a tensor by the
+    tensor's gradient scale on the three sets (``grad_scale``): mean |g_a - g_b|
+    grows linearly with how large the tensor's gradients are, so without this
+    both gaps rank tensors by gradient magnitude and the two rankings agree
+    (FINDINGS.md: Spearman 0.96-0.98). After it, a gap says how much the
+    gradient changes *relative to its own size*, which compares across tensors.
+    A tensor whose gradients are all zero gets gaps 0.
 
     Returns
     -------
     gaps : pandas.DataFrame
         One row per named parameter, in ``module.named_parameters()`` order,
-        with columns ``tensor, block, numel, domain_gap, bias_gap``.
+        with columns ``tensor, block, numel, grad_scale, domain_gap, bias_gap``.
     """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     rows = []
     for name, p in module.named_parameters():
+        scale = gradient_scale(g_real[name], g_biased[name], g_balanced[name])
+        inner = "abs_diff" if criterion == "normalized" else criterion
+        domain = tensor_gap(g_real[name], g_biased[name], inner)
+        bias = tensor_gap(g_biased[name], g_balanced[name], inner)
+        if criterion == "normalized":
+            domain, bias = (domain / scale, bias / scale) if scale > 0 else (0.0, 0.0)
         rows.append(
-            {
-                "tensor": name,
-                "block": block_of(name),
-                "numel": p.numel(),
-                "domain_gap": tensor_gap(g_real[name], g_biased[name], criterion),
-                "bias_gap": tensor_gap(g_biased[name], g_balanced[name], criterion),
-            }
+            {"tensor": name, "block": block_of(name), "numel": p.numel(), "grad_scale": scale,
+             "domain_gap": domain, "bias_gap": bias}
         )
     return pd.DataFrame(rows)
 
@@ -115,6 +132,33 @@ def top_k_intersection(domain_gap, bias_gap, k):
     mask = np.zeros(len(domain_gap), dtype=bool)
     mask[np.intersect1d(low_domain, high_bias)] = True
     return mask
+
+
+def top_k_ratio(domain_gap, bias_gap, k):
+    """The ``k`` tensors with the largest bias gap / domain gap (``selection="ratio"``).
+
+    One score that wants both a large bias gap and a small domain gap; the
+    mask has exactly ``k`` tensors, so its size is a budget chosen directly
+    rather than the by-product of intersecting two top-k lists. The ratio is
+    free of any per-tensor scale that multiplies both gaps (so abs_diff and
+    normalized give the same ratio mask). A zero domain gap ranks first when
+    its bias gap is positive; 0 / 0 ranks last. Ties keep tensor order.
+    """
+    domain_gap, bias_gap = np.asarray(domain_gap, float), np.asarray(bias_gap, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(domain_gap > 0, bias_gap / domain_gap, np.where(bias_gap > 0, np.inf, -np.inf))
+    mask = np.zeros(len(domain_gap), dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:k]] = True
+    return mask
+
+
+def select_tensors(domain_gap, bias_gap, k, selection="intersection"):
+    """The selection mask: ``"intersection"`` (the paper's Eqs. 5-7) or ``"ratio"`` (:func:`top_k_ratio`)."""
+    if selection == "intersection":
+        return top_k_intersection(domain_gap, bias_gap, k)
+    if selection == "ratio":
+        return top_k_ratio(domain_gap, bias_gap, k)
+    raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
 
 
 def mask_statistics(gaps, mask, k):
