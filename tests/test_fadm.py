@@ -45,6 +45,8 @@ def test_encoder_round_trip_and_valid_categories():
     assert set(noisy["colour"]) <= {"red", "green", "blue"}
     with pytest.raises(ValueError, match="not seen"):
         enc.transform(X.assign(colour="purple"))
+    lenient = TabularEncoder(handle_unknown="ignore").fit(X).transform(X.assign(colour="purple"))
+    assert (lenient[:, 3:] == 0).all() and np.allclose(lenient[:, :3], Z[:, :3])  # a, b, count; then colour
 
 
 def test_sample_schema_labels_and_reproducibility(fitted):

@@ -17,14 +17,21 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
     ----------
     categorical : list of str, optional
         Columns to one-hot encode. Default: every non-numeric column.
+    handle_unknown : {"error", "ignore"}, default="error"
+        What ``transform`` does with a category not seen in ``fit``: raise,
+        or encode it as all zeros (e.g. a country that only a held-out
+        domain has).
     """
 
-    def __init__(self, categorical=None):
+    def __init__(self, categorical=None, handle_unknown="error"):
         self.categorical = categorical
+        self.handle_unknown = handle_unknown
 
     def fit(self, X, y=None):
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"TabularEncoder needs a pandas DataFrame, got {type(X).__name__}.")
+        if self.handle_unknown not in ("error", "ignore"):
+            raise ValueError(f"handle_unknown must be 'error' or 'ignore', got {self.handle_unknown!r}.")
         if X.empty:
             raise ValueError("TabularEncoder needs at least one row and one column.")
         categorical = (
@@ -60,9 +67,11 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
             codes = np.searchsorted(self.categories_[c], values)
             codes = np.clip(codes, 0, len(self.categories_[c]) - 1)
             unknown = self.categories_[c][codes] != values
-            if unknown.any():
+            if unknown.any() and self.handle_unknown == "error":
                 raise ValueError(f"Column {c!r} has categories not seen in fit, e.g. {values[unknown][0]!r}.")
-            parts.append(np.eye(len(self.categories_[c]))[codes])
+            one_hot = np.eye(len(self.categories_[c]))[codes]
+            one_hot[unknown] = 0.0
+            parts.append(one_hot)
         return np.hstack(parts).astype(np.float32)
 
     def inverse_transform(self, Z):
