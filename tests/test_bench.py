@@ -33,7 +33,7 @@ def test_jobs_cover_tasks_seeds_methods_and_variants_with_erm_first():
     suite = build_suite("quick")
     suite.seeds = (0, 1)
     jobs = make_jobs(suite)
-    per_seed = 5 + 2 + 4 + 2 + 4 + 4  # baselines, synthetic, lp/full/cosine/aimfair, random x2, blocks x4 x2
+    per_seed = 5 + 2 + 5 + 2 + 4 + 4  # baselines, synthetic, lp/full/cosine/normalized/aimfair, random x2, blocks
     assert len(jobs) == 2 * per_seed
     assert [j["method"] for j in jobs if j["seed"] == 0][0] == "erm"
     labels = {j["variant"] for j in jobs if j["method"] == "update_block"}
