@@ -8,11 +8,11 @@ ends up in the settings of each record, so a re-run with other settings never re
 import copy
 from dataclasses import dataclass, field
 
+from ._common import ERM
 from .methods import METHODS
 
 # The embedded benchmark's ERM recipe (FINDINGS.md): narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
-EMBEDDED_RECIPE = dict(width=16, max_epochs=15, lr=0.05, batch_size=64, lr_milestones=[10], lr_gamma=0.1,
-                       augment=False)
+EMBEDDED_RECIPE = dict(ERM, lr_milestones=list(ERM["lr_milestones"]))  # lists: records are JSON
 # The paper's Sec. 4.3: ResNet-18, batch 128, 15 epochs, lr 0.01 x0.01 at epoch 10, 224 px.
 PAPER_RECIPE = dict(arch="resnet18", width=64, max_epochs=15, lr=0.01, batch_size=128, lr_milestones=[10],
                     lr_gamma=0.01, image_size=224, augment=True)

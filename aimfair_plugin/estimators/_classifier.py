@@ -13,6 +13,7 @@ from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from torch import nn
 from torch.optim.lr_scheduler import MultiStepLR
 
+from .._validation import check_int
 from .._device import autocast, resolve_device
 from ..nets import LinearModel, ResNet, load_checkpoint
 from ._data import ImageDataset, check_image_size, check_images, image_shape
@@ -176,9 +177,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_params(self):
         for name in ("max_epochs", "batch_size", "width"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            check_int(name, getattr(self, name))
         for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.floating)) or value < 0:

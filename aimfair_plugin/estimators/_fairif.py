@@ -27,6 +27,7 @@ from sklearn.utils import check_random_state
 from torch.func import functional_call, jvp
 from torch.utils.data import DataLoader
 
+from .._validation import check_int
 from .._device import resolve_device
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
 from ._data import ImageDataset
@@ -159,9 +160,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         if not isinstance(self.temperature, numbers.Real) or self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}.")
         for name in ("lissa_iterations", "lissa_repeats", "lissa_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            check_int(name, getattr(self, name))
         if self.lissa_scale != "auto" and (not isinstance(self.lissa_scale, numbers.Real) or self.lissa_scale <= 0):
             raise ValueError(f"lissa_scale must be 'auto' or positive, got {self.lissa_scale!r}.")
 

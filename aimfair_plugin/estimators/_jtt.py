@@ -1,9 +1,8 @@
 """Just Train Twice (Liu et al., 2021): upsample what an early model gets wrong, then retrain."""
 
-import numbers
-
 import numpy as np
 
+from .._validation import check_int
 from ._classifier import ImageClassifier, backbone_params, with_backbone_params
 
 
@@ -39,9 +38,7 @@ class JTTClassifier(ImageClassifier):
     def _validate_params(self):
         super()._validate_params()
         for name in ("identification_epochs", "upweight"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            check_int(name, getattr(self, name))
 
     def fit(self, X, y, sample_weight=None):
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)

@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import check_int
 from .._device import resolve_device
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth._base import balanced_group_counts, biased_group_counts
@@ -229,10 +230,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ValueError(f"bias_ratio must lie in [0.5, 1), got {self.bias_ratio!r}.")
         if not self.synthetic_ratio > 0:
             raise ValueError(f"synthetic_ratio must be positive, got {self.synthetic_ratio!r}.")
-        for name, low in (("finetune_epochs", 0), ("finetune_batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+        check_int("finetune_epochs", self.finetune_epochs, low=0)
+        check_int("finetune_batch_size", self.finetune_batch_size)
         if not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr must be positive, got {self.finetune_lr!r}.")
         if self.mask_max_batches is not None and not (

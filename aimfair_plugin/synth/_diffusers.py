@@ -38,6 +38,7 @@ from PIL import Image
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from .._validation import check_int
 from .._device import resolve_device
 from .._resize import resize_images
 from ._base import SyntheticDataProvider, check_group_counts
@@ -167,9 +168,7 @@ class DiffusersProvider(SyntheticDataProvider):
 
     def _validate(self):
         for name in ("num_inference_steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            check_int(name, getattr(self, name))
         if not isinstance(self.guidance_scale, numbers.Real):
             raise ValueError(f"guidance_scale must be a number, got {self.guidance_scale!r}.")
         if self.generation_size is not None and (

@@ -25,6 +25,7 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from .._validation import check_int
 from .._device import resolve_device
 from ._tabular import TabularEncoder
 
@@ -157,9 +158,7 @@ class FairTabularDiffusion(BaseEstimator):
 
     def _validate_params(self):
         for name in ("n_steps", "epochs", "batch_size", "hidden", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            check_int(name, getattr(self, name))
         for name in ("lr", "inner_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
@@ -328,8 +327,7 @@ class FairTabularDiffusion(BaseEstimator):
     def sample_encoded(self, n, *, y=None, random_state=None, batch_size=4096):
         """Guided reverse diffusion in the encoded space: ``(Z, label indices)``, Z of shape (n, d)."""
         check_is_fitted(self, "score_net_")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}.")
+        check_int("n", n)
         rng = check_random_state(random_state)
         labels = self._labels(int(n), y, rng)
         device = next(self.score_net_.parameters()).device
