@@ -44,6 +44,7 @@ def heldout_provider(data, images=None, labels=None, *, image_size=32, target=5,
         used = np.r_[data.source_index_train, data.source_index_test]
     else:
         used = data.source_index_train
+    used = np.r_[used, data.get("source_index_val_train", [])].astype(int)  # the held-out validation images too
     unused = np.setdiff1d(np.arange(len(labels)), used)
     if not len(unused):
         raise ValueError("No pool image is left for the held-out stand-in provider; lower n_train.")

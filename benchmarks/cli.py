@@ -11,13 +11,18 @@ Examples::
 """
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
+from aimfair_plugin._device import resolve_device
+
 from .report import markdown_report, records_frame, summarise
+from .selection import RULES, paired_frame, select_variants, selected_frame
 from .runner import BACKENDS, collect_records, make_jobs, run_jobs
 from .suites import SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
@@ -34,8 +39,12 @@ def build_parser():
     run.add_argument("--methods", nargs="+", help="method keys (default: the suite's), e.g. erm jtt aimfair")
     run.add_argument("--tasks", nargs="+", help="keep only tasks whose name contains one of these words")
     run.add_argument("--list", action="store_true", help="print the jobs and whether they have records; run nothing")
+    run.add_argument("--tuned", help="tuned settings for the quick suite (default: benchmarks/tuned.json, written "
+                                     "by `aimfair-bench tune` as OUT/tuned.json)")
     par = parser.add_argument_group("where it runs")
-    par.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib; -1 = all cores)")
+    par.add_argument("--n-jobs", type=int,
+                     help="parallel jobs (joblib; -1 = all cores). Default: one single-threaded job per CPU core on "
+                          "the CPU (faster than one job on all cores for these small networks), 1 on a GPU")
     par.add_argument("--backend", default="loky", choices=BACKENDS,
                      help="joblib backend: loky (local processes), dask or ray (an existing cluster)")
     par.add_argument("--scheduler", help="dask scheduler address or ray address for --backend dask/ray")
@@ -43,7 +52,11 @@ def build_parser():
     size = parser.add_argument_group("overrides of the suite's settings (every task / method)")
     size.add_argument("--n-train", type=int, help="real training images")
     size.add_argument("--n-test", type=int, help="test images")
-    size.add_argument("--n-val-per-cell", type=int, help="validation images per (y, s) cell (FairIF)")
+    size.add_argument("--n-val-per-cell", type=int,
+                      help="images per (y, s) cell of the balanced, group-labelled validation set (group_val rule, "
+                           "FairIF)")
+    size.add_argument("--n-val-train", type=int,
+                      help="images held out of the biased training draw for the label_free rule")
     size.add_argument("--minority-share", type=float, help="minority share within each class of the training set")
     size.add_argument("--image-size", type=int, help="image side in pixels")
     size.add_argument("--width", type=int, help="ResNet base width (64 = standard ResNet-18)")
@@ -92,7 +105,8 @@ def apply_overrides(suite, args, out):
     kept = []
     for task in suite.tasks:
         for key, value in (("n_train", args.n_train), ("n_test", args.n_test), ("n_val_per_cell", args.n_val_per_cell),
-                           ("minority_share", args.minority_share), ("image_size", args.image_size)):
+                           ("n_val_train", args.n_val_train), ("minority_share", args.minority_share),
+                           ("image_size", args.image_size)):
             if value is not None:
                 task[key] = value
         if task["dataset"] == "coloured_fashion" and args.fashion_path:
@@ -134,11 +148,47 @@ def prepare_synthetic(suite):
         provider.generate(counts, decode=False)
 
 
+def default_n_jobs(device):
+    """One job per CPU core on the CPU (each then runs single-threaded), one job on a GPU."""
+    return 1 if not str(resolve_device(device)).startswith("cpu") else (os.cpu_count() or 1)
+
+
+def write_tables(out, frame):
+    """records.csv, selected.csv and paired.csv; returns (summary, paired)."""
+    frame.to_csv(out / "records.csv", index=False)
+    summary = summarise(frame)
+    selected_frame(summary).to_csv(out / "selected.csv", index=False)
+    paired = paired_frame(frame, summary)
+    paired.to_csv(out / "paired.csv", index=False)
+    return summary, paired
+
+
+def write_tuned(out, summary, frame, seeds, rule="group_val"):
+    """``tuned.json``: each method's variant chosen by ``rule``, its parameters, and where it came from."""
+    chosen = select_variants(summary, rule)
+    params = frame.drop_duplicates(["task", "method", "variant"]).set_index(["task", "method", "variant"])
+    methods = {}
+    for _, row in chosen.iterrows():
+        score = RULES[rule][0]
+        methods[row["method"]] = {
+            "params": json.loads(params.loc[(row["task"], row["method"], row["variant"]), "variant_params"]),
+            "variant": row["variant"], score: round(float(row[f"{score}_mean"]), 2),
+            "grid_size": int((summary["method"] == row["method"]).sum())}
+    source = (f"aimfair-bench tune: the {rule} choice (highest mean {RULES[rule][0]} over seeds "
+              f"{', '.join(map(str, seeds))}) among each method's grid")
+    path = out / "tuned.json"
+    path.write_text(json.dumps({"source": source, "rule": rule, "seeds": list(seeds), "methods": methods}, indent=2)
+                    + "\n")
+    return path
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = Path(args.out or Path("results") / args.suite)
-    suite = apply_overrides(build_suite(args.suite), args, out)
+    suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite == "quick" else {}))
+    suite = apply_overrides(suite, args, out)
     jobs = make_jobs(suite, device=args.device)
+    n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)
     if args.list:
         from .runner import is_done, record_path
 
@@ -149,24 +199,27 @@ def main(argv=None):
     print(f"Suite {suite.name!r}: {suite.description}\n{len(jobs)} runs -> {out}")
     start = time.perf_counter()
     prepare_synthetic(suite)
-    ran = run_jobs(jobs, out, n_jobs=args.n_jobs, backend=args.backend, scheduler=args.scheduler,
+    ran = run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
                    progress=not args.no_progress)
     wall = time.perf_counter() - start
     records = collect_records(out, jobs)
     frame = records_frame(records)
-    frame.to_csv(out / "records.csv", index=False)
+    summary, paired = write_tables(out, frame)
     title = f"aimfair-bench {suite.name}: {len(records)} runs, {len(suite.seeds)} seeds"
-    report = markdown_report(frame, title)
+    report = markdown_report(frame, title, paired=paired)
     (out / "report.md").write_text(report)
     print("\n" + report)
+    if suite.name == "tune":
+        print(f"Tuned settings (group_val): {write_tuned(out, summary, frame, suite.seeds)}")
     if not args.no_plots:
-        summary = summarise(frame)
         made = [plot_tradeoff(summary, out / "tradeoff.png"), plot_topk(summary, out / "topk.png"),
                 plot_mask_blocks(records, out / "mask_blocks.png")]
         print("Plots: " + ", ".join(str(p) for p in made if p is not None))
-    print(f"Records: {out / 'records'}  CSV: {out / 'records.csv'}  Tables: {out / 'report.md'}")
-    print(f"Wall time: {wall:.1f} s for {ran} runs ({len(jobs) - ran} reused), "
-          f"{torch.get_num_threads()} torch threads, device {args.device}.")
+    print(f"Records: {out / 'records'}  CSV: {out / 'records.csv'}, {out / 'selected.csv'}, {out / 'paired.csv'}  "
+          f"Tables: {out / 'report.md'}")
+    threads = torch.get_num_threads() if n_jobs == 1 else max(1, torch.get_num_threads() // n_jobs)
+    print(f"Wall time: {wall:.1f} s for {ran} runs ({len(jobs) - ran} reused), {n_jobs} parallel job(s) with "
+          f"{threads} torch thread(s) each, device {args.device}.")
     return 0
 
 

@@ -72,14 +72,27 @@ BASELINE_CLASSES = {
 }
 
 
-def base_estimator(job):
-    """The unfitted ERM model of a job (the pre-training every fine-tuning method starts from)."""
-    return ImageClassifier(random_state=job["seed"], device=job["device"], **job["recipe"])
+# Job parameters that belong to the backbone recipe (ImageClassifier) rather than to the method itself.
+RECIPE_KEYS = frozenset(ImageClassifier._get_param_names())
 
 
-def pretrained_erm(job, data, cache_dir):
+def base_estimator(job, **overrides):
+    """The unfitted ERM model of a job (the pre-training every fine-tuning method starts from).
+
+    ``overrides`` (e.g. a tuned ``lr``) change the recipe; without them this is the suite's recipe, the model
+    every fine-tuning method of the seed starts from.
+    """
+    return ImageClassifier(random_state=job["seed"], device=job["device"], **{**job["recipe"], **overrides})
+
+
+def recipe_overrides(job):
+    """The recipe parameters a job's variant changes (a tuned learning rate, an optimiser...)."""
+    return {k: v for k, v in job["params"].items() if k in RECIPE_KEYS}
+
+
+def pretrained_erm(job, data, cache_dir, **overrides):
     """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache."""
-    estimator = base_estimator(job)
+    estimator = base_estimator(job, **overrides)
     key = pretraining_fingerprint(estimator, data.X_train, data.y_train)
     model, _ = cached(DiskCache(cache_dir), key, lambda: estimator.fit(data.X_train, data.y_train))
     return model
@@ -108,10 +121,12 @@ def fit_method(job, data, cache_dir):
     method = METHODS[job["method"]]  # job["params"] already holds method.params and the variant's
     X, y = data.X_train, data.y_train
     if job["method"] == "erm":
-        return pretrained_erm(job, data, cache_dir)
+        return pretrained_erm(job, data, cache_dir, **recipe_overrides(job))
     if method.family == "baseline":
-        model = BASELINE_CLASSES[job["method"]](
-            random_state=job["seed"], device=job["device"], **job["recipe"], **job["params"])
+        params = {**job["recipe"], **job["params"]}
+        if job["method"] == "fairif":  # its stage one is the ERM model of the seed: read it from the cache
+            params["memory"] = str(cache_dir)
+        model = BASELINE_CLASSES[job["method"]](random_state=job["seed"], device=job["device"], **params)
         if job["method"] == "fairif":
             return model.fit(X, y, X_val=data.X_val, y_val=data.y_val, sensitive_features_val=data.s_val)
         return model.fit(X, y)
@@ -121,7 +136,7 @@ def fit_method(job, data, cache_dir):
             if X.ndim == 1:  # real images are paths: write the synthetic ones next to them
                 X_syn = save_png_images(X_syn, Path(cache_dir) / "supplementation" / job["settings_hash"])
             X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
-        return base_estimator(job).fit(X_syn, y_syn)
+        return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
     params = {**job["finetune"], **job["params"]}
     if job["method"] == "random_matched":
         params["top_k"] = matched_size(job, data, cache_dir, params.pop("match"), params.pop("match_top_k", None))

@@ -15,12 +15,27 @@ import pandas as pd
 from aimfair_plugin.nets import BLOCK_ORDER
 
 from .methods import METHODS
-from .report import best_variants
+from .selection import select_variants
 
-MARKERS = "osD^v<>pPXhHd8"
-# 14 distinguishable colours (matplotlib's tab10 and four more), one per method.
+MARKERS = ["o", "s", "D", "^", "v", "<", ">", "p", "P", "X", "h", "H", "d", "8", "1", "2", "3", "4", "+", "x"]
+# 20 distinguishable colours (matplotlib's tab10 and ten more).
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#000000", "#8b4513", "#4b0082", "#9acd32"]
+           "#17becf", "#000000", "#8b4513", "#4b0082", "#9acd32", "#ff1493", "#00ced1", "#b8860b", "#2f4f4f",
+           "#ff6347", "#000080"]
+
+
+def method_style(method):
+    """The marker and colour of a method in every plot: fixed by its place in ``METHODS``, so no two share both.
+
+    AIM-Fair is a large red star.
+    """
+    i = list(METHODS).index(method)
+    if i >= min(len(MARKERS), len(COLOURS)):
+        raise ValueError(f"No plot style for method #{i} ({method!r}); add markers and colours.")
+    style = dict(marker=MARKERS[i], color=COLOURS[i], markersize=9)
+    if method == "aimfair":
+        style.update(marker="*", color="red", markersize=18, markeredgecolor="black", zorder=5)
+    return style
 
 
 def _pyplot():
@@ -44,32 +59,30 @@ def _zoom_limits(rows, metric, lower_is_better):
     return x, y
 
 
-def plot_tradeoff(summary, path):
+def plot_tradeoff(summary, path, rule="group_val"):
     """Per task: ACC vs WST (up-right is better) and ACC vs EO (up-left is better), all methods and zoomed.
 
+    Each method is shown at the variant ``rule`` selects on validation data (see :mod:`benchmarks.selection`).
     The top row shows every method; the bottom row zooms on the methods within 12 points of the best
     WST (left) and the best EO (right), with ACC within 10 points of the best, where the fine-tuning methods crowd together.
     """
     plt = _pyplot()
-    best = best_variants(summary)
+    best = select_variants(summary, rule)
     tasks = list(dict.fromkeys(best["task"]))
     fig, axes = plt.subplots(2 * len(tasks), 2, figsize=(13, 9 * len(tasks)), squeeze=False)
     methods = [m for m in METHODS if m in set(best["method"])]
     for t, task in enumerate(tasks):
         rows = best[best["task"] == task].set_index("method")
         for zoomed, row_axes in enumerate(axes[2 * t: 2 * t + 2]):
-            for i, method in enumerate(methods):
+            for method in methods:
                 if method not in rows.index:
                     continue
                 row = rows.loc[method]
-                style = dict(marker=MARKERS[i % len(MARKERS)], color=COLOURS[i % len(COLOURS)], markersize=9, capsize=3,
-                             linestyle="none", label=METHODS[method].label, alpha=0.9)
-                if method == "aimfair":
-                    style.update(marker="*", color="red", markersize=18, markeredgecolor="black", zorder=5)
+                style = dict(method_style(method), capsize=3, linestyle="none", label=METHODS[method].label, alpha=0.9)
                 for ax, metric in zip(row_axes, ("WST", "EO")):
                     ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
                                 yerr=np.nan_to_num(row["ACC_std"]), **style)
-            zoom = " (zoom on the best)" if zoomed else ""
+            zoom = f" [{rule}]" + (" (zoom on the best)" if zoomed else "")
             row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)",
                             title=f"{task}: accuracy vs worst-group accuracy{zoom}")
             row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)",

@@ -2,10 +2,11 @@
 
 Every number is a mean over the seeds a record exists for, with ± the standard deviation (ddof=1) when
 there is more than one seed. Where a method ran in several variants (random-selection ratios, sub-tuning
-blocks, fine-tuning learning rates, k), the paper reports the best one ("Best Random Selection", "Best
-Sub-Tuning"); here "best" is the variant with the highest mean worst-group accuracy (ties: higher ACC),
-picked on the test split as the paper does, which favours those rows. The "all runs" table lists every
-variant.
+blocks, fine-tuning learning rates, k, hyperparameters), the paper's tables show one of them ("Best Random
+Selection", "Best Sub-Tuning"); here that variant is chosen on validation data by a named rule (see
+:mod:`benchmarks.selection`: ``label_free`` = overall accuracy on held-out training-distribution data,
+``group_val`` = worst-group accuracy on the small group-labelled validation set), never on the test split,
+and every table is given under both rules. The "all runs" table lists every variant.
 """
 
 import json
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .methods import METHODS
+from .selection import RULES, paired_frame, paired_sentences, select_variants
 
 METRICS = ["ACC", "WST", "EO", "STD", "AD", "AOD", "EOD"]
 CELLS = ["cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1"]
@@ -32,11 +34,15 @@ def records_frame(records):
         row = {k: r[k] for k in ("suite", "task", "method", "method_name", "variant", "seed", "n_train", "n_test",
                                  "wall_s", "device", "settings_hash")}
         row.update(r["metrics"])
+        for name, values in (r.get("validation") or {}).items():
+            row.update({f"val_{name}_{k}": v for k, v in values.items() if k in METRICS})
         mask = r.get("mask") or {}
         row.update({"n_selected": mask.get("n_selected"), "spearman_domain_vs_bias": mask.get("spearman_domain_vs_bias"),
                     "min_possible_intersection": mask.get("min_possible_intersection")})
         settings = r.get("settings") or {}
         row["params"] = json.dumps(settings.get("params", {}), sort_keys=True)
+        row["variant_params"] = json.dumps(r.get("variant_params", {}), sort_keys=True)
+        row["tuned_from"] = settings.get("tuned_from", "")
         row["finetune_lr"] = (settings.get("finetune") or {}).get("finetune_lr")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -45,20 +51,12 @@ def records_frame(records):
 def summarise(frame):
     """Mean and std over seeds per (task, method, variant), in the order the runs appear."""
     columns = [c for c in [*METRICS, *CELLS, "n_selected", "wall_s"] if c in frame]
+    columns += [c for c in frame if c.startswith("val_")]
     grouped = frame.groupby(["task", "method", "variant"], sort=False)
     summary = grouped[columns].agg(["mean", "std"])
     summary.columns = [f"{c}_{stat}" for c, stat in summary.columns]
     summary["n_seeds"] = grouped.size()
     return summary.reset_index()
-
-
-def best_variants(summary):
-    """One row per (task, method): the variant with the highest mean WST (then ACC)."""
-    ranked = summary.sort_values(["WST_mean", "ACC_mean"], ascending=False, kind="stable")
-    best = ranked.groupby(["task", "method"], sort=False).head(1)
-    order = {m: i for i, m in enumerate(METHODS)}
-    return best.sort_values(["task", "method"], key=lambda c: c.map(order) if c.name == "method" else c,
-                            kind="stable").reset_index(drop=True)
 
 
 def _pm(row, metric):
@@ -67,40 +65,40 @@ def _pm(row, metric):
 
 
 def row_label(row, n_variants):
-    """The paper's row label; "Best ..." plus the winning variant where several variants ran."""
+    """The paper's row label; "Best ..." plus the selected variant where several variants ran."""
     label = METHODS[row["method"]].label
     if n_variants > 1:
         return f"Best {label} ({row['variant']})"
     return f"{label} ({row['variant']})" if row["variant"] else label
 
 
-def _labelled(summary, keys):
-    best = best_variants(summary)
+def _labelled(summary, keys, rule):
+    chosen = select_variants(summary, rule)
     counts = summary.groupby(["task", "method"]).size()
-    best["label"] = [row_label(row, counts[(row["task"], row["method"])]) for _, row in best.iterrows()]
-    return best[best["method"].isin(keys)]
+    chosen["label"] = [row_label(row, counts[(row["task"], row["method"])]) for _, row in chosen.iterrows()]
+    return chosen[chosen["method"].isin(keys)]
 
 
-def table1(summary, methods=TABLE1):
-    """Paper's Table 1: methods x tasks, ACC / WST / EO per task."""
-    best = _labelled(summary, methods)
-    if best.empty:
+def table1(summary, rule, methods=TABLE1):
+    """Paper's Table 1 under a selection rule: methods x tasks, ACC / WST / EO per task."""
+    chosen = _labelled(summary, methods, rule)
+    if chosen.empty:
         return None
     out = {}
-    for task, rows in best.groupby("task", sort=False):
+    for task, rows in chosen.groupby("task", sort=False):
         for _, row in rows.iterrows():
-            entry = out.setdefault(row["method"], {"Method": METHODS[row["method"]].label})
+            entry = out.setdefault(row["method"], {"Method": row["label"]})
             for metric in ("ACC", "WST", "EO"):
                 entry[f"{task}: {metric}"] = _pm(row, metric)
     order = [m for m in methods if m in out]
     return pd.DataFrame([out[m] for m in order]).fillna("")
 
 
-def cell_table(summary, methods):
+def cell_table(summary, methods, rule):
     """Paper's Tables 3 and 4 for one task each: two rows per method (T=0, T=1) with the P=0 / P=1 cells."""
-    best = _labelled(summary, methods)
+    chosen = _labelled(summary, methods, rule)
     tables = {}
-    for task, rows in best.groupby("task", sort=False):
+    for task, rows in chosen.groupby("task", sort=False):
         lines = []
         rows = rows.set_index("method").loc[[m for m in methods if m in set(rows["method"])]]
         for method, row in rows.iterrows():
@@ -121,6 +119,9 @@ def all_runs_table(summary):
         entry = {"Task": row["task"], "Method": METHODS[row["method"]].label, "Variant": row["variant"],
                  "Seeds": int(row["n_seeds"])}
         entry.update({m: _pm(row, m) for m in ("ACC", "WST", "EO", "STD")})
+        for rule, (score, _) in RULES.items():
+            if f"{score}_mean" in row:
+                entry[f"{rule}: {score}"] = f"{row[f'{score}_mean']:.2f}"
         entry["Tensors updated"] = "" if pd.isna(row.get("n_selected_mean")) else f"{row['n_selected_mean']:.1f}"
         entry["Wall s (mean)"] = f"{row['wall_s_mean']:.1f}"
         rows.append(entry)
@@ -196,25 +197,58 @@ def batchnorm_evidence(frame):
                          for m in ("ACC", "WST", "EO")}, index=stats.index).reset_index()
 
 
-def markdown_report(frame, title):
-    """The whole Markdown report: Tables 1, 3, 4 in the paper's layout and the all-runs table."""
+RULE_NOTES = {
+    "label_free": "selected by overall accuracy on held-out training-distribution data (no group labels)",
+    "group_val": "selected by worst-group accuracy on the balanced, group-labelled validation set",
+}
+
+
+def _markdown(table):
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def paired_table(paired):
+    """The paired differences as a Markdown-ready frame: ``+x.x [lo, hi]`` per metric, one row per comparison."""
+    if paired.empty:
+        return None
+    frame = paired.copy()
+    frame["diff"] = [f"{m:+.2f}" if np.isnan(lo) else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                     for m, lo, hi in zip(frame["mean_diff"], frame["ci_low"], frame["ci_high"])]
+    wide = frame.pivot_table(index=["task", "rule", "reference", "method"], columns="metric", values="diff",
+                             aggfunc="first", sort=False).reset_index()
+    seeds = frame.groupby(["task", "rule", "reference", "method"], sort=False)["n_seeds"].first().to_numpy()
+    wide["seeds"] = seeds
+    return wide.rename(columns={"task": "Task", "rule": "Rule", "reference": "vs", "method": "Method"})
+
+
+def markdown_report(frame, title, paired=None):
+    """The whole Markdown report: Tables 1, 3, 4 in the paper's layout under both selection rules, the paired
+    differences to ERM and full fine-tuning (with the AIM-Fair rows as sentences), and the all-runs table."""
     summary = summarise(frame)
     parts = [f"# {title}", EO_NOTE, __doc__.split("\n\n")[1].replace("\n", " ")]
-    t1 = table1(summary)
-    if t1 is not None and len(t1) > 1:
-        parts += ["## Table 1 layout: comparison with other methods", t1.to_markdown(index=False, disable_numparse=True)]
-    for name, methods, heading in (("3", TABLE3, "training strategies"), ("4", TABLE4, "partial fine-tuning")):
-        tables = cell_table(summary, methods)
-        for task, table in tables.items():
-            if len(table) > 2:
-                parts += [f"## Table {name} layout: {heading} ({task})", table.to_markdown(index=False, disable_numparse=True)]
+    for rule, note in RULE_NOTES.items():
+        t1 = table1(summary, rule)
+        if t1 is not None and len(t1) > 1:
+            parts += [f"## Table 1 layout: comparison with other methods [rule: {rule}, {note}]", _markdown(t1)]
+        for name, methods, heading in (("3", TABLE3, "training strategies"), ("4", TABLE4, "partial fine-tuning")):
+            for task, table in cell_table(summary, methods, rule).items():
+                if len(table) > 2:
+                    parts += [f"## Table {name} layout: {heading} ({task}) [rule: {rule}]", _markdown(table)]
+    paired = paired_frame(frame, summary) if paired is None else paired
+    sentences = paired_sentences(paired)
+    if sentences:
+        parts += ["## AIM-Fair, paired by seed", "\n".join(f"- {line}" for line in sentences)]
+    table = paired_table(paired)
+    if table is not None:
+        parts += ["## Paired differences (method minus reference, per seed; mean [95 % t interval])",
+                  "Each method and each reference is its variant selected by the named rule; positive is higher "
+                  "(for EO, lower is better).", _markdown(table)]
     for task, table in selection_evidence(frame).items():
         parts += [f"## Selection vs same-size random masks ({task})",
                   "Paired by seed: the random mask has exactly as many tensors as the selective run of the same "
-                  "seed, learning rate and k.", table.to_markdown(index=False, disable_numparse=True)]
+                  "seed, learning rate and k.", _markdown(table)]
     bn = batchnorm_evidence(frame)
     if bn is not None:
-        parts += ["## BatchNorm running statistics of frozen layers: frozen (True) or updated (False)",
-                  bn.to_markdown(index=False, disable_numparse=True)]
-    parts += ["## All runs", all_runs_table(summary).to_markdown(index=False, disable_numparse=True)]
+        parts += ["## BatchNorm running statistics of frozen layers: frozen (True) or updated (False)", _markdown(bn)]
+    parts += ["## All runs", _markdown(all_runs_table(summary))]
     return "\n\n".join(parts) + "\n"

@@ -28,15 +28,17 @@ import aimfair_plugin
 from aimfair_plugin._device import resolve_device
 
 from ._common import evaluate
-from .methods import METHODS, fit_method
+from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides
 from .tasks import load_task
 
 BACKENDS = ("loky", "dask", "ray")
+# The two validation sets of every task (see benchmarks.tasks): record name -> split name in the task data.
+VALIDATION_SETS = {"train": "val_train", "group": "val"}
 
 
 def variant_label(params):
     """``"block=layer2, lr=0.01"`` style label of a variant's parameters ('' for none)."""
-    short = {"finetune_lr": "lr"}
+    short = {"finetune_lr": "ft_lr"}
     return ", ".join(f"{short.get(k, k)}={v}" for k, v in params.items())
 
 
@@ -60,21 +62,30 @@ def make_jobs(suite, *, device="auto"):
             for method in order:
                 finetunes = METHODS[method].family == "finetune"
                 lrs = list(suite.finetune_lrs) if finetunes and suite.finetune_lrs else [None]
+                tuned = suite.tuned.get(method, {})
                 for variant in suite.variants.get(method, [{}]):
                     for lr in lrs:
-                        shown = {**variant, **({"finetune_lr": lr} if lr is not None and len(lrs) > 1 else {})}
-                        finetune = dict(suite.finetune, **({"finetune_lr": lr} if lr is not None else {}))
+                        shown = {**tuned, **variant,
+                                 **({"finetune_lr": lr} if lr is not None and len(lrs) > 1 else {})}
+                        params = {**METHODS[method].params, **tuned, **variant}
+                        finetune = dict(suite.finetune)
+                        if "finetune_lr" in params:  # a tuned fine-tuning lr is a fine-tuning setting
+                            finetune["finetune_lr"] = params.pop("finetune_lr")
+                        if lr is not None:  # a searched one wins
+                            finetune["finetune_lr"] = lr
                         settings = {
-                            "task": task, "method": method, "params": {**METHODS[method].params, **variant},
+                            "task": task, "method": method, "params": params,
                             "seed": int(seed), "recipe": suite.recipe,
                             "finetune": finetune if METHODS[method].family != "baseline" else None,
                             "device": device,
                         }
+                        if tuned:
+                            settings["tuned_from"] = suite.tuned_from
                         # A JSON round trip makes every job a plain, hashable-as-text dict (tuples -> lists).
                         settings = json.loads(json.dumps(settings))
                         jobs.append({**settings, "finetune": settings["finetune"] or {}, "suite": suite.name,
-                                     "variant": variant_label(shown), "settings_hash": settings_hash(settings),
-                                     "settings": settings})
+                                     "variant": variant_label(shown), "variant_params": json.loads(json.dumps(shown)),
+                                     "settings_hash": settings_hash(settings), "settings": settings})
     return jobs
 
 
@@ -110,18 +121,28 @@ def _plain(value):
 
 
 def run_job(job, cache_dir, n_threads=None):
-    """Fit and evaluate one job; returns its record (nothing is written here)."""
+    """Fit and evaluate one job; returns its record (nothing is written here), or None for a pre-training."""
     if n_threads:
         torch.set_num_threads(n_threads)
     start = time.perf_counter()
     data = load_task(job["task"], job["seed"])
+    if job.get("pretrain_only"):
+        pretrained_erm(job, data, cache_dir)
+        return None
     model = fit_method(job, data, cache_dir)
-    metrics = evaluate(job["method"], model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
-    metrics.pop("method")
+    test = evaluate(job["method"], model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
+    validation = {name: evaluate(job["method"], model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"],
+                                 eo_agg="mean")
+                  for name, split in VALIDATION_SETS.items()}
+    metrics = {k: v for k, v in test.items() if k != "method"}
     record = {
         "suite": job["suite"], "task": job["task"]["name"], "method": job["method"],
-        "method_name": METHODS[job["method"]].label, "variant": job["variant"], "seed": job["seed"],
-        "metrics": metrics, "n_test": int(len(data.y_test)), "n_train": int(len(data.y_train)),
+        "method_name": METHODS[job["method"]].label, "variant": job["variant"],
+        "variant_params": job["variant_params"], "seed": job["seed"], "metrics": metrics,
+        # read by model selection only (benchmarks.selection); the test metrics above never are
+        "validation": {name: {k: v for k, v in m.items() if k != "method"} for name, m in validation.items()},
+        "n_test": int(len(data.y_test)), "n_train": int(len(data.y_train)),
+        "n_val_train": int(len(data.y_val_train)), "n_val_group": int(len(data.y_val)),
         "wall_s": round(time.perf_counter() - start, 2), "device": str(resolve_device(job["device"])),
         "torch": torch.__version__, "aimfair_plugin": aimfair_plugin.__version__,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -164,7 +185,8 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     todo = [job for job in jobs if not is_done(out, job)]
     if len(todo) < len(jobs):
         log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already have records with the same settings; skipping them.")
-    phases = [[j for j in todo if j["method"] == "erm"], [j for j in todo if j["method"] != "erm"]]
+    phases = [[j for j in todo if j["method"] == "erm"] + pretraining_jobs(todo),
+              [j for j in todo if j["method"] != "erm"]]
     workers = os.cpu_count() if n_jobs == -1 else n_jobs
     threads = max(1, torch.get_num_threads() // workers) if backend == "loky" else None
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="runs", unit="run", disable=not progress)
@@ -192,7 +214,20 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     return len(todo)
 
 
+def pretraining_jobs(jobs):
+    """One pre-training per (task, seed) whose fine-tuning or FairIF jobs need the suite-recipe ERM model and
+    whose ERM job does not train it (a tuned ERM learning rate); run with the ERM jobs, before the rest."""
+    needs = {}
+    for job in jobs:
+        if job["method"] in ("fairif", "random_matched") or METHODS[job["method"]].family == "finetune":
+            needs.setdefault((job["task"]["name"], job["seed"]), job)
+    trained = {(j["task"]["name"], j["seed"]) for j in jobs if j["method"] == "erm" and not recipe_overrides(j)}
+    return [{**job, "pretrain_only": True} for key, job in needs.items() if key not in trained]
+
+
 def _finish(out, record, bar):
+    if record is None:  # a pre-training: its model is in the cache, there is no record
+        return
     write_record(out, record)
     m = record["metrics"]
     bar.set_postfix_str(f"{record['method']} {record['variant']} seed {record['seed']}: "

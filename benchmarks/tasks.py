@@ -2,17 +2,26 @@
 
 A task is a plain JSON-able dict (it is part of every record's settings), e.g.::
 
-    {"name": "coloured MNIST", "dataset": "coloured_mnist", "n_train": 2000, "minority_share": 0.04,
-     "image_size": 32, "provider": {"kind": "rendered_digits", "n_prompts": 50, "head_poses": True}}
+    {"name": "coloured MNIST", "dataset": "coloured_mnist", "n_train": 2000, "n_val_train": 500,
+     "minority_share": 0.04, "image_size": 32,
+     "provider": {"kind": "rendered_digits", "n_prompts": 50, "head_poses": True}}
 
-:func:`load_task` turns it into arrays (or image paths) and a provider for one seed. The validation
-split (balanced, with group labels) is used only by methods that need one (FairIF); every method is
-tested on the same test split.
+:func:`load_task` turns it into arrays (or image paths) and a provider for one seed, with two validation
+sets, both disjoint from train and test:
+
+- ``X_val_train``: ``n_val_train`` images held out of the biased training draw, stratified so that it has the
+  training distribution. Model selection by the ``label_free`` rule reads only its overall accuracy (what a
+  user without group labels can do; the upstream AIM-Fair code selects so);
+- ``X_val``: ``n_val_per_cell`` images of each (y, s) cell, balanced and group-labelled. The ``group_val``
+  rule reads its worst-group accuracy; FairIF also fits its influence weights on it, as in its paper.
+
+Every method is tested on the same test split, which no selection ever reads.
 """
 
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
 from aimfair_plugin.datasets import (
@@ -51,9 +60,22 @@ def split_validation(data, n_val_per_cell, seed):
     return data
 
 
+def split_train_validation(data, n_val_train, seed):
+    """Hold ``n_val_train`` images out of the training split, stratified by (y, s): the training distribution."""
+    if not n_val_train:
+        raise ValueError("A task needs n_val_train > 0: the label_free selection rule reads that validation set.")
+    cells = np.asarray(data.y_train) * 2 + np.asarray(data.s_train)
+    train, val = train_test_split(np.arange(len(cells)), test_size=n_val_train, stratify=cells, random_state=seed)
+    for name in [k[: -len("_train")] for k in list(data) if k.endswith("_train") and k != "n_train"]:
+        full = data[f"{name}_train"]
+        if isinstance(full, np.ndarray) and len(full) == len(cells):
+            data[f"{name}_val_train"], data[f"{name}_train"] = full[val], full[train]
+    return data
+
+
 def _colored(spec, seed):
-    common = dict(n_train=spec["n_train"], n_test=spec["n_test"], minority_share=spec["minority_share"],
-                  image_size=spec["image_size"], random_state=seed)
+    common = dict(n_train=spec["n_train"] + spec["n_val_train"], n_test=spec["n_test"],
+                  minority_share=spec["minority_share"], image_size=spec["image_size"], random_state=seed)
     if spec["dataset"] == "coloured_mnist":
         data = make_colored_mnist(**common)
         pool = load_mnist_5k()
@@ -61,7 +83,7 @@ def _colored(spec, seed):
         data = make_colored_fashion_mnist(path=spec.get("path"), **common)
         fashion = load_fashion_mnist(spec.get("path"))
         pool = (fashion.images_train, fashion.labels_train)
-    data = split_validation(data, spec["n_val_per_cell"], seed)
+    data = split_validation(split_train_validation(data, spec["n_val_train"], seed), spec["n_val_per_cell"], seed)
     data.pool = pool
     return data
 
@@ -86,9 +108,10 @@ def _faces(spec, seed):
             return Bunch(X=everything.X[idx], y=everything.y[idx], s=everything.s[idx])
 
         train, valid, test = part(rest), part(val_idx), part(test_idx)
-    idx = make_biased_subset(train.y, train.s, n=spec["n_train"], minority_share=spec["minority_share"],
-                             random_state=rng)
+    idx = make_biased_subset(train.y, train.s, n=spec["n_train"] + spec["n_val_train"],
+                             minority_share=spec["minority_share"], random_state=rng)
     data = Bunch(X_train=train.X[idx], y_train=train.y[idx], s_train=train.s[idx])
+    data = split_train_validation(data, spec["n_val_train"], seed)
     if spec["dataset"] == "celeba":
         val_idx = make_balanced_subset(valid.y, valid.s, n=4 * spec["n_val_per_cell"], random_state=rng)
         data.update(X_val=valid.X[val_idx], y_val=valid.y[val_idx], s_val=valid.s[val_idx])

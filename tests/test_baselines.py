@@ -51,17 +51,26 @@ def test_cvar_small_alpha_changes_training(small_mnist):
     assert not torch.allclose(erm.net_.module_.fc.weight, cvar.net_.module_.fc.weight)
 
 
-def test_jtt_error_set_and_duplication_counts(small_mnist):
+def test_jtt_error_set_and_upweights(small_mnist, monkeypatch):
     X, y = small_mnist.X_train, small_mnist.y_train
+    seen = {}
+    fit_net = JTTClassifier._fit_net
+
+    def spy(self, X_, is_paths, y_, weights, **kwargs):
+        seen["weights"] = weights
+        return fit_net(self, X_, is_paths, y_, weights, **kwargs)
+
+    monkeypatch.setattr(JTTClassifier, "_fit_net", spy)
     jtt = JTTClassifier(identification_epochs=1, upweight=7, **TINY).fit(X, y)
     wrong = np.flatnonzero(jtt.identifier_.predict(X) != y)
     np.testing.assert_array_equal(jtt.error_set_, wrong)
     assert 0 < len(wrong) < len(y)
     expected = np.ones(len(y), int)
     expected[wrong] = 7
-    np.testing.assert_array_equal(jtt.duplication_counts_, expected)
-    n_seen = len(y) + 6 * len(wrong)
-    assert len(jtt.net_.history[-1, "batches"]) == int(np.ceil(n_seen / TINY["batch_size"]))
+    np.testing.assert_array_equal(jtt.upweights_, expected)
+    # stage two weights the loss 7:1 (rescaled to mean 1) and keeps an epoch n samples long: no copies
+    np.testing.assert_allclose(seen["weights"], expected / expected.mean(), rtol=1e-6)
+    assert len(jtt.net_.history[-1, "batches"]) == int(np.ceil(len(y) / TINY["batch_size"]))
     assert jtt.identifier_.max_epochs == 1 and jtt.identifier_.width == TINY["width"]
 
 

@@ -9,18 +9,26 @@ import pytest
 from PIL import Image
 
 from benchmarks.cli import main
-from benchmarks.report import best_variants, cell_table, markdown_report, records_frame, summarise, table1
+from benchmarks.report import cell_table, markdown_report, records_frame, summarise, table1
 from benchmarks.runner import collect_records, is_done, make_jobs, record_path, run_job, run_jobs, settings_hash
 from benchmarks.suites import build_suite
 
-TOY = ["--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val-per-cell", "10", "--image-size", "16",
-       "--width", "4", "--epochs", "1", "--finetune-epochs", "1", "--no-progress"]
+TOY = ["--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val-per-cell", "10", "--n-val-train", "40",
+       "--image-size", "16", "--width", "4", "--epochs", "1", "--finetune-epochs", "1", "--no-progress", "--n-jobs", "1"]
 
 
-def toy_suite(methods=("erm", "aimfair"), **finetune):
-    suite = build_suite("quick")
+@pytest.fixture(scope="session")
+def untuned(tmp_path_factory):
+    """Tuned settings that tune nothing: toy runs keep the recipe's settings and plain variant names."""
+    path = tmp_path_factory.mktemp("tuned") / "tuned.json"
+    path.write_text(json.dumps({"source": "test: nothing tuned", "methods": {}}))
+    return path
+
+
+def toy_suite(methods=("erm", "aimfair"), tuned=None, **finetune):
+    suite = build_suite("quick", **({"tuned_path": tuned} if tuned else {}))
     suite.seeds, suite.methods = (0,), tuple(methods)
-    suite.tasks[0].update(n_train=200, n_test=200, n_val_per_cell=10, image_size=16)
+    suite.tasks[0].update(n_train=200, n_test=200, n_val_per_cell=10, n_val_train=40, image_size=16)
     suite.recipe.update(width=4, max_epochs=1)
     suite.finetune.update({"finetune_epochs": 1, **finetune})
     return suite
@@ -46,7 +54,7 @@ def test_learning_rate_search_makes_variants_and_every_setting_changes_the_hash(
     suite = toy_suite(methods=("erm", "full"))
     suite.finetune_lrs = (0.001, 0.01)
     jobs = make_jobs(suite)
-    assert [j["variant"] for j in jobs] == ["", "lr=0.001", "lr=0.01"]
+    assert [j["variant"] for j in jobs[1:]] == ["ft_lr=0.001", "ft_lr=0.01"]
     assert [j["finetune"].get("finetune_lr") for j in jobs[1:]] == [0.001, 0.01]
     base = make_jobs(toy_suite(methods=("aimfair",)))[0]
     for change in ({"finetune_epochs": 2}, {"bias_ratio": 0.9}):
@@ -69,53 +77,57 @@ def test_unknown_method_and_bad_parallel_settings_are_refused(tmp_path):
 # -- tables ----------------------------------------------------------------------------------------
 
 
-def fake_record(method, seed, acc, wst, variant="", task="t"):
+def fake_record(method, seed, acc, wst, variant="", task="t", val_acc=None, val_wst=None):
+    """A record whose validation metrics default to its test metrics (tests of selection set them apart)."""
     cells = {f"cell_y{y}_s{s}": wst + 10 * (2 * y + s) for y in (0, 1) for s in (0, 1)}
     metrics = {"ACC": acc, "WST": wst, "EO": 100 - wst, "STD": 1.0, "AD": 0, "AOD": 0, "EOD": 0, **cells}
+    val_acc, val_wst = acc if val_acc is None else val_acc, wst if val_wst is None else val_wst
+    validation = {"train": {"ACC": val_acc, "WST": 0.0, "EO": 0.0},
+                  "group": {"ACC": val_acc, "WST": val_wst, "EO": 100 - val_wst}}
     return {"suite": "s", "task": task, "method": method, "method_name": method, "variant": variant, "seed": seed,
-            "n_train": 1, "n_test": 1, "wall_s": 1.0, "device": "cpu", "settings_hash": "h", "metrics": metrics}
+            "n_train": 1, "n_test": 1, "wall_s": 1.0, "device": "cpu", "settings_hash": "h", "metrics": metrics,
+            "validation": validation, "variant_params": {}}
 
 
-def test_summary_means_stds_and_best_variant():
-    records = [fake_record("erm", 0, 80, 50), fake_record("erm", 1, 90, 60),
-               fake_record("random", 0, 85, 70, "top_k=0.55"), fake_record("random", 1, 87, 72, "top_k=0.55"),
-               fake_record("random", 0, 95, 40, "top_k=0.85"), fake_record("random", 1, 95, 42, "top_k=0.85"),
+def test_summary_means_stds_and_validation_columns():
+    records = [fake_record("erm", 0, 80, 50, val_acc=70), fake_record("erm", 1, 90, 60, val_acc=72),
                fake_record("aimfair", 0, 88, 75)]
     summary = summarise(records_frame(records)).set_index(["method", "variant"])
     assert summary.loc[("erm", ""), "ACC_mean"] == 85
     assert math.isclose(summary.loc[("erm", ""), "ACC_std"], np.std([80, 90], ddof=1))
+    assert summary.loc[("erm", ""), "val_train_ACC_mean"] == 71
     assert summary.loc[("erm", ""), "n_seeds"] == 2
     assert np.isnan(summary.loc[("aimfair", ""), "ACC_std"])
-    best = best_variants(summary.reset_index()).set_index("method")
-    assert best.loc["random", "variant"] == "top_k=0.55"  # the higher WST wins, not the higher ACC
-    assert list(best.index) == ["erm", "random", "aimfair"]  # the paper's method order
 
 
-def test_paper_layouts():
+def test_paper_layouts_under_both_rules():
     records = [fake_record(m, seed, 80 + seed, 50 + seed, task=task)
                for task in ("A", "B") for m in ("erm", "jtt", "aimfair", "full") for seed in (0, 1)]
     summary = summarise(records_frame(records))
-    t1 = table1(summary)
+    t1 = table1(summary, "group_val")
     assert list(t1["Method"]) == ["ERM", "JTT", "AIM-Fair (Absolute Difference)"]
     assert list(t1.columns) == ["Method", "A: ACC", "A: WST", "A: EO", "B: ACC", "B: WST", "B: EO"]
     assert t1.loc[0, "A: ACC"] == "80.50 ± 0.71"
-    t3 = cell_table(summary, ["erm", "full", "aimfair"])["A"]
+    t3 = cell_table(summary, ["erm", "full", "aimfair"], "label_free")["A"]
     assert list(t3["Target"]) == ["T=0", "T=1"] * 3
     assert list(t3["Method"]) == ["ERM", "", "Fully Fine-Tuning", "", "AIM-Fair (Absolute Difference)", ""]
     # cell (T=1, P=0) of fake_record is WST + 20
     assert t3.loc[1, "P=0"] == "70.50 ± 0.71" and t3.loc[1, "ACC"] == ""
     text = markdown_report(records_frame(records), "title")
-    assert "## Table 1 layout" in text and "## Table 3 layout: training strategies (A)" in text
-    assert "## All runs" in text and "| T=1" in text
+    for rule in ("label_free", "group_val"):
+        assert f"## Table 1 layout: comparison with other methods [rule: {rule}" in text
+        assert f"## Table 3 layout: training strategies (A) [rule: {rule}]" in text
+    assert "## All runs" in text and "| T=1" in text and "never on the test split" in text
+    assert "AIM-Fair vs full fine-tuning, WST: +0.0" in text
 
 
 # -- running, resuming, plots ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
+def toy_run(tmp_path_factory, untuned):
     out = tmp_path_factory.mktemp("bench")
-    assert main(["quick", "--out", str(out), "--methods", "erm", "aimfair", "full", *TOY]) == 0
+    assert main(["quick", "--out", str(out), "--methods", "erm", "aimfair", "full", *TOY, "--tuned", str(untuned)]) == 0
     return out
 
 
@@ -139,16 +151,16 @@ def test_run_writes_records_csv_tables_and_plots(toy_run):
             assert image.format == "PNG" and image.size[0] > 600
 
 
-def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run, capsys):
+def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run, capsys, untuned):
     erm = toy_run / "records" / "coloured_MNIST" / "erm" / "seed0.json"
     before = {p: p.stat().st_mtime_ns for p in toy_run.glob("records/*/*/seed0.json")}
-    main(["quick", "--out", str(toy_run), "--methods", "erm", "aimfair", "full", *TOY, "--no-plots"])
+    main(["quick", "--out", str(toy_run), "--methods", "erm", "aimfair", "full", *TOY, "--no-plots", "--tuned", str(untuned)])
     assert "3 of 3 runs already have records" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # a torn record (interrupted write) and a changed fine-tuning setting: only those rerun
     full = toy_run / "records" / "coloured_MNIST" / "full" / "seed0.json"
     full.write_text('{"settings_hash": ')
-    args = ["quick", "--out", str(toy_run), "--methods", "erm", "full", *TOY, "--no-plots"]
+    args = ["quick", "--out", str(toy_run), "--methods", "erm", "full", *TOY, "--tuned", str(untuned), "--no-plots"]
     main(args)
     assert "1 of 2 runs already have records" in capsys.readouterr().out
     assert erm.stat().st_mtime_ns == before[erm]
@@ -159,11 +171,11 @@ def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run,
     assert json.loads(full.read_text())["settings"]["finetune"]["finetune_epochs"] == 2
 
 
-def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch):
+def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch, untuned):
     """A fine-tuning job after the ERM job trains nothing from scratch and reproduces its record exactly."""
     from aimfair_plugin.estimators import ImageClassifier
 
-    job = make_jobs(toy_suite(methods=("aimfair",)))[0]
+    job = make_jobs(toy_suite(methods=("aimfair",), tuned=untuned))[0]
     assert is_done(toy_run, job)  # the CLI flags and toy_suite() describe the same settings
 
     def no_training(*args, **kwargs):
@@ -171,7 +183,9 @@ def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch):
 
     monkeypatch.setattr(ImageClassifier, "fit", no_training)
     record = run_job(job, str(toy_run / "cache"))
-    assert record["metrics"] == json.loads(record_path(toy_run, job).read_text())["metrics"]
+    stored = json.loads(record_path(toy_run, job).read_text())
+    for part in ("metrics", "validation"):  # compared as JSON text: NaN (e.g. an undefined ratio) equals NaN
+        assert json.dumps(record[part], sort_keys=True) == json.dumps(stored[part], sort_keys=True)
 
 
 def test_topk_plot(tmp_path):

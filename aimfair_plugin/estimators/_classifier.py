@@ -78,6 +78,9 @@ def validate_labels(y, n_samples):
     return y
 
 
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
 class ImageClassifier(ClassifierMixin, BaseEstimator):
     """ResNet image classifier trained by ERM with skorch, with the scikit-learn API.
 
@@ -116,6 +119,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     stem : {"imagenet", "cifar"}, default="imagenet"
     num_workers : int, default=0
         DataLoader workers (useful for path inputs).
+    optimizer : {"sgd", "adam"}, default="sgd"
+        SGD with ``momentum`` (the paper's recipe), or Adam (``momentum`` is
+        then unused; LfF's original recipe is Adam at lr 1e-3).
 
     Attributes
     ----------
@@ -156,6 +162,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
         stem="imagenet",
         num_workers=0,
+        optimizer="sgd",
     ):
         self.arch = arch
         self.width = width
@@ -174,6 +181,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.stem = stem
         self.num_workers = num_workers
+        self.optimizer = optimizer
 
     def _validate_params(self):
         for name in ("max_epochs", "batch_size", "width"):
@@ -186,6 +194,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
         if self.arch not in ("resnet18", "resnet34", "resnet50", "logistic"):
             raise ValueError(f"arch must be 'resnet18', 'resnet34', 'resnet50' or 'logistic', got {self.arch!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}.")
 
     # The skorch net class; baselines swap in one that changes only the loss.
     net_class = WeightedImageNet
@@ -217,9 +227,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             module=module,
             criterion=nn.CrossEntropyLoss,
             criterion__reduction="none",
-            optimizer=torch.optim.SGD,
-            optimizer__momentum=self.momentum,
+            optimizer=OPTIMIZERS[self.optimizer],
             optimizer__weight_decay=self.weight_decay,
+            **({"optimizer__momentum": self.momentum} if self.optimizer == "sgd" else {}),
             lr=lr,
             max_epochs=max_epochs,
             batch_size=batch_size or self.batch_size,
@@ -273,14 +283,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y needs at least two classes, got only {self.classes_.tolist()}.")
         return X, is_paths, y, weights
 
-    def _fit_net(self, X, is_paths, y, weights, extras=None):
-        """Build a fresh net and train it on checked input (labels in ``classes_``)."""
+    def _fit_net(self, X, is_paths, y, weights, extras=None, lr=None):
+        """Build a fresh net and train it on checked input (labels in ``classes_``); ``lr`` overrides ``self.lr``."""
         seed_torch(self.random_state)
         self.image_shape_ = image_shape(X, is_paths, check_image_size(self.image_size))
         self.net_ = self._make_net(
             self._build_module(self.image_shape_[0]),
             max_epochs=self.max_epochs,
-            lr=self.lr,
+            lr=self.lr if lr is None else lr,
             lr_milestones=self.lr_milestones,
         )
         y_encoded = np.searchsorted(self.classes_, y)

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from .._validation import check_int
 from .._device import resolve_device
+from ._cache import cached, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
 from ._data import ImageDataset
 
@@ -105,6 +106,9 @@ def _unflat(vector, like):
     lissa_scale="auto",
     lissa_damping=0.01,
     lissa_batch_size=256,
+    max_weight=None,
+    stage_two_lr=None,
+    memory=None,
 )
 class InfluenceReweightingClassifier(ImageClassifier):
     """FairIF: retrain with influence-function sample weights that equalise validation TPR and TNR.
@@ -133,6 +137,18 @@ class InfluenceReweightingClassifier(ImageClassifier):
     lissa_damping : float, default=0.01
         Added to the Hessian's diagonal (keeps it positive definite).
     lissa_batch_size : int, default=256
+    max_weight : float or None, default=None
+        Cap on each sample's weight (weights have mean 1 before the cap;
+        ``None`` = no cap). Single influence weights can be very large, and
+        stage two is unstable with them at the backbone's learning rate.
+    stage_two_lr : float or None, default=None
+        Learning rate of the weighted retraining (``None`` = ``lr``).
+    memory : "process", str path, joblib.Memory or None, default=None
+        Cache for the stage-one ERM model, keyed by the data and every
+        backbone parameter (the same key :class:`SelectiveFinetuneMitigator`
+        uses), so fits that differ only in the influence or stage-two
+        settings train stage one once. Used only without ``sample_weight``
+        and with an int ``random_state``.
     **backbone
         All :class:`ImageClassifier` parameters; stage one and stage two use them.
 
@@ -163,6 +179,13 @@ class InfluenceReweightingClassifier(ImageClassifier):
             check_int(name, getattr(self, name))
         if self.lissa_scale != "auto" and (not isinstance(self.lissa_scale, numbers.Real) or self.lissa_scale <= 0):
             raise ValueError(f"lissa_scale must be 'auto' or positive, got {self.lissa_scale!r}.")
+        for name in ("max_weight", "stage_two_lr"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, numbers.Real) or value <= 0):
+                raise ValueError(f"{name} must be None or a positive number, got {value!r}.")
+        if self.max_weight is not None and self.max_weight < 1:
+            raise ValueError(f"max_weight must be at least 1 (the mean weight), got {self.max_weight!r}.")
+        resolve_cache(self.memory)
 
     def _check_validation(self, X_val, y_val, sensitive_features_val):
         if X_val is None or y_val is None or sensitive_features_val is None:
@@ -192,7 +215,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         """Stage one (ERM), influence weights from the validation set, stage two (weighted retraining)."""
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
         X_val, val_paths, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
-        self.stage_one_ = ImageClassifier(**backbone_params(self)).fit(X, y, sample_weight=sample_weight)
+        self.stage_one_ = self._stage_one(X, y, sample_weight)
         module = self.stage_one_.net_.module_.eval()
         names = [n for n, _ in module.named_parameters() if self.influence_layers == "all" or n.startswith("fc.")]
         params = {n: p.detach() for n, p in module.named_parameters() if n in names}
@@ -225,12 +248,22 @@ class InfluenceReweightingClassifier(ImageClassifier):
         n = len(X)
         eps = solve_weights(gaps, influence, self.reg_lambda)
         w = np.clip(1.0 / n + eps, 0.0, None)
+        if self.max_weight is not None:
+            w = np.minimum(w, self.max_weight / n)
         self.sample_weights_ = w * n
         self.validation_gaps_ = dict(zip(("TPR", "TNR"), np.round(gaps, 6).tolist()))
         predicted = gaps + influence @ (w - 1.0 / n)
         self.predicted_gaps_ = dict(zip(("TPR", "TNR"), np.round(predicted, 6).tolist()))
         final = self.sample_weights_ if weights is None else self.sample_weights_ * weights
-        return self._fit_net(X, is_paths, y, final.astype(np.float32))
+        return self._fit_net(X, is_paths, y, final.astype(np.float32), lr=self.stage_two_lr)
+
+    def _stage_one(self, X, y, sample_weight):
+        """The ERM model of stage one, from ``memory`` when an identical one was trained before."""
+        estimator = ImageClassifier(**backbone_params(self))
+        usable = sample_weight is None and isinstance(self.random_state, numbers.Integral)
+        cache = resolve_cache(self.memory) if usable else None
+        key = pretraining_fingerprint(estimator, X, y) if cache is not None else None
+        return cached(cache, key, lambda: estimator.fit(X, y, sample_weight=sample_weight))[0]
 
     def _validation_gaps(self, module, params, val, s_val, y_val, device):
         """Smoothed TPR and TNR gaps (group 0 - group 1) and the gradients v of group 1 - group 0."""

@@ -1,0 +1,120 @@
+"""Model selection on validation data and paired comparisons: what turns runs into a verdict.
+
+Selection never reads the test split. A method that ran in several variants (hyperparameters, fine-tuning
+learning rates, k, a block, a random ratio) is represented by one variant per rule, chosen on the mean over
+seeds of a validation metric:
+
+- ``label_free``: the highest overall accuracy on ``val_train``, the held-out part of the (biased) training
+  draw (``val_train_ACC``). No group label is read: all a user without demographic labels can do, and what
+  the upstream AIM-Fair code does.
+- ``group_val``: the highest worst-group accuracy on the small balanced, group-labelled validation set
+  (``val_group_WST``), the JTT / DFR / SubpopBench convention; ties go to its overall accuracy.
+
+Paired comparisons: every method of a seed shares that seed's data, synthetic images and ERM model, so the
+per-seed differences to a reference (ERM, full fine-tuning) are the quantity to average; the interval is a
+two-sided 95 % Student t interval over seeds (``mean ± t_{0.975, n-1} · sd / sqrt(n)``).
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .methods import METHODS
+
+# rule -> (validation column maximised, tie-break column maximised)
+RULES = {
+    "label_free": ("val_train_ACC", "val_train_ACC"),
+    "group_val": ("val_group_WST", "val_group_ACC"),
+}
+SELECTED_COLUMNS = ["task", "method", "rule", "variant", "n_seeds", "ACC_mean", "ACC_std", "WST_mean", "WST_std",
+                    "EO_mean", "EO_std"]
+PAIRED_COLUMNS = ["task", "method", "reference", "rule", "metric", "mean_diff", "ci_low", "ci_high", "n_seeds"]
+PAIRED_METRICS = ("WST", "ACC", "EO")
+REFERENCES = ("erm", "full")
+CONFIDENCE = 0.95
+
+
+def _check_rule(rule):
+    if rule not in RULES:
+        raise ValueError(f"Unknown selection rule {rule!r}; expected one of {list(RULES)}.")
+
+
+def select_variants(summary, rule):
+    """One row of ``summary`` (see :func:`benchmarks.report.summarise`) per (task, method): the rule's choice.
+
+    Rows keep the paper's method order; a ``rule`` column names the rule.
+    """
+    _check_rule(rule)
+    score, tie = RULES[rule]
+    missing = [c for c in (f"{score}_mean", f"{tie}_mean") if c not in summary]
+    if missing:
+        raise ValueError(f"The runs carry no validation metrics {missing}; re-run them with this version.")
+    ranked = summary.sort_values([f"{score}_mean", f"{tie}_mean"], ascending=False, kind="stable")
+    chosen = ranked.groupby(["task", "method"], sort=False).head(1).copy()
+    chosen["rule"] = rule
+    order = {m: i for i, m in enumerate(METHODS)}
+    tasks = {t: i for i, t in enumerate(dict.fromkeys(summary["task"]))}
+    chosen = chosen.sort_values(["task", "method"], kind="stable",
+                                key=lambda c: c.map(order) if c.name == "method" else c.map(tasks))
+    return chosen.reset_index(drop=True)
+
+
+def selected_frame(summary):
+    """``selected.csv``: the chosen variant of every (task, method) under both rules, with test mean and std."""
+    parts = [select_variants(summary, rule) for rule in RULES]
+    frame = pd.concat(parts, ignore_index=True)
+    frame["method_name"] = frame["method"].map(lambda m: METHODS[m].label)
+    extra = ["method_name", *(f"{RULES[r][0]}_mean" for r in RULES)]
+    return frame[SELECTED_COLUMNS + extra].rename(columns=lambda c: c.replace("_mean", "") if c.startswith("val_") else c)
+
+
+def t_interval(differences, confidence=CONFIDENCE):
+    """``(mean, low, high)`` of a two-sided Student t interval; the bounds are NaN for fewer than 2 values."""
+    d = np.asarray(differences, dtype=float)
+    mean = float(d.mean()) if len(d) else float("nan")
+    if len(d) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return mean, mean - half, mean + half
+
+
+def paired_frame(frame, summary, references=REFERENCES, metrics=PAIRED_METRICS):
+    """``paired.csv``: each method minus each reference, per seed, under both rules, with 95 % t intervals.
+
+    Under a rule each method (and each reference) is represented by the variant that rule selected.
+    ``frame`` holds one row per run (see :func:`benchmarks.report.records_frame`).
+    """
+    rows = []
+    for rule in RULES:
+        chosen = select_variants(summary, rule).set_index(["task", "method"])["variant"]
+        for (task, method), variant in chosen.items():
+            runs = frame[(frame["task"] == task) & (frame["method"] == method) & (frame["variant"] == variant)]
+            for reference in references:
+                if reference == method or (task, reference) not in chosen.index:
+                    continue
+                ref_variant = chosen[(task, reference)]
+                ref = frame[(frame["task"] == task) & (frame["method"] == reference)
+                            & (frame["variant"] == ref_variant)]
+                merged = runs.merge(ref, on="seed", suffixes=("", "_ref"))
+                for metric in metrics:
+                    mean, low, high = t_interval(merged[metric] - merged[f"{metric}_ref"])
+                    rows.append({"task": task, "method": METHODS[method].label,
+                                 "reference": METHODS[reference].label, "rule": rule, "metric": metric,
+                                 "mean_diff": mean, "ci_low": low, "ci_high": high, "n_seeds": len(merged),
+                                 "method_key": method, "variant": variant, "reference_variant": ref_variant})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS + ["method_key", "variant", "reference_variant"])
+
+
+def paired_sentences(paired, method="aimfair"):
+    """One sentence per (rule, reference, metric) row of ``method``: "AIM-Fair vs full fine-tuning, WST: ..."."""
+    lines = []
+    names = {"ERM": "ERM", "Fully Fine-Tuning": "full fine-tuning"}
+    label = "AIM-Fair" if method == "aimfair" else METHODS[method].label
+    for _, row in paired[paired["method_key"] == method].iterrows():
+        interval = ("" if np.isnan(row["ci_low"]) else
+                    f" [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+        lines.append(f"{row['task']}, {row['rule']}: {label} vs {names.get(row['reference'], row['reference'])}, "
+                     f"{row['metric']}: {row['mean_diff']:+.1f}{interval} over {row['n_seeds']} seeds "
+                     f"(95 % t interval; {row['variant'] or 'one variant'} vs "
+                     f"{row['reference_variant'] or 'one variant'}).")
+    return lines
