@@ -135,10 +135,14 @@ class ResNet(nn.Module):
         layers.extend(block(self.inplanes, planes) for _ in range(1, blocks))
         return nn.Sequential(*layers)
 
-    def forward(self, x):
+    def features(self, x):
+        """The penultimate representation: what ``fc`` reads."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
 
 class LinearModel(nn.Module):
@@ -152,8 +156,11 @@ class LinearModel(nn.Module):
         super().__init__()
         self.fc = nn.Linear(in_features, num_outputs)
 
+    def features(self, x):
+        return x.flatten(1)
+
     def forward(self, x):
-        return self.fc(x.flatten(1))
+        return self.fc(self.features(x))
 
 
 BLOCK_ORDER = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")

@@ -8,7 +8,8 @@ main process as each job finishes (atomically), so an interrupted run loses only
 
 Parallel runs use joblib: ``n_jobs`` local processes (loky), or an existing dask or ray cluster through
 joblib's ``dask`` / ``ray`` backends. ERM jobs run first, so the fine-tuning jobs of a seed find the
-pre-trained model in ``{out}/cache`` instead of training it again.
+pre-trained model in ``{out}/cache`` instead of training it again; runs that do not start from it (the
+baselines, training on synthetic data) share the first phase with ERM.
 """
 
 import datetime
@@ -185,8 +186,12 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     todo = [job for job in jobs if not is_done(out, job)]
     if len(todo) < len(jobs):
         log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already have records with the same settings; skipping them.")
-    phases = [[j for j in todo if j["method"] == "erm"] + pretraining_jobs(todo),
-              [j for j in todo if j["method"] != "erm"]]
+    # Phase 1: everything that needs no pre-trained ERM model (ERM itself, the recipe pre-trainings, the
+    # baselines and synthetic-data runs trained from scratch); phase 2: what starts from it. Longest first,
+    # so parallel workers finish together.
+    first = [j for j in todo if not needs_pretrained_erm(j)] + pretraining_jobs(todo)
+    phases = [sorted(first, key=lambda j: -COST.get(j["method"], 1)),
+              sorted([j for j in todo if needs_pretrained_erm(j)], key=lambda j: -COST.get(j["method"], 1))]
     workers = os.cpu_count() if n_jobs == -1 else n_jobs
     threads = max(1, torch.get_num_threads() // workers) if backend == "loky" else None
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="runs", unit="run", disable=not progress)
@@ -214,12 +219,21 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     return len(todo)
 
 
+# Rough relative run times (ERM = 1), measured on the embedded task; only used to order parallel work.
+COST = {"lff": 2.5, "fairif": 1.8, "supplementation": 1.8, "cvar_dro": 1.1, "jtt": 1.2, "linear_probe": 0.3}
+
+
+def needs_pretrained_erm(job):
+    """Whether a job starts from (or reads) the suite-recipe ERM model of its seed."""
+    return job["method"] in ("fairif", "random_matched") or METHODS[job["method"]].family == "finetune"
+
+
 def pretraining_jobs(jobs):
     """One pre-training per (task, seed) whose fine-tuning or FairIF jobs need the suite-recipe ERM model and
     whose ERM job does not train it (a tuned ERM learning rate); run with the ERM jobs, before the rest."""
     needs = {}
     for job in jobs:
-        if job["method"] in ("fairif", "random_matched") or METHODS[job["method"]].family == "finetune":
+        if needs_pretrained_erm(job):
             needs.setdefault((job["task"]["name"], job["seed"]), job)
     trained = {(j["task"]["name"], j["seed"]) for j in jobs if j["method"] == "erm" and not recipe_overrides(j)}
     return [{**job, "pretrain_only": True} for key, job in needs.items() if key not in trained]

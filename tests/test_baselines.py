@@ -148,6 +148,39 @@ def test_fairif_reweights_to_close_validation_gaps_on_tabular_data():
     assert model.stage_one_.arch == "logistic" and model.predict(Xv).shape == (300,)
 
 
+def test_fairif_weight_cap_stage_two_lr_and_stage_one_cache(tmp_path, monkeypatch):
+    X, y, s = _tabular(0)
+    Xv, yv, sv = _tabular(1, 300)
+    params = dict(arch="logistic", max_epochs=20, lr=0.1, batch_size=64, weight_decay=0.0, random_state=0)
+    fit = dict(X_val=Xv, y_val=yv, sensitive_features_val=sv)
+    free = InfluenceReweightingClassifier(**params).fit(X, y, **fit)
+    assert free.sample_weights_.max() > 1.5
+    capped = InfluenceReweightingClassifier(max_weight=1.5, stage_two_lr=0.01, memory=str(tmp_path), **params)
+    capped.fit(X, y, **fit)
+    # the cap clips exactly the weights above it and leaves the others as they were
+    np.testing.assert_allclose(capped.sample_weights_, np.minimum(free.sample_weights_, 1.5), rtol=1e-6)
+    assert capped.net_.lr == 0.01 and capped.stage_one_.net_.lr == 0.1
+    # a second fit with other stage-two settings reads stage one from the cache: no ERM training
+    calls = []
+    original = ImageClassifier.fit
+    monkeypatch.setattr(ImageClassifier, "fit", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    again = InfluenceReweightingClassifier(stage_two_lr=0.05, memory=str(tmp_path), **params).fit(X, y, **fit)
+    assert calls == [] and again.net_.lr == 0.05
+    np.testing.assert_allclose(again.sample_weights_, free.sample_weights_, rtol=1e-6)
+    for bad in ({"max_weight": 0.5}, {"stage_two_lr": 0.0}, {"memory": 3}):
+        with pytest.raises(ValueError):
+            InfluenceReweightingClassifier(**bad, **params).fit(X, y, **fit)
+
+
+def test_adam_optimiser_option(small_mnist):
+    X, y = small_mnist.X_train, small_mnist.y_train
+    model = LfFClassifier(optimizer="adam", **{**TINY, "lr": 0.001}).fit(X, y)
+    assert isinstance(model.net_.optimizer_, torch.optim.Adam)
+    assert isinstance(ImageClassifier(**TINY).fit(X[:64], y[:64]).net_.optimizer_, torch.optim.SGD)
+    with pytest.raises(ValueError, match="optimizer"):
+        ImageClassifier(optimizer="rmsprop", **TINY).fit(X, y)
+
+
 def test_fairif_metadata_routing_in_a_pipeline():
     X, y, s = _tabular(0, 200)
     Xv, yv, sv = _tabular(1, 100)

@@ -308,3 +308,59 @@ def test_random_matched_has_the_size_of_the_mask_it_matches_and_the_evidence_tab
         bad = toy_suite(methods=("random_matched",))
         bad.variants = {"random_matched": [{"match": "jtt"}]}
         run_jobs(make_jobs(bad), tmp_path / "bad", progress=False)
+
+
+# -- validation sets, tuning, plot styles ---------------------------------------------------------
+
+
+def test_task_has_two_validation_sets_disjoint_from_train_and_test():
+    from benchmarks.tasks import load_task
+
+    spec = dict(toy_suite().tasks[0], n_train=400, n_val_train=100)
+    data = load_task(spec, 0)
+    assert (len(data.y_train), len(data.y_val_train), len(data.y_val)) == (400, 100, 40)
+    sources = [data.source_index_train, data.source_index_val_train, data.source_index_test]
+    assert len(np.unique(np.concatenate(sources))) == sum(map(len, sources))  # no image in two splits
+    # the held-out set has the training distribution: the same (y, s) cell shares up to rounding
+    share = lambda y, s: np.bincount(2 * y + s, minlength=4) / len(y)  # noqa: E731
+    np.testing.assert_allclose(share(data.y_val_train, data.s_val_train), share(data.y_train, data.s_train), atol=0.01)
+    np.testing.assert_array_equal(np.bincount(2 * data.y_val + data.s_val), [10] * 4)  # balanced, labelled
+    with pytest.raises(ValueError, match="n_val_train"):
+        load_task(dict(spec, n_val_train=0), 0)
+
+
+def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_path, untuned):
+    from benchmarks.runner import pretraining_jobs
+    from benchmarks.suites import FINETUNE_LRS, PAPER_METHODS, load_tuned
+
+    tune = build_suite("tune")
+    assert set(tune.variants) == set(PAPER_METHODS)
+    assert all(len(grid) >= 2 for grid in tune.variants.values())
+    jobs = make_jobs(tune)
+    lrs = {j["finetune"]["finetune_lr"] for j in jobs if j["method"] == "aimfair"}
+    assert lrs == set(FINETUNE_LRS)
+    assert {j["params"].get("lr") for j in jobs if j["method"] == "cvar_dro"} >= {0.01, 0.05}
+    # the committed tuned settings cover every method of the quick suite and say where they came from
+    tuned, source = load_tuned()
+    assert set(tuned) == set(PAPER_METHODS) and source.startswith("aimfair-bench tune")
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"source": "test", "methods": {
+        "erm": {"params": {"lr": 0.01}}, "random": {"params": {"top_k": 0.85, "finetune_lr": 0.003}}}}))
+    quick = make_jobs(toy_suite(methods=("erm", "random", "full"), tuned=path))
+    erm = next(j for j in quick if j["method"] == "erm")
+    assert erm["params"] == {"lr": 0.01} and erm["settings"]["tuned_from"] == "test"
+    random = [j for j in quick if j["method"] == "random"]
+    # the paper's ratios stay variants; only the tuned learning rate is carried over
+    assert [j["params"]["top_k"] for j in random] == [0.55, 0.85]
+    assert {j["finetune"]["finetune_lr"] for j in random} == {0.003}
+    # ERM at a tuned lr does not train the recipe model fine-tuning starts from: one pre-training per seed does
+    assert [(j["method"], j["pretrain_only"]) for j in pretraining_jobs(quick)] == [("random", True)]
+    assert pretraining_jobs(make_jobs(toy_suite(methods=("erm", "full"), tuned=untuned))) == []
+
+
+def test_every_method_has_its_own_plot_style():
+    from benchmarks.methods import METHODS
+    from benchmarks.plots import method_style
+
+    styles = [(method_style(m)["marker"], method_style(m)["color"]) for m in METHODS]
+    assert len(set(styles)) == len(styles)

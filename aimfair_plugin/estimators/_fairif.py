@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy.optimize import minimize
 from sklearn.utils import check_random_state
 from torch.func import functional_call, jvp
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from .._validation import check_int
 from .._device import resolve_device
@@ -217,17 +217,22 @@ class InfluenceReweightingClassifier(ImageClassifier):
         X_val, val_paths, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
         self.stage_one_ = self._stage_one(X, y, sample_weight)
         module = self.stage_one_.net_.module_.eval()
-        names = [n for n, _ in module.named_parameters() if self.influence_layers == "all" or n.startswith("fc.")]
-        params = {n: p.detach() for n, p in module.named_parameters() if n in names}
         device = resolve_device(self.device)
         y_train = np.searchsorted(self.classes_, y)
         train = self.stage_one_._dataset(X, is_paths, y_train)
         val = self.stage_one_._dataset(X_val, val_paths, y_val)
+        if self.influence_layers == "last":
+            # Only ``fc`` varies: its inputs are fixed, so compute them once instead of in every LiSSA step.
+            net = module.fc
+            train, val = (self._head_inputs(module, data, device) for data in (train, val))
+        else:
+            net = module
+        params = {n: p.detach() for n, p in net.named_parameters()}
         loader = DataLoader(train, batch_size=self.lissa_batch_size, shuffle=False)
 
         def loss_on(p, batch, per_sample=False):
             x, target = batch
-            logits = functional_call(module, p, (x.to(device),)).float()
+            logits = functional_call(net, p, (x.to(device),)).float()
             losses = F.cross_entropy(logits, target.to(device), reduction="none")
             return losses if per_sample else losses.mean()
 
@@ -237,7 +242,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
             dot = sum((g * v).sum() for g, v in zip(grads, _unflat(vector, list(p.values()))))
             return _flat(torch.autograd.grad(dot, list(p.values()))).detach()
 
-        gaps, directions = self._validation_gaps(module, params, val, s_val, y_val, device)
+        gaps, directions = self._validation_gaps(net, params, val, s_val, y_val, device)
         batches = list(loader)
         rng = check_random_state(self.random_state)
         self.lissa_scale_ = self._lissa_scale(hvp, batches, directions[0], rng)
@@ -256,6 +261,15 @@ class InfluenceReweightingClassifier(ImageClassifier):
         self.predicted_gaps_ = dict(zip(("TPR", "TNR"), np.round(predicted, 6).tolist()))
         final = self.sample_weights_ if weights is None else self.sample_weights_ * weights
         return self._fit_net(X, is_paths, y, final.astype(np.float32), lr=self.stage_two_lr)
+
+    def _head_inputs(self, module, dataset, device):
+        """``(features, label)`` pairs: what the final layer of ``module`` reads for each item of ``dataset``."""
+        features, labels = [], []
+        with torch.no_grad():
+            for x, target in DataLoader(dataset, batch_size=self.lissa_batch_size, shuffle=False):
+                features.append(module.features(x.to(device)).float())
+                labels.append(torch.as_tensor(target))
+        return TensorDataset(torch.cat(features), torch.cat(labels))
 
     def _stage_one(self, X, y, sample_weight):
         """The ERM model of stage one, from ``memory`` when an identical one was trained before."""
