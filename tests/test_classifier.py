@@ -116,3 +116,28 @@ def test_bad_params_and_unfitted():
 
     with pytest.raises(NotFittedError):
         ImageClassifier().predict(X)
+
+
+def test_inputs_people_have_uint8_channel_last_grey_and_wrong_scale():
+    from aimfair_plugin.estimators import SelectiveFinetuneMitigator
+    from aimfair_plugin.estimators._data import check_images
+    from aimfair_plugin.synth import ArrayProvider
+
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(6, 3, 8, 8)).astype(np.uint8)
+    scaled, is_paths = check_images(images)
+    assert not is_paths and scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, images / 255.0, rtol=1e-6)  # uint8 = 8-bit images, scaled to [0, 1]
+    with pytest.raises(ValueError, match=r"transpose\(0, 3, 1, 2\)"):
+        check_images(images.transpose(0, 2, 3, 1))
+    with pytest.raises(ValueError, match=r"X\[:, None\]"):
+        check_images(images[:, 0])
+    with pytest.raises(ValueError, match="integer dtype int64"):
+        check_images(images.astype(np.int64))
+    # real images on a 0-255 float scale next to [0, 1] synthetic images: refused before any training
+    X = rng.rand(16, 3, 8, 8).astype(np.float32) * 255
+    y = np.arange(16) % 2
+    provider = ArrayProvider(rng.rand(16, 3, 8, 8).astype(np.float32), y, np.arange(16) // 2 % 2)
+    mitigator = SelectiveFinetuneMitigator(provider, estimator=ImageClassifier(width=4, max_epochs=1))
+    with pytest.raises(ValueError, match=r"lie in \[0.*255.*synthetic images are in \[0, 1\]"):
+        mitigator.fit(X, y)

@@ -16,12 +16,28 @@ _MSG_IMAGES = (
 )
 
 
+# Channel counts an image array may have on axis 1 (grey, RGB, RGBA).
+_CHANNELS = (1, 3, 4)
+
+
 def check_images(X, *, tabular=False):
     """Validate images; return ``(X, is_paths)``.
 
-    Arrays are returned as float32 and must be finite; path arrays as an
-    object array of ``str``. Nothing is read from disk here. With
-    ``tabular=True`` X must instead be a 2-D numeric feature matrix.
+    Arrays must be channel-first ``(n, C, H, W)`` and are returned as float32
+    in the value range the network trains on:
+
+    - float arrays are taken as they are (the package's datasets and every
+      synthetic-data provider give [0, 1]) and must be finite;
+    - ``uint8`` arrays are 8-bit images and are divided by 255, so they match
+      the [0, 1] images of files and providers;
+    - other integer arrays are refused (their scale is ambiguous);
+    - a 3-D ``(n, H, W)`` array (grey images without a channel axis) and a
+      channel-last ``(n, H, W, C)`` array are refused with the transpose that
+      fixes them, instead of being read with the wrong axes.
+
+    Path arrays are returned as an object array of ``str``; nothing is read
+    from disk here. With ``tabular=True`` X must instead be a 2-D numeric
+    feature matrix.
     """
     X = np.asarray(X)
     if tabular:
@@ -35,12 +51,35 @@ def check_images(X, *, tabular=False):
         if not all(isinstance(p, (str, np.str_)) for p in X):
             raise ValueError(_MSG_IMAGES.format("a 1-D array whose items are not all strings"))
         return X.astype(str), True
+    if X.ndim == 3 and X.dtype.kind in "fiu":
+        raise ValueError(
+            f"X has shape {X.shape}: grey images without a channel axis. Add one with X[:, None] "
+            "(shape (n, 1, H, W)), or repeat it to RGB with np.repeat(X[:, None], 3, axis=1)."
+        )
     if X.ndim != 4 or X.dtype.kind not in "fiu":
         raise ValueError(_MSG_IMAGES.format(f"dtype {X.dtype}, shape {X.shape}"))
+    if X.shape[1] not in _CHANNELS and X.shape[-1] in _CHANNELS:
+        raise ValueError(
+            f"X has shape {X.shape}, which looks channel-last (n, H, W, C); the networks read channel-first "
+            "(n, C, H, W). Use X.transpose(0, 3, 1, 2)."
+        )
+    if X.dtype == np.uint8:
+        return X.astype(np.float32) / 255.0, False
+    if X.dtype.kind in "iu":
+        raise ValueError(
+            f"X has integer dtype {X.dtype}; give 8-bit images as uint8 (scaled to [0, 1]) or floats in [0, 1]."
+        )
     X = X.astype(np.float32, copy=False)
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite pixel values.")
     return X, False
+
+
+def value_range(X, is_paths):
+    """``(min, max)`` of an image array; ``(0.0, 1.0)`` for paths, which are always decoded to [0, 1]."""
+    if is_paths:
+        return 0.0, 1.0
+    return float(X.min()), float(X.max())
 
 
 def check_image_size(image_size):

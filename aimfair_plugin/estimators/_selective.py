@@ -15,7 +15,7 @@ from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth._base import balanced_group_counts, biased_group_counts
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, seed_torch, validate_labels
-from ._data import ImageDataset, check_image_size, check_images, image_shape
+from ._data import ImageDataset, check_image_size, check_images, image_shape, value_range
 from ._masking import (
     CRITERIA,
     SELECTIONS,
@@ -268,6 +268,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """
         self._validate_params()
         X, is_paths = check_images(X)
+        low, high = value_range(X, is_paths)
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(
+                f"The real images lie in [{low:.3g}, {high:.3g}] but synthetic images are in [0, 1]: the domain gap "
+                "would measure the scale. Give X in [0, 1] (uint8 images are scaled automatically; undo any "
+                "mean/std normalisation)."
+            )
         y = validate_labels(y, len(X))
         classes = np.unique(y)
         if len(classes) != 2:
