@@ -18,6 +18,8 @@ sets, both disjoint from train and test:
 Every method is tested on the same test split, which no selection ever reads.
 """
 
+import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ from aimfair_plugin.synth import (
     ContextualPromptBuilder,
     DiffusersProvider,
     RenderedDigitsProvider,
+    SyntheticDataProvider,
     balanced_group_counts,
     biased_group_counts,
 )
@@ -124,6 +127,33 @@ def _faces(spec, seed):
     return data
 
 
+class MemoizedProvider(SyntheticDataProvider):
+    """A provider whose draws are kept in this process, so the runs of one seed render their images once.
+
+    A draw is a pure function of the provider's settings and ``(group_counts, image_shape, random_state)``;
+    every fine-tuning run of a seed asks for the same balanced set, so a worker that runs several of them
+    reads it from here instead of rendering it again. ``key`` names the provider's settings.
+    """
+
+    _draws = OrderedDict()
+    max_draws = 8
+
+    def __init__(self, provider, key):
+        self.provider, self.key = provider, key
+
+    def sample(self, group_counts, *, image_shape=None, random_state=None):
+        if not isinstance(random_state, (int, np.integer)):
+            return self.provider.sample(group_counts, image_shape=image_shape, random_state=random_state)
+        key = (self.key, tuple(sorted(group_counts.items())), tuple(image_shape or ()), int(random_state))
+        if key not in self._draws:
+            self._draws[key] = self.provider.sample(group_counts, image_shape=image_shape, random_state=random_state)
+            while len(self._draws) > self.max_draws:
+                self._draws.popitem(last=False)
+        self._draws.move_to_end(key)
+        X, y, s = self._draws[key]
+        return X.copy(), y.copy(), s.copy()
+
+
 def make_provider(spec, data, seed):
     """The task's synthetic-data provider (see ``PROVIDERS``)."""
     provider = spec["provider"]
@@ -132,7 +162,8 @@ def make_provider(spec, data, seed):
         prompts = ContextualPromptBuilder(
             5, ("red", "blue"), dataset="digits", n_prompts=provider.get("n_prompts", 50),
             head_poses=provider.get("head_poses", True), random_state=seed)
-        return RenderedDigitsProvider(prompts, image_size=spec["image_size"])
+        key = json.dumps([provider, spec["image_size"], seed], sort_keys=True)
+        return MemoizedProvider(RenderedDigitsProvider(prompts, image_size=spec["image_size"]), key)
     if kind == "heldout":
         images, labels = data.pool
         return heldout_provider(data, images, labels, image_size=spec["image_size"],

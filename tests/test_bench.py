@@ -364,3 +364,21 @@ def test_every_method_has_its_own_plot_style():
 
     styles = [(method_style(m)["marker"], method_style(m)["color"]) for m in METHODS]
     assert len(set(styles)) == len(styles)
+
+
+def test_tune_cli_writes_the_group_val_choice_to_tuned_json(tmp_path):
+    out = tmp_path / "tune"
+    assert main(["tune", "--out", str(out), "--methods", "erm", "cvar_dro", *TOY, "--no-plots"]) == 0
+    tuned = json.loads((out / "tuned.json").read_text())
+    assert tuned["rule"] == "group_val" and tuned["source"].startswith("aimfair-bench tune")
+    selected = pd.read_csv(out / "selected.csv")
+    for method in ("erm", "cvar_dro"):
+        row = selected[(selected["method"] == method) & (selected["rule"] == "group_val")].iloc[0]
+        entry = tuned["methods"][method]
+        assert entry["variant"] == row["variant"] and entry["val_group_WST"] == pytest.approx(row["val_group_WST"], abs=0.01)
+        assert entry["grid_size"] == (2 if method == "erm" else 9)
+    assert set(tuned["methods"]["cvar_dro"]["params"]) == {"alpha", "lr"}
+    # the written file drives a quick suite: its CVaR runs use the chosen parameters
+    jobs = make_jobs(build_suite("quick", tuned_path=out / "tuned.json"))
+    cvar = next(j for j in jobs if j["method"] == "cvar_dro")
+    assert cvar["params"] == tuned["methods"]["cvar_dro"]["params"]

@@ -129,7 +129,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         0 selects tensors without fine-tuning: ``estimator_`` is then the
         pre-trained model and the mask attributes are set (to inspect a
         mask cheaply).
-    finetune_lr : float, default=0.05
+    finetune_lr : float, default=0.003
+        The tune suite's ``group_val`` choice for the default criterion on the
+        embedded benchmark (grid {0.0003, 0.001, 0.003}, README "Tuning";
+        full fine-tuning and the paper's abs_diff chose 0.001 there). The
+        upstream code uses 0.05 to 0.06 on ImageNet-pretrained ResNets at
+        224 px; the right value depends on the pre-training, so search it
+        (e.g. ``GridSearchCV`` with ``fairness_scorer``) for your data.
     finetune_batch_size : int, default=128
     mask_max_batches : int, optional
         Cap on the batches per set used for the mean gradients.
@@ -186,7 +192,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         bias_ratio=0.9,
         synthetic_ratio=1.0,
         finetune_epochs=10,
-        finetune_lr=0.05,
+        finetune_lr=0.003,
         finetune_batch_size=128,
         mask_max_batches=None,
         freeze_bn_stats=True,
@@ -289,7 +295,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         shape = image_shape(X, is_paths, check_image_size(base.image_size))
         n_synthetic = max(4, int(round(self.synthetic_ratio * len(X))))
         balanced = self._draw("balanced (S2)", balanced_group_counts(n_synthetic), shape, rng)
-        biased = self._draw("biased (S1)", biased_group_counts(n_synthetic, self.bias_ratio), shape, rng)
+        # S1 serves only the gradient gaps; the comparison strategies do not draw it.
+        biased = (self._draw("biased (S1)", biased_group_counts(n_synthetic, self.bias_ratio), shape, rng)
+                  if self.strategy == "selective" else None)
 
         # An unseeded pre-training is not reproducible, so there is nothing to reuse.
         cache = resolve_cache(self.memory) if base.random_state is not None else None
