@@ -7,7 +7,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from torch import nn
@@ -71,10 +71,10 @@ def validate_sample_weight(sample_weight, n_samples):
 def validate_labels(y, n_samples):
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
+        y = column_or_1d(y, warn=True)  # scikit-learn's DataConversionWarning
     if y.ndim != 1 or len(y) != n_samples:
         raise ValueError(f"y must be one-dimensional with one label per image ({n_samples}), got shape {y.shape}.")
-    kind = type_of_target(y)
+    kind = type_of_target(y, raise_unknown=True)
     if kind not in ("binary", "multiclass"):
         raise ValueError(f"ImageClassifier needs class labels, got a {kind!r} target.")
     return y
@@ -202,8 +202,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     # The skorch net class; baselines swap in one that changes only the loss.
     net_class = WeightedImageNet
 
-    def _check_X(self, X):
-        return check_images(X, tabular=self.arch == "logistic")
+    def _check_X(self, X, *, reset=None):
+        """``(X, is_paths)``. Tabular input goes through scikit-learn's ``validate_data`` (its messages for
+        sparse, complex, object, empty and 1-D input; ``n_features_in_`` set when ``reset``, checked when
+        ``reset=False``); images through :func:`check_images`. ``reset=None`` validates only (no state)."""
+        if self.arch != "logistic":
+            return check_images(X)
+        if reset is None:
+            return check_array(X, dtype=np.float32), False
+        return validate_data(self, X, dtype=np.float32, reset=reset), False
 
     def _dataset(self, X, is_paths, y=None, sample_weight=None, train=False, extras=None):
         tabular = self.arch == "logistic"
@@ -279,18 +286,22 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _validate_fit_input(self, X, y, sample_weight):
         """Checked ``(X, is_paths, y, weights)``; sets ``classes_``."""
         self._validate_params()
-        X, is_paths = self._check_X(X)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        X, is_paths = self._check_X(X, reset=True)
         y = validate_labels(y, len(X))
         weights = validate_sample_weight(sample_weight, len(X))
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"y needs at least two classes, got only {self.classes_.tolist()}.")
+            raise ValueError(f"y needs at least two classes; got 1 class: {self.classes_.tolist()}.")
         return X, is_paths, y, weights
 
     def _fit_net(self, X, is_paths, y, weights, extras=None, lr=None):
         """Build a fresh net and train it on checked input (labels in ``classes_``); ``lr`` overrides ``self.lr``."""
         seed_torch(self.random_state)
         self.image_shape_ = image_shape(X, is_paths, check_image_size(self.image_size))
+        if self.arch != "logistic":  # the pixels per image the network sees (tabular: set by validate_data)
+            self.n_features_in_ = int(np.prod(self.image_shape_))
         self.net_ = self._make_net(
             self._build_module(self.image_shape_[0]),
             max_epochs=self.max_epochs,
@@ -308,7 +319,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_input(self, X):
         check_is_fitted(self, "net_")
-        X, is_paths = self._check_X(X)
+        X, is_paths = self._check_X(X, reset=False)
         shape = image_shape(X, is_paths, check_image_size(self.image_size))
         if shape[0] != self.image_shape_[0]:
             raise ValueError(f"X has {shape[0]} channels but the model was fitted on {self.image_shape_[0]}.")
@@ -332,7 +343,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
+        # a feature matrix for the linear model; image arrays (n, C, H, W) or path arrays otherwise
+        tags.input_tags.two_d_array = self.arch == "logistic"
         tags.non_deterministic = self.random_state is None
         return tags
 
