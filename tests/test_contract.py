@@ -1,0 +1,74 @@
+"""The project's estimator contract on image inputs, where scikit-learn has no check suite.
+
+For every estimator and the mitigator: clone, get_params/set_params round trip, NotFittedError before fit,
+pickle round trip with equal predictions, same seed -> same predictions, n_features_in_ / image_shape_,
+and ValueError for bad X and y.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from aimfair_plugin.estimators import (
+    CVaRDROClassifier,
+    ImageClassifier,
+    InfluenceReweightingClassifier,
+    JTTClassifier,
+    LfFClassifier,
+    SelectiveFinetuneMitigator,
+)
+from aimfair_plugin.synth import ArrayProvider
+
+TINY = dict(width=4, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
+
+
+def _provider(data):
+    return ArrayProvider(data.X_test, data.y_test, data.s_test)
+
+
+def make(kind, data):
+    if kind is SelectiveFinetuneMitigator:
+        return SelectiveFinetuneMitigator(_provider(data), estimator=ImageClassifier(**TINY), finetune_epochs=1,
+                                          finetune_batch_size=64, synthetic_ratio=0.25, random_state=0)
+    return kind(**TINY)
+
+
+def fit(model, data, X=None, y=None):
+    X = data.X_train[:160] if X is None else X
+    y = data.y_train[:160] if y is None else y
+    if isinstance(model, InfluenceReweightingClassifier):
+        return model.fit(X, y, X_val=data.X_test[:80], y_val=data.y_test[:80], sensitive_features_val=data.s_test[:80])
+    return model.fit(X, y)
+
+
+KINDS = [ImageClassifier, CVaRDROClassifier, JTTClassifier, LfFClassifier, InfluenceReweightingClassifier,
+         SelectiveFinetuneMitigator]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.__name__)
+def test_image_estimator_contract(kind, small_mnist):
+    data = small_mnist
+    model = make(kind, data)
+    params = model.get_params(deep=False)
+    assert clone(model).get_params(deep=False).keys() == params.keys()
+    assert model.set_params(**params) is model and model.get_params(deep=False) == params
+    with pytest.raises(NotFittedError):
+        model.predict(data.X_test)
+    first = fit(model, data).predict(data.X_test)
+    fitted = model.estimator_ if kind is SelectiveFinetuneMitigator else model
+    assert fitted.image_shape_ == (3, 16, 16) and fitted.n_features_in_ == 3 * 16 * 16
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(data.X_test), first)
+    np.testing.assert_array_equal(fit(clone(model), data).predict(data.X_test), first)  # same seed, same model
+    bad_inputs = [
+        dict(X=data.X_train[:160].transpose(0, 2, 3, 1)),  # channel-last
+        dict(X=data.X_train[:160, 0]),  # no channel axis
+        dict(X=np.where(np.arange(160)[:, None, None, None] == 3, np.nan, data.X_train[:160])),  # NaN
+        dict(y=data.y_train[:150]),  # one label short
+        dict(y=np.zeros(160)),  # one class
+    ]
+    for bad in bad_inputs:
+        with pytest.raises(ValueError):
+            fit(clone(model), data, **bad)
