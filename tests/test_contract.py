@@ -72,3 +72,17 @@ def test_image_estimator_contract(kind, small_mnist):
     for bad in bad_inputs:
         with pytest.raises(ValueError):
             fit(clone(model), data, **bad)
+
+
+@pytest.mark.parametrize("kind", KINDS + [__import__("aimfair_plugin.estimators", fromlist=["x"]).GroupDROClassifier],
+                         ids=lambda k: k.__name__)
+def test_every_parameter_is_declared(kind):
+    assert set(kind._get_param_names()) == set(kind._parameter_constraints)
+
+
+@pytest.mark.parametrize("bad", [{"stem": "vgg"}, {"augment": "yes"}, {"lr_milestones": (10, -1)},
+                                 {"lr_milestones": 10}, {"num_workers": -1}, {"max_epochs": True},
+                                 {"optimizer": "rmsprop"}, {"momentum": 1.5}, {"image_size": 4}])
+def test_parameters_checked_nowhere_before_are_checked_now(bad, small_mnist):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ImageClassifier(**{**TINY, **bad}).fit(small_mnist.X_train[:64], small_mnist.y_train[:64])

@@ -1,11 +1,14 @@
 """ImageClassifier: the ERM model, a scikit-learn classifier around one skorch training loop."""
 
 import inspect
+import os
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNetClassifier
@@ -13,8 +16,8 @@ from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from torch import nn
 from torch.optim.lr_scheduler import MultiStepLR
 
-from .._validation import check_int
 from .._device import autocast, resolve_device
+from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
 from ._data import ImageDataset, check_image_size, check_images, image_shape
 
@@ -185,19 +188,35 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.num_workers = num_workers
         self.optimizer = optimizer
 
+    # Declared once, checked by scikit-learn's ``BaseEstimator._validate_params`` at the start of ``fit``.
+    _parameter_constraints = {
+        "arch": [StrOptions({"resnet18", "resnet34", "resnet50", "logistic"})],
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "pretrained": [None, str, os.PathLike],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr_milestones": [tuple, list],
+        "lr_gamma": [Interval(Real, 0, None, closed="neither")],
+        "image_size": [None, Interval(Integral, 8, None, closed="left"), tuple, list],
+        "augment": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "stem": [StrOptions({"imagenet", "cifar"})],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+    }
+
     def _validate_params(self):
-        for name in ("max_epochs", "batch_size", "width"):
-            check_int(name, getattr(self, name))
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.floating)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}.")
-        if self.arch not in ("resnet18", "resnet34", "resnet50", "logistic"):
-            raise ValueError(f"arch must be 'resnet18', 'resnet34', 'resnet50' or 'logistic', got {self.arch!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}.")
+        super()._validate_params()
+        validate_declared(self)
+        # what a declaration cannot say: the contents of the milestone list and the image size pair
+        if not all(isinstance(m, Integral) and not isinstance(m, bool) and m >= 0 for m in self.lr_milestones):
+            raise InvalidParameterError(f"lr_milestones must hold non-negative epoch numbers, got {self.lr_milestones!r}.")
+        check_image_size(self.image_size)
 
     # The skorch net class; baselines swap in one that changes only the loss.
     net_class = WeightedImageNet

@@ -1,9 +1,10 @@
 """Distributionally robust baselines: CVaR DRO (no group labels) and Group DRO (an oracle that uses them)."""
 
-import numbers
+from numbers import Real
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 
 from ._classifier import ImageClassifier, WeightedImageNet, with_backbone_params
 
@@ -72,11 +73,8 @@ class CVaRDROClassifier(ImageClassifier):
     """
 
     net_class = CVaRNet
-
-    def _validate_params(self):
-        super()._validate_params()
-        if not isinstance(self.alpha, numbers.Real) or not 0 < self.alpha <= 1:
-            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha!r}.")
+    _parameter_constraints = {**ImageClassifier._parameter_constraints,
+                              "alpha": [Interval(Real, 0, 1, closed="right")]}
 
     def _net_kwargs(self):
         return {"alpha": float(self.alpha)}
@@ -136,11 +134,8 @@ class GroupDROClassifier(ImageClassifier):
 
     net_class = GroupDRONet
     uses_training_group_labels = True
-
-    def _validate_params(self):
-        super()._validate_params()
-        if not isinstance(self.step_size, numbers.Real) or self.step_size <= 0:
-            raise ValueError(f"step_size must be positive, got {self.step_size!r}.")
+    _parameter_constraints = {**ImageClassifier._parameter_constraints,
+                              "step_size": [Interval(Real, 0, None, closed="neither")]}
 
     def _net_kwargs(self):
         return {"n_groups": len(self.groups_), "step_size": float(self.step_size)}

@@ -17,17 +17,18 @@ per-sample gradients; Eq. 14 exactly, since its minimiser lies in the span
 of the two influence vectors (a 2-D problem).
 """
 
-import numbers
+import os
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch.func import functional_call, jvp
 from torch.utils.data import DataLoader, TensorDataset
 
-from .._validation import check_int
 from .._device import resolve_device
 from ._cache import cached, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
@@ -169,27 +170,20 @@ class InfluenceReweightingClassifier(ImageClassifier):
     lissa_scale_ : float
     """
 
-    def _validate_params(self):
-        super()._validate_params()
-        if self.influence_layers not in ("last", "all"):
-            raise ValueError(f"influence_layers must be 'last' or 'all', got {self.influence_layers!r}.")
-        for name in ("reg_lambda", "lissa_damping"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-        if not isinstance(self.temperature, numbers.Real) or self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature!r}.")
-        for name in ("lissa_iterations", "lissa_repeats", "lissa_batch_size"):
-            check_int(name, getattr(self, name))
-        if self.lissa_scale != "auto" and (not isinstance(self.lissa_scale, numbers.Real) or self.lissa_scale <= 0):
-            raise ValueError(f"lissa_scale must be 'auto' or positive, got {self.lissa_scale!r}.")
-        for name in ("max_weight", "stage_two_lr"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, numbers.Real) or value <= 0):
-                raise ValueError(f"{name} must be None or a positive number, got {value!r}.")
-        if self.max_weight is not None and self.max_weight < 1:
-            raise ValueError(f"max_weight must be at least 1 (the mean weight), got {self.max_weight!r}.")
-        resolve_cache(self.memory)
+    _parameter_constraints = {
+        **ImageClassifier._parameter_constraints,
+        "influence_layers": [StrOptions({"last", "all"})],
+        "reg_lambda": [Interval(Real, 0, None, closed="left")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "lissa_iterations": [Interval(Integral, 1, None, closed="left")],
+        "lissa_repeats": [Interval(Integral, 1, None, closed="left")],
+        "lissa_scale": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "lissa_damping": [Interval(Real, 0, None, closed="left")],
+        "lissa_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_weight": [None, Interval(Real, 1, None, closed="left")],
+        "stage_two_lr": [None, Interval(Real, 0, None, closed="neither")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+    }
 
     def _check_validation(self, X_val, y_val, sensitive_features_val):
         if X_val is None or y_val is None or sensitive_features_val is None:
@@ -278,7 +272,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
     def _stage_one(self, X, y, sample_weight):
         """The ERM model of stage one, from ``memory`` when an identical one was trained before."""
         estimator = ImageClassifier(**backbone_params(self))
-        usable = sample_weight is None and isinstance(self.random_state, numbers.Integral)
+        usable = sample_weight is None and isinstance(self.random_state, Integral)
         cache = resolve_cache(self.memory) if usable else None
         key = pretraining_fingerprint(estimator, X, y) if cache is not None else None
         return cached(cache, key, lambda: estimator.fit(X, y, sample_weight=sample_weight))[0]

@@ -1,8 +1,10 @@
 """Just Train Twice (Liu et al., 2021): upweight what an early model gets wrong, then retrain."""
 
-import numpy as np
+from numbers import Integral
 
-from .._validation import check_int
+import numpy as np
+from sklearn.utils._param_validation import Interval
+
 from ._classifier import ImageClassifier, backbone_params, validate_sample_weight, with_backbone_params
 
 
@@ -45,10 +47,9 @@ class JTTClassifier(ImageClassifier):
         (``upweight`` in the error set, 1 elsewhere).
     """
 
-    def _validate_params(self):
-        super()._validate_params()
-        for name in ("identification_epochs", "upweight"):
-            check_int(name, getattr(self, name))
+    _parameter_constraints = {**ImageClassifier._parameter_constraints,
+                              "identification_epochs": [Interval(Integral, 1, None, closed="left")],
+                              "upweight": [Interval(Integral, 1, None, closed="left")]}
 
     def fit(self, X, y, sample_weight=None):
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)

@@ -1,10 +1,11 @@
 """Learning from Failure (Nam et al., 2020): a deliberately biased model tells a debiased one what to weight."""
 
-import numbers
+from numbers import Real
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from ._classifier import ImageClassifier, WeightedImageNet, with_backbone_params
@@ -94,12 +95,9 @@ class LfFClassifier(ImageClassifier):
 
     net_class = LfFNet
 
-    def _validate_params(self):
-        super()._validate_params()
-        if not isinstance(self.gce_q, numbers.Real) or not 0 < self.gce_q <= 1:
-            raise ValueError(f"gce_q must lie in (0, 1], got {self.gce_q!r}.")
-        if not isinstance(self.ema, numbers.Real) or not 0 <= self.ema < 1:
-            raise ValueError(f"ema must lie in [0, 1), got {self.ema!r}.")
+    _parameter_constraints = {**ImageClassifier._parameter_constraints,
+                              "gce_q": [Interval(Real, 0, 1, closed="right")],
+                              "ema": [Interval(Real, 0, 1, closed="left")]}
 
     def _build_module(self, in_channels):
         return BiasedDebiasedPair(super()._build_module(in_channels), super()._build_module(in_channels))

@@ -1,16 +1,19 @@
 """SelectiveFinetuneMitigator: AIM-Fair's selective fine-tuning and the paper's comparison strategies."""
 
 import copy
+import os
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_int
 from .._device import resolve_device
+from .._validation import validate_declared
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth._base import balanced_group_counts, biased_group_counts
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
@@ -221,32 +224,36 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     # -- validation -------------------------------------------------------------------------------
 
+    _parameter_constraints = {
+        "provider": [HasMethods(["sample"])],
+        "estimator": [None, ImageClassifier],
+        "prefit": ["boolean"],
+        "top_k": [Interval(Integral, 1, None, closed="left"), Interval(Real, 0, 1, closed="right")],
+        "criterion": [StrOptions(set(CRITERIA))],
+        "selection": [StrOptions(set(SELECTIONS))],
+        "strategy": [StrOptions(set(STRATEGIES))],
+        "block": [None, StrOptions(set(BLOCKS))],
+        "bias_ratio": [Interval(Real, 0.5, 1, closed="left")],
+        "synthetic_ratio": [Interval(Real, 0, None, closed="neither")],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "mask_max_batches": [None, Interval(Integral, 1, None, closed="left")],
+        "freeze_bn_stats": ["boolean"],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+    }
+
     def _validate_params(self):
-        if not callable(getattr(self.provider, "sample", None)):
-            raise ValueError("provider must have a sample(group_counts, ...) method (a SyntheticDataProvider).")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
-        if self.strategy in ("update_block", "freeze_block") and self.block not in BLOCKS:
-            raise ValueError(f"strategy={self.strategy!r} needs block= one of {BLOCKS}, got {self.block!r}.")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}.")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
-        if not 0.5 <= self.bias_ratio < 1:
-            raise ValueError(f"bias_ratio must lie in [0.5, 1), got {self.bias_ratio!r}.")
-        if not self.synthetic_ratio > 0:
-            raise ValueError(f"synthetic_ratio must be positive, got {self.synthetic_ratio!r}.")
-        check_int("finetune_epochs", self.finetune_epochs, low=0)
-        check_int("finetune_batch_size", self.finetune_batch_size)
-        if not self.finetune_lr > 0:
-            raise ValueError(f"finetune_lr must be positive, got {self.finetune_lr!r}.")
-        if self.mask_max_batches is not None and not (
-            isinstance(self.mask_max_batches, (int, np.integer)) and self.mask_max_batches >= 1
-        ):
-            raise ValueError(f"mask_max_batches must be None or a positive int, got {self.mask_max_batches!r}.")
+        super()._validate_params()
+        validate_declared(self)
+        # rules that tie two parameters together
+        if self.strategy in ("update_block", "freeze_block") and self.block is None:
+            raise InvalidParameterError(f"strategy={self.strategy!r} needs block= one of {BLOCKS}.")
         if self.prefit:
             if self.estimator is None:
-                raise ValueError("prefit=True needs a fitted estimator.")
+                raise InvalidParameterError("prefit=True needs a fitted estimator.")
             check_is_fitted(self.estimator, "net_")
 
     def _base_estimator(self):
