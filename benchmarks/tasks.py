@@ -185,7 +185,7 @@ def make_provider(spec, data, seed):
             provider["pipeline"], prompts, cache_dir=Path(provider["cache_dir"]) / folder,
             image_size=spec["image_size"], num_inference_steps=provider.get("num_inference_steps", 50),
             guidance_scale=provider.get("guidance_scale", 9.0), batch_size=provider.get("batch_size", 8),
-            generation_size=provider.get("generation_size"), seed=provider.get("seed", 0), verbose=0)
+            generation_size=provider.get("generation_size"), random_state=provider.get("seed", 0), verbose=0)
     raise ValueError(f"Unknown provider kind {kind!r}; expected one of {PROVIDERS}.")
 
 

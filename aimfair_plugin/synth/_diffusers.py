@@ -28,17 +28,18 @@ wait for each other before reading. See ``python -m aimfair_plugin.synth.generat
 
 import copy
 import json
-import numbers
 import os
+import warnings
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from tqdm.auto import tqdm
 
-from .._validation import check_int
 from .._device import resolve_device
 from .._resize import resize_images
 from ._base import SyntheticDataProvider, check_group_counts
@@ -109,10 +110,15 @@ class DiffusersProvider(SyntheticDataProvider):
     dtype : {"auto", "float16", "bfloat16", "float32"}, default="auto"
         "auto": float16 on CUDA, float32 elsewhere.
     device : str, default="auto"
-    seed : int, default=0
-        Base of the per-image seeds.
+    random_state : int, default=0
+        Base of the per-image seeds (an int: image i of a cell always gets
+        the same seed, whichever process or batch generates it). Recorded in
+        the cache as ``"seed"``.
     verbose : int, default=1
         0 hides the progress bar.
+    seed : int, optional
+        Deprecated name of ``random_state`` (warns with ``FutureWarning``;
+        removed in the next release).
 
     Examples
     --------
@@ -136,8 +142,9 @@ class DiffusersProvider(SyntheticDataProvider):
         generation_size=None,
         dtype="auto",
         device="auto",
-        seed=0,
+        random_state=0,
         verbose=1,
+        seed=None,
     ):
         self.pipeline = pipeline
         self.prompts = prompts
@@ -149,6 +156,7 @@ class DiffusersProvider(SyntheticDataProvider):
         self.generation_size = generation_size
         self.dtype = dtype
         self.device = device
+        self.random_state = random_state
         self.seed = seed
         self.verbose = verbose
 
@@ -166,17 +174,32 @@ class DiffusersProvider(SyntheticDataProvider):
 
     # -- settings and cache layout ----------------------------------------------------
 
+    _parameter_constraints = {
+        "cache_dir": [str, os.PathLike],
+        "image_size": [Interval(Integral, 8, None, closed="left")],
+        "num_inference_steps": [Interval(Integral, 1, None, closed="left")],
+        "guidance_scale": [Interval(Real, None, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "generation_size": [None, Interval(Integral, 8, None, closed="left")],
+        "dtype": [StrOptions({"auto", *DTYPES}), torch.dtype],
+        "device": [str, torch.device],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "seed": [None, Interval(Integral, 0, None, closed="left")],
+    }
+
     def _validate(self):
-        for name in ("num_inference_steps", "batch_size"):
-            check_int(name, getattr(self, name))
-        if not isinstance(self.guidance_scale, numbers.Real):
-            raise ValueError(f"guidance_scale must be a number, got {self.guidance_scale!r}.")
-        if self.generation_size is not None and (
-            not isinstance(self.generation_size, numbers.Integral) or self.generation_size < 8
-        ):
-            raise ValueError(f"generation_size must be None or an int >= 8, got {self.generation_size!r}.")
-        if self.dtype != "auto" and self.dtype not in DTYPES and not isinstance(self.dtype, torch.dtype):
-            raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {self.dtype!r}.")
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
+
+    @property
+    def base_seed(self):
+        """The base of the per-image seeds: ``random_state`` (or the deprecated ``seed``, with a warning)."""
+        if self.seed is not None:
+            warnings.warn("DiffusersProvider(seed=...) is deprecated; use random_state=... (same meaning).",
+                          FutureWarning, stacklevel=3)
+            return int(self.seed)
+        return int(self.random_state)
 
     def cache_settings(self):
         """The settings every image in the cache must share."""
@@ -189,7 +212,7 @@ class DiffusersProvider(SyntheticDataProvider):
             "num_inference_steps": int(self.num_inference_steps),
             "guidance_scale": float(self.guidance_scale),
             "generation_size": self.generation_size,
-            "seed": int(self.seed),
+            "seed": self.base_seed,
         }
 
     def _check_cache(self):
@@ -230,7 +253,7 @@ class DiffusersProvider(SyntheticDataProvider):
 
     def _planned(self, cell, index, prompts):
         cell_prompts = prompts[cell]
-        return {"prompt": cell_prompts[index % len(cell_prompts)], "image_seed": image_seed(self.seed, cell, index)}
+        return {"prompt": cell_prompts[index % len(cell_prompts)], "image_seed": image_seed(self.base_seed, cell, index)}
 
     def _is_current(self, record, plan):
         return (

@@ -14,18 +14,20 @@ not apply; call ``sample(n, y=labels)`` and train any downstream classifier on t
 """
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from .._validation import check_int
+from .._validation import check_int, validate_declared
 from .._device import resolve_device
 from ._tabular import TabularEncoder
 
@@ -156,15 +158,27 @@ class FairTabularDiffusion(BaseEstimator):
 
     # -- validation -------------------------------------------------------------------------------
 
+    _parameter_constraints = {
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "guidance_label": [Interval(Real, 0, None, closed="left")],
+        "guidance_fair": [Interval(Real, 0, None, closed="left")],
+        "meta_learning": ["boolean"],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "inner_lr": [Interval(Real, 0, None, closed="neither")],
+        "meta_weight": [Interval(Real, 0, None, closed="left")],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "categorical": [None, "array-like"],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+    }
+
     def _validate_params(self):
-        for name in ("n_steps", "epochs", "batch_size", "hidden", "n_layers"):
-            check_int(name, getattr(self, name))
-        for name in ("lr", "inner_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
-        for name in ("guidance_label", "guidance_fair", "meta_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+        super()._validate_params()
+        validate_declared(self)
 
     def _scheduler(self):
         from diffusers import DDPMScheduler

@@ -63,7 +63,7 @@ def main(argv=None):
         batch_size=args.batch_size,
         generation_size=args.generation_size,
         dtype=args.dtype,
-        seed=args.seed,
+        random_state=args.seed,
     )
     made = provider.generate({cell: args.per_cell for cell in CELLS})
     save_prompts(prompts, f"{args.cache_dir}/prompts.json")
