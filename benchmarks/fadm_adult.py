@@ -34,7 +34,7 @@ from aimfair_plugin.synth import FairTabularDiffusion, TabularEncoder
 DOMAINS = ["Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White"]
 SHORT = {"Amer-Indian-Eskimo": "A-I-E", "Asian-Pac-Islander": "A-P-I", "Black": "Black", "Other": "Other",
          "White": "White"}
-FADM = dict(meta_learning=True, n_steps=100, epochs=10, batch_size=256, hidden=256, n_layers=3, lr=1e-3, inner_lr=1e-3,
+FADM = dict(meta_learning=True, n_steps=100, max_epochs=10, batch_size=256, hidden=256, n_layers=3, lr=1e-3, inner_lr=1e-3,
             meta_weight=1.0, guidance_label=1.0, guidance_fair=1.0)
 
 
@@ -114,7 +114,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--n-synthetic", type=int, default=10000, help="generated rows per fold (cap)")
-    parser.add_argument("--epochs", type=int, default=FADM["epochs"])
+    parser.add_argument("--epochs", type=int, default=FADM["max_epochs"])
     parser.add_argument("--held-out", nargs="+", default=DOMAINS, choices=DOMAINS)
     parser.add_argument("--guidance-fair", type=float, nargs="+", default=[1.0, 0.0],
                         help="λ_z values sampled from each fitted model (0 = label guidance only)")
@@ -126,7 +126,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = pooled_adult()
-    params = dict(FADM, epochs=args.epochs, meta_learning=not args.no_meta_learning)
+    params = dict(FADM, max_epochs=args.epochs, meta_learning=not args.no_meta_learning)
     rows, start = [], time.perf_counter()
     for seed in args.seeds:
         for domain in args.held_out:

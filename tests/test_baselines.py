@@ -62,7 +62,7 @@ def test_jtt_error_set_and_upweights(small_mnist, monkeypatch):
 
     monkeypatch.setattr(JTTClassifier, "_fit_net", spy)
     jtt = JTTClassifier(identification_epochs=1, upweight=7, **TINY).fit(X, y)
-    wrong = np.flatnonzero(jtt.identifier_.predict(X) != y)
+    wrong = np.flatnonzero(jtt.stage_one_estimator_.predict(X) != y)
     np.testing.assert_array_equal(jtt.error_set_, wrong)
     assert 0 < len(wrong) < len(y)
     expected = np.ones(len(y), int)
@@ -71,7 +71,7 @@ def test_jtt_error_set_and_upweights(small_mnist, monkeypatch):
     # stage two weights the loss 7:1 (rescaled to mean 1) and keeps an epoch n samples long: no copies
     np.testing.assert_allclose(seen["weights"], expected / expected.mean(), rtol=1e-6)
     assert len(jtt.net_.history[-1, "batches"]) == int(np.ceil(len(y) / TINY["batch_size"]))
-    assert jtt.identifier_.max_epochs == 1 and jtt.identifier_.width == TINY["width"]
+    assert jtt.stage_one_estimator_.max_epochs == 1 and jtt.stage_one_estimator_.width == TINY["width"]
 
 
 def _logistic_problem(seed=0, n=60, d=3):
@@ -148,7 +148,7 @@ def test_fairif_reweights_to_close_validation_gaps_on_tabular_data():
     before = np.abs(list(model.validation_gaps_.values())).sum()
     after = np.abs(list(model.predicted_gaps_.values())).sum()
     assert before > 0.05 and after < 0.5 * before
-    assert model.stage_one_.arch == "logistic" and model.predict(Xv).shape == (300,)
+    assert model.stage_one_estimator_.arch == "logistic" and model.predict(Xv).shape == (300,)
 
 
 def test_fairif_weight_cap_stage_two_lr_and_stage_one_cache(tmp_path, monkeypatch):
@@ -162,7 +162,7 @@ def test_fairif_weight_cap_stage_two_lr_and_stage_one_cache(tmp_path, monkeypatc
     capped.fit(X, y, **fit)
     # the cap clips exactly the weights above it and leaves the others as they were
     np.testing.assert_allclose(capped.sample_weights_, np.minimum(free.sample_weights_, 1.5), rtol=1e-6)
-    assert capped.net_.lr == 0.01 and capped.stage_one_.net_.lr == 0.1
+    assert capped.net_.lr == 0.01 and capped.stage_one_estimator_.net_.lr == 0.1
     # a second fit with other stage-two settings reads stage one from the cache: no ERM training
     calls = []
     original = ImageClassifier.fit

@@ -86,3 +86,32 @@ def test_every_parameter_is_declared(kind):
 def test_parameters_checked_nowhere_before_are_checked_now(bad, small_mnist):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ImageClassifier(**{**TINY, **bad}).fit(small_mnist.X_train[:64], small_mnist.y_train[:64])
+
+
+def test_old_names_still_work_for_one_release_with_a_future_warning(small_mnist):
+    import pandas as pd
+
+    from aimfair_plugin.synth import FairTabularDiffusion
+
+    data = small_mnist
+    jtt = JTTClassifier(**TINY).fit(data.X_train[:160], data.y_train[:160])
+    with pytest.warns(FutureWarning, match="stage_one_estimator_"):
+        assert jtt.identifier_ is jtt.stage_one_estimator_
+    mitigator = fit(make(SelectiveFinetuneMitigator, data), data)
+    with pytest.warns(FutureWarning, match="stage_one_estimator_"):
+        assert mitigator.pretrained_estimator_ is mitigator.stage_one_estimator_
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"a": rng.randn(64), "b": rng.randn(64)})
+    y, z = (X["a"] > 0).astype(int).to_numpy(), (X["b"] > 0).astype(int).to_numpy()
+    with pytest.warns(FutureWarning, match="max_epochs"):
+        old = FairTabularDiffusion(epochs=2, n_steps=5, hidden=8, n_layers=1, batch_size=16, meta_learning=False,
+                                   random_state=0)
+        old.fit(X, y, sensitive_features=z)
+    assert len(old.history_) == 2
+
+
+def test_mitigator_and_estimator_devices_cannot_disagree(small_mnist):
+    mitigator = SelectiveFinetuneMitigator(_provider(small_mnist), estimator=ImageClassifier(device="cpu", **{
+        k: v for k, v in TINY.items()}), device="mps")
+    with pytest.raises(ValueError, match="disagree"):
+        fit(mitigator, small_mnist)

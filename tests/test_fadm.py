@@ -8,7 +8,7 @@ import pytest
 
 from aimfair_plugin.synth import FairTabularDiffusion, TabularEncoder
 
-FAST = dict(n_steps=20, epochs=25, batch_size=128, hidden=64, n_layers=2, lr=3e-3, random_state=0)
+FAST = dict(n_steps=20, max_epochs=25, batch_size=128, hidden=64, n_layers=2, lr=3e-3, random_state=0)
 
 
 def toy_table(n=900, seed=0):
@@ -59,8 +59,9 @@ def test_sample_schema_labels_and_reproducibility(fitted):
     pd.testing.assert_frame_equal(frame, model.sample(40, y=1, random_state=3))
     labels = np.array([0, 1] * 10)
     assert model.sample(20, y=labels, random_state=0)["income"].tolist() == labels.tolist()
-    assert len(model.history_) == FAST["epochs"] and np.isfinite(model.history_[["score", "label"]]).all().all()
-    assert model.history_["score"].iloc[-1] < model.history_["score"].iloc[0]
+    history = pd.DataFrame(model.history_)  # a skorch History, like every estimator's
+    assert len(history) == FAST["max_epochs"] and np.isfinite(history[["score", "label"]]).all().all()
+    assert history["score"].iloc[-1] < history["score"].iloc[0]
 
 
 def test_label_guidance_makes_samples_of_the_requested_label(fitted):
@@ -92,13 +93,13 @@ def test_entropy_guidance_hides_the_sensitive_attribute(fitted):
 
 def test_meta_learning_and_plain_training_both_learn():
     X, y, z, domain = toy_table(400)
-    plain = FairTabularDiffusion(**{**FAST, "epochs": 5}, meta_learning=False).fit(X, y, sensitive_features=z)
+    plain = FairTabularDiffusion(**{**FAST, "max_epochs": 5}, meta_learning=False).fit(X, y, sensitive_features=z)
     assert plain.domains_ is None and len(plain.history_) == 5
-    meta = FairTabularDiffusion(**{**FAST, "epochs": 5}).fit(X, y, sensitive_features=z, domains=domain)
+    meta = FairTabularDiffusion(**{**FAST, "max_epochs": 5}).fit(X, y, sensitive_features=z, domains=domain)
     assert meta.domains_.tolist() == [0, 1, 2]
     # same seed -> same model
-    again = FairTabularDiffusion(**{**FAST, "epochs": 5}).fit(X, y, sensitive_features=z, domains=domain)
-    pd.testing.assert_frame_equal(meta.history_, again.history_)
+    again = FairTabularDiffusion(**{**FAST, "max_epochs": 5}).fit(X, y, sensitive_features=z, domains=domain)
+    pd.testing.assert_frame_equal(pd.DataFrame(meta.history_), pd.DataFrame(again.history_))
 
 
 @pytest.mark.parametrize("kwargs, fit_kwargs, error, message", [
@@ -114,7 +115,7 @@ def test_bad_input(kwargs, fit_kwargs, error, message):
     for key, value in fit_kwargs.items():
         fit[key] = {"d": domain, "one": np.zeros(60)}.get(value, value) if isinstance(value, str) else value
     with pytest.raises(error, match=message):
-        FairTabularDiffusion(**{**FAST, "epochs": 1, **kwargs}).fit(X, y, **fit)
+        FairTabularDiffusion(**{**FAST, "max_epochs": 1, **kwargs}).fit(X, y, **fit)
 
 
 def test_bad_input_types_and_labels(fitted):

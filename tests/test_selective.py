@@ -101,7 +101,7 @@ def test_fit_pretrains_and_predicts_and_pickles(setup):
     d, provider, _ = setup
     m = mitigator(provider, ImageClassifier(random_state=0, **FAST), criterion="cosine", memory=None)
     m.fit(d.X_train, d.y_train)
-    assert hasattr(m.pretrained_estimator_, "net_") and not m.pretrain_cache_hit_
+    assert hasattr(m.stage_one_estimator_, "net_") and not m.pretrain_cache_hit_
     assert list(m.gradient_gaps_.columns) == ["tensor", "block", "numel", "grad_scale", "domain_gap", "bias_gap", "selected"]
     assert len(m.gradient_gaps_) == 62 and m.gradient_gaps_["domain_gap"].between(0, 2).all()
     assert m.predict(d.X_test).shape == (200,) and len(m.history_) == 2

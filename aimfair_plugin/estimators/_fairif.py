@@ -30,6 +30,7 @@ from torch.func import functional_call, jvp
 from torch.utils.data import DataLoader, TensorDataset
 
 from .._device import resolve_device
+from .._deprecation import renamed_attribute
 from ._cache import cached, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
 from ._data import ImageDataset
@@ -159,7 +160,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
 
     Attributes
     ----------
-    stage_one_ : ImageClassifier
+    stage_one_estimator_ : ImageClassifier
         The ERM model the influences are computed at.
     sample_weights_ : ndarray of shape (n_samples,)
         ``n * (1/n + eps_i)``, clipped at 0: 1 means unchanged.
@@ -170,6 +171,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
     lissa_scale_ : float
     """
 
+    stage_one_ = renamed_attribute("stage_one_estimator_", "stage_one_")
     _parameter_constraints = {
         **ImageClassifier._parameter_constraints,
         "influence_layers": [StrOptions({"last", "all"})],
@@ -213,12 +215,12 @@ class InfluenceReweightingClassifier(ImageClassifier):
         """Stage one (ERM), influence weights from the validation set, stage two (weighted retraining)."""
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
         X_val, val_paths, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
-        self.stage_one_ = self._stage_one(X, y, sample_weight)
-        module = self.stage_one_.net_.module_.eval()
+        self.stage_one_estimator_ = self._stage_one(X, y, sample_weight)
+        module = self.stage_one_estimator_.net_.module_.eval()
         device = resolve_device(self.device)
         y_train = np.searchsorted(self.classes_, y)
-        train = self.stage_one_._dataset(X, is_paths, y_train)
-        val = self.stage_one_._dataset(X_val, val_paths, y_val)
+        train = self.stage_one_estimator_._dataset(X, is_paths, y_train)
+        val = self.stage_one_estimator_._dataset(X_val, val_paths, y_val)
         if self.influence_layers == "last":
             # Only ``fc`` varies: its inputs are fixed, so compute them once instead of in every LiSSA step.
             net = module.fc

@@ -5,6 +5,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from .._deprecation import renamed_attribute
 from ._classifier import ImageClassifier, backbone_params, validate_sample_weight, with_backbone_params
 
 
@@ -38,7 +39,7 @@ class JTTClassifier(ImageClassifier):
 
     Attributes
     ----------
-    identifier_ : ImageClassifier
+    stage_one_estimator_ : ImageClassifier
         The stage-one model.
     error_set_ : ndarray of int
         Indices of the training examples it misclassified.
@@ -47,6 +48,7 @@ class JTTClassifier(ImageClassifier):
         (``upweight`` in the error set, 1 elsewhere).
     """
 
+    identifier_ = renamed_attribute("stage_one_estimator_", "identifier_")
     _parameter_constraints = {**ImageClassifier._parameter_constraints,
                               "identification_epochs": [Interval(Integral, 1, None, closed="left")],
                               "upweight": [Interval(Integral, 1, None, closed="left")]}
@@ -54,8 +56,8 @@ class JTTClassifier(ImageClassifier):
     def fit(self, X, y, sample_weight=None):
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
         params = {**backbone_params(self), "max_epochs": self.identification_epochs}
-        self.identifier_ = ImageClassifier(**params).fit(X, y, sample_weight=sample_weight)
-        self.error_set_ = np.flatnonzero(self.identifier_.predict(X) != y)
+        self.stage_one_estimator_ = ImageClassifier(**params).fit(X, y, sample_weight=sample_weight)
+        self.error_set_ = np.flatnonzero(self.stage_one_estimator_.predict(X) != y)
         self.upweights_ = np.ones(len(X), dtype=int)
         self.upweights_[self.error_set_] = self.upweight
         final = self.upweights_ if weights is None else self.upweights_ * weights

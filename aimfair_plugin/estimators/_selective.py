@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, InvalidParamet
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device
+from .._deprecation import renamed_attribute
 from .._validation import validate_declared
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth._base import balanced_group_counts, biased_group_counts
@@ -158,7 +159,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     ----------
     estimator_ : ImageClassifier
         The fine-tuned classifier.
-    pretrained_estimator_ : ImageClassifier
+    stage_one_estimator_ : ImageClassifier
     selection_mask_ : dict tensor name -> bool
     gradient_gaps_ : pandas.DataFrame
         ``tensor, block, numel, grad_scale, domain_gap, bias_gap, selected``
@@ -224,6 +225,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     # -- validation -------------------------------------------------------------------------------
 
+    pretrained_estimator_ = renamed_attribute("stage_one_estimator_", "pretrained_estimator_")
     _parameter_constraints = {
         "provider": [HasMethods(["sample"])],
         "estimator": [None, ImageClassifier],
@@ -261,6 +263,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             return ImageClassifier(random_state=self.random_state, device=self.device)
         if not isinstance(self.estimator, ImageClassifier):
             raise ValueError(f"estimator must be an ImageClassifier, got {type(self.estimator).__name__}.")
+        mine, its = resolve_device(self.device), resolve_device(self.estimator.device)
+        if str(mine) != str(its):
+            raise ValueError(f"The mitigator's device ({self.device!r} -> {mine}) and its estimator's "
+                             f"({self.estimator.device!r} -> {its}) disagree; give both the same device.")
         return self.estimator if self.prefit else clone(self.estimator)
 
     # -- fit --------------------------------------------------------------------------------------
@@ -310,13 +316,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         cache = resolve_cache(self.memory) if base.random_state is not None else None
         pretrain_key = pretraining_fingerprint(base, X, y)
         if self.prefit:
-            self.pretrained_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
+            self.stage_one_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
         else:
-            self.pretrained_estimator_, self.pretrain_cache_hit_ = cached(
+            self.stage_one_estimator_, self.pretrain_cache_hit_ = cached(
                 cache, pretrain_key, lambda: base.fit(X, y)
             )
-        self.classes_ = self.pretrained_estimator_.classes_
-        module = self.pretrained_estimator_.net_.module_
+        self.classes_ = self.stage_one_estimator_.classes_
+        module = self.stage_one_estimator_.net_.module_
         device = resolve_device(self.device)
 
         gaps = pd.DataFrame(
@@ -382,7 +388,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     def _finetune(self, balanced, rng):
         """Fine-tune a copy of the pre-trained model; tensors outside the mask get no update."""
-        estimator = copy.deepcopy(self.pretrained_estimator_)
+        estimator = copy.deepcopy(self.stage_one_estimator_)
         if self.finetune_epochs == 0:
             return estimator
         module = estimator.net_.module_

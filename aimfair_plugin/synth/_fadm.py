@@ -23,10 +23,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
+from skorch.history import History
 from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from .._deprecation import renamed_parameter
 from .._validation import check_int, validate_declared
 from .._device import resolve_device
 from ._tabular import TabularEncoder
@@ -82,8 +84,9 @@ class FairTabularDiffusion(BaseEstimator):
         ``inner_lr`` on the other domains (B_in), and updates with
         L(B_in, θ) + ``meta_weight`` · L(B_out, θ̂) (second order). Needs
         ``domains`` with at least two values. ``False``: plain training.
-    epochs : int, default=30
-        Passes over the training rows (iterations = epochs · n / batch_size).
+    max_epochs : int, default=30
+        Passes over the training rows (iterations = max_epochs · n / batch_size);
+        named like every other estimator's epochs.
     batch_size : int, default=256
         Rows per iteration; with meta-learning each domain contributes an equal
         share (drawn with replacement from small domains), so rare domains are
@@ -102,6 +105,9 @@ class FairTabularDiffusion(BaseEstimator):
     device : str, default="auto"
     verbose : int, default=0
         1 shows progress bars for training and sampling.
+    epochs : int, optional
+        Deprecated name of ``max_epochs`` (``FutureWarning``; removed in the
+        next release).
 
     Attributes
     ----------
@@ -113,8 +119,10 @@ class FairTabularDiffusion(BaseEstimator):
     target_name_ : str
         Name of the label column ``sample`` appends.
     domains_ : ndarray or None
-    history_ : pandas.DataFrame
-        Per epoch: mean score, label and sensitive losses (on B_in + B_out).
+    history_ : skorch.history.History
+        Per epoch (a dict each, as every estimator's ``history_``): mean score,
+        label and sensitive losses (on B_in + B_out); ``pandas.DataFrame(history_)``
+        gives a table.
 
     References
     ----------
@@ -128,7 +136,7 @@ class FairTabularDiffusion(BaseEstimator):
         guidance_label=1.0,
         guidance_fair=1.0,
         meta_learning=True,
-        epochs=30,
+        max_epochs=30,
         batch_size=256,
         lr=1e-3,
         inner_lr=1e-3,
@@ -139,12 +147,13 @@ class FairTabularDiffusion(BaseEstimator):
         random_state=None,
         device="auto",
         verbose=0,
+        epochs=None,
     ):
         self.n_steps = n_steps
         self.guidance_label = guidance_label
         self.guidance_fair = guidance_fair
         self.meta_learning = meta_learning
-        self.epochs = epochs
+        self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
         self.inner_lr = inner_lr
@@ -155,6 +164,7 @@ class FairTabularDiffusion(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.epochs = epochs
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -163,7 +173,8 @@ class FairTabularDiffusion(BaseEstimator):
         "guidance_label": [Interval(Real, 0, None, closed="left")],
         "guidance_fair": [Interval(Real, 0, None, closed="left")],
         "meta_learning": ["boolean"],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [None, Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
@@ -252,7 +263,7 @@ class FairTabularDiffusion(BaseEstimator):
         data = dict(x=torch.from_numpy(self.encoder_.transform(X)).to(device),
                     y=torch.from_numpy(y_idx).long().to(device), z=torch.from_numpy(z_idx).long().to(device))
         domain_idx = None if domains is None else np.unique(domains, return_inverse=True)[1]
-        self.history_ = self._train(data, domain_idx, rng, device)
+        self.history_ = History(self._train(data, domain_idx, rng, device).to_dict("records"))
         return self
 
     def _losses(self):
@@ -273,9 +284,10 @@ class FairTabularDiffusion(BaseEstimator):
 
     def _batches(self, n, domain_idx, rng):
         """Index arrays per iteration: (B_in, B_out) with meta-learning, (batch, None) without."""
-        iterations = max(1, self.epochs * n // self.batch_size)
+        epochs = renamed_parameter(self, "max_epochs", "epochs")
+        iterations = max(1, epochs * n // self.batch_size)
         if not self.meta_learning:
-            order = np.concatenate([rng.permutation(n) for _ in range(self.epochs + 1)])
+            order = np.concatenate([rng.permutation(n) for _ in range(epochs + 1)])
             return [(order[i * self.batch_size: (i + 1) * self.batch_size], None) for i in range(iterations)]
         members = [np.flatnonzero(domain_idx == d) for d in range(domain_idx.max() + 1)]
         members = [m for m in members if len(m)]
@@ -300,7 +312,7 @@ class FairTabularDiffusion(BaseEstimator):
         models = self._losses()
         optims = [torch.optim.Adam(m.parameters(), lr=self.lr) for _, m, _ in models]
         batches = self._batches(len(data["y"]), domain_idx, rng)
-        per_epoch = max(1, len(batches) // self.epochs)
+        per_epoch = max(1, len(batches) // renamed_parameter(self, "max_epochs", "epochs"))
         rows, sums = [], {name: 0.0 for name, _, _ in models}
         for it, (b_in, b_out) in enumerate(tqdm(batches, desc="FADM training", disable=not self.verbose)):
             batch_in = self._noisy(data, b_in, scheduler, device, gen)
