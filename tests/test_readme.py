@@ -44,7 +44,7 @@ def documented_signatures():
 
 def parse_arguments(text):
     """``{name: default or inspect.Parameter.empty}`` from an argument list; a trailing ``...`` is dropped."""
-    text = re.sub(r",?\s*\.\.\.\s*$", "", text.strip())
+    text = re.sub(r"(?:,\s*|^\s*)\.\.\.\s*$", "", text.strip())  # a trailing ", ..." (not "name=...")
     tree = ast.parse(f"def f({text}): pass").body[0].args
     named = {}
     positional = tree.posonlyargs + tree.args
