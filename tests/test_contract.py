@@ -115,3 +115,24 @@ def test_mitigator_and_estimator_devices_cannot_disagree(small_mnist):
         k: v for k, v in TINY.items()}), device="mps")
     with pytest.raises(ValueError, match="disagree"):
         fit(mitigator, small_mnist)
+
+
+@pytest.mark.parametrize("kind", [ImageClassifier, LfFClassifier, SelectiveFinetuneMitigator], ids=lambda k: k.__name__)
+def test_save_pretrained_round_trip_without_pickle(kind, small_mnist, tmp_path, monkeypatch):
+    data = small_mnist
+    model = fit(make(kind, data), data)
+    expected = model.predict_proba(data.X_test)
+    model.save_pretrained(tmp_path / "saved")
+    files = sorted(p.relative_to(tmp_path / "saved").as_posix() for p in (tmp_path / "saved").rglob("*") if p.is_file())
+    assert all(f.endswith((".json", ".safetensors", ".csv")) for f in files), files  # nothing pickled
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("loading unpickled something"))
+    loaded = kind.from_pretrained(tmp_path / "saved", **({"provider": _provider(data)} if kind is
+                                                          SelectiveFinetuneMitigator else {}))
+    np.testing.assert_array_equal(loaded.predict_proba(data.X_test), expected)
+    assert loaded.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    if kind is SelectiveFinetuneMitigator:
+        assert loaded.selection_mask_ == model.selection_mask_ and loaded.n_selected_ == model.n_selected_
+        np.testing.assert_array_equal(loaded.stage_one_estimator_.predict(data.X_test),
+                                      model.stage_one_estimator_.predict(data.X_test))
+        refit = loaded.fit(data.X_train[:160], data.y_train[:160]).predict(data.X_test)  # and it fits again
+        np.testing.assert_array_equal(refit, model.predict(data.X_test))

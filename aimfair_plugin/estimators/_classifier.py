@@ -360,6 +360,24 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
+    def save_pretrained(self, directory):
+        """Save the fitted model to ``directory`` as ``config.json`` + ``model.safetensors`` (no pickle).
+
+        :meth:`from_pretrained` reads it back with identical predictions.
+        """
+        from ._persistence import save_classifier
+
+        check_is_fitted(self, "net_")
+        return save_classifier(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, *, device=None):
+        """The fitted model saved by :meth:`save_pretrained` (any estimator class of this package);
+        ``device`` overrides the saved one."""
+        from ._persistence import load_classifier
+
+        return load_classifier(directory, device=device)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # a feature matrix for the linear model; image arrays (n, C, H, W) or path arrays otherwise

@@ -44,6 +44,8 @@ class LfFNet(WeightedImageNet):
 
     def initialize(self):
         super().initialize()
+        if self.train_labels is None:  # a net rebuilt for prediction only (from_pretrained)
+            return self
         labels = torch.as_tensor(np.asarray(self.train_labels), dtype=torch.long)
         self.labels_ = labels
         self.loss_ema_ = torch.zeros(2, len(labels))  # rows: biased, debiased
@@ -103,7 +105,8 @@ class LfFClassifier(ImageClassifier):
         return BiasedDebiasedPair(super()._build_module(in_channels), super()._build_module(in_channels))
 
     def _net_kwargs(self):
-        return {"train_labels": self._train_labels, "gce_q": float(self.gce_q), "ema": float(self.ema)}
+        return {"train_labels": getattr(self, "_train_labels", None), "gce_q": float(self.gce_q),
+                "ema": float(self.ema)}
 
     def fit(self, X, y, sample_weight=None):
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)

@@ -413,6 +413,25 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                 param.requires_grad_(True)
         return estimator
 
+    # -- persistence ------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory):
+        """Save the fitted mitigator to ``directory`` without pickle: ``config.json`` (parameters except the
+        provider, mask, report), ``gradient_gaps.csv``, and the fine-tuned and pre-trained networks as
+        safetensors folders (``estimator/``, ``stage_one/``)."""
+        from ._persistence import save_mitigator
+
+        check_is_fitted(self, "estimator_")
+        return save_mitigator(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, *, provider=None, device=None):
+        """The mitigator saved by :meth:`save_pretrained`, ready to predict; ``provider`` is only needed to
+        fit it again (the provider itself is not saved, only its class name in the config)."""
+        from ._persistence import load_mitigator
+
+        return load_mitigator(cls, directory, provider=provider, device=device)
+
     # -- prediction -------------------------------------------------------------------------------
 
     @property

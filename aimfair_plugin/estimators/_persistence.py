@@ -1,0 +1,138 @@
+"""Saving fitted estimators without pickle: safetensors weights plus a JSON config, read back symmetrically.
+
+The layout follows diffusers and skorch: a folder per model with ``config.json`` (the class, its constructor
+parameters and the fitted attributes that are not weights) and ``model.safetensors`` (the network's state
+dict). Loading never unpickles, so a folder from someone else runs no code when read.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+FORMAT = 1
+
+
+def _plain(value):
+    """A JSON-safe copy of a parameter value (tuples become lists; non-int random states are refused)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.device):
+        return str(value)
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"Cannot save a parameter of type {type(value).__name__} ({value!r}) in {CONFIG}; "
+                     "use an int random_state and plain parameter values.")
+
+
+def _tuples(params):
+    """Lists back to tuples where the constructor used tuples (JSON has no tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def save_classifier(estimator, directory):
+    """Write a fitted :class:`ImageClassifier` (or baseline) to ``directory``; returns the path."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    params = {k: _plain(v) for k, v in estimator.get_params(deep=False).items()}
+    fitted = {"classes_": estimator.classes_.tolist(), "image_shape_": list(estimator.image_shape_),
+              "n_features_in_": int(estimator.n_features_in_)}
+    config = {"format": FORMAT, "class": type(estimator).__name__, "params": params, "fitted": fitted}
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in estimator.net_.module_.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS))
+    return directory
+
+
+def _classifier_class(name):
+    from . import _classifier, _dro, _fairif, _jtt, _lff
+
+    classes = {cls.__name__: cls for module in (_classifier, _dro, _fairif, _jtt, _lff)
+               for cls in vars(module).values() if isinstance(cls, type) and issubclass(cls, _classifier.ImageClassifier)}
+    return classes.get(name)
+
+
+def load_classifier(directory, *, device=None):
+    """The estimator saved in ``directory`` by :func:`save_classifier`, ready to predict."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG).read_text())
+    cls = _classifier_class(config.get("class"))
+    if config.get("format") != FORMAT or cls is None:
+        raise ValueError(f"{directory / CONFIG} is not a saved aimfair_plugin estimator.")
+    params = _tuples(config["params"])
+    if device is not None:
+        params["device"] = device
+    estimator = cls(**{**params, "pretrained": None})  # the weights come from the folder, not a checkpoint
+    fitted = config["fitted"]
+    estimator.classes_ = np.asarray(fitted["classes_"])
+    estimator.image_shape_ = tuple(fitted["image_shape_"])
+    estimator.n_features_in_ = fitted["n_features_in_"]
+    module = estimator._build_module(estimator.image_shape_[0])
+    module.load_state_dict(load_file(str(directory / WEIGHTS)))
+    estimator.set_params(pretrained=params.get("pretrained"))
+    estimator.net_ = estimator._make_net(module, max_epochs=estimator.max_epochs, lr=estimator.lr,
+                                         lr_milestones=estimator.lr_milestones)
+    estimator.net_.initialize()
+    return estimator
+
+
+def save_mitigator(mitigator, directory):
+    """Write a fitted :class:`SelectiveFinetuneMitigator`: its parameters (not the provider), the mask and
+    gaps, and both networks (``estimator/`` fine-tuned, ``stage_one/`` pre-trained)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    params = {k: _plain(v) for k, v in mitigator.get_params(deep=False).items() if k not in ("provider", "estimator")}
+    base = mitigator.estimator
+    if base is not None:
+        params["estimator"] = {"class": type(base).__name__,
+                               "params": {k: _plain(v) for k, v in base.get_params(deep=False).items()}}
+    fitted = {"classes_": mitigator.classes_.tolist(), "selection_mask_": mitigator.selection_mask_,
+              "n_selected_": mitigator.n_selected_, "mask_report_": mitigator.mask_report_,
+              "provider": type(mitigator.provider).__name__}
+    config = {"format": FORMAT, "class": type(mitigator).__name__, "params": params,
+              "fitted": json.loads(json.dumps(fitted, default=_plain))}
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    mitigator.gradient_gaps_.to_csv(directory / "gradient_gaps.csv", index=False)
+    save_classifier(mitigator.estimator_, directory / "estimator")
+    save_classifier(mitigator.stage_one_estimator_, directory / "stage_one")
+    return directory
+
+
+def load_mitigator(cls, directory, *, provider=None, device=None):
+    """The mitigator saved in ``directory``; ``provider`` is needed only to fit again."""
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG).read_text())
+    if config.get("format") != FORMAT or config.get("class") != cls.__name__:
+        raise ValueError(f"{directory / CONFIG} is not a saved {cls.__name__}.")
+    params = _tuples(config["params"])
+    if device is not None:
+        params["device"] = device
+    stage_one = load_classifier(directory / "stage_one", device=device)
+    base = params.pop("estimator", None)
+    if base is not None:  # the unfitted estimator parameter, as it was given
+        base_params = _tuples(base["params"])
+        if device is not None:
+            base_params["device"] = device
+        base = _classifier_class(base["class"])(**base_params)
+    mitigator = cls(provider, estimator=base, **params)
+    fitted = config["fitted"]
+    mitigator.classes_ = np.asarray(fitted["classes_"])
+    mitigator.selection_mask_ = fitted["selection_mask_"]
+    mitigator.n_selected_ = fitted["n_selected_"]
+    mitigator.mask_report_ = fitted["mask_report_"]
+    mitigator.gradient_gaps_ = pd.read_csv(directory / "gradient_gaps.csv")
+    mitigator.stage_one_estimator_ = stage_one
+    mitigator.estimator_ = load_classifier(directory / "estimator", device=device)
+    return mitigator
