@@ -4,7 +4,7 @@ import pandas as pd
 
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 
-# The embedded benchmark's ERM recipe (see FINDINGS.md): narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
+# The embedded benchmark's ERM recipe (measured before the package existed): narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
 ERM = dict(width=16, max_epochs=15, lr=0.05, batch_size=64, lr_milestones=(10,), lr_gamma=0.1, augment=False)
 CELL_COLUMNS = ["cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1"]
 

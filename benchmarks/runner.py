@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 import aimfair_plugin
+from aimfair_plugin._io import atomic_write
 from aimfair_plugin._device import resolve_device
 
 from ._common import evaluate
@@ -109,10 +110,7 @@ def is_done(out, job):
 def write_record(out, record):
     path = record_path(out, record)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_plain))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(record, indent=2, default=_plain))
 
 
 def _plain(value):

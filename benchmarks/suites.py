@@ -13,7 +13,7 @@ from pathlib import Path
 from ._common import ERM
 from .methods import METHODS
 
-# The embedded benchmark's ERM recipe (FINDINGS.md): narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
+# The embedded benchmark's ERM recipe: narrow ResNet-18, 15 epochs, lr x0.1 at epoch 10.
 EMBEDDED_RECIPE = dict(ERM, lr_milestones=list(ERM["lr_milestones"]))  # lists: records are JSON
 # The paper's Sec. 4.3: ResNet-18, batch 128, 15 epochs, lr 0.01 x0.01 at epoch 10, 224 px.
 PAPER_RECIPE = dict(arch="resnet18", width=64, max_epochs=15, lr=0.01, batch_size=128, lr_milestones=[10],

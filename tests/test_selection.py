@@ -1,7 +1,6 @@
 """Model selection on validation data (never on test), selected.csv, and paired differences with t intervals."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 

@@ -1,14 +1,17 @@
 """Datasets: the embedded coloured MNIST, Fashion-MNIST, CelebA and UTKFace loaders and bias tools."""
 
 from ._adult import adult_design_matrix, load_adult
-from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset
+from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset, shares_to_counts
 from ._celeba import load_celeba
+from ._colored import BACKGROUND_COLORS, binarize_target
 from ._fashion import load_fashion_mnist, make_colored_fashion_mnist
 from ._mnist import load_mnist_5k, make_colored_mnist
 from ._utkface import load_utkface
 
 __all__ = [
+    "BACKGROUND_COLORS",
     "adult_design_matrix",
+    "binarize_target",
     "load_adult",
     "CELLS",
     "cell_shares",
@@ -20,4 +23,5 @@ __all__ = [
     "make_biased_subset",
     "make_colored_fashion_mnist",
     "make_colored_mnist",
+    "shares_to_counts",
 ]

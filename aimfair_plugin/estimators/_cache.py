@@ -11,11 +11,12 @@ import copy
 import hashlib
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+from .._io import atomic_write
 
 
 def fingerprint(*parts):
@@ -80,10 +81,7 @@ class DiskCache:
 
     def put(self, key, value):
         self.location.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.location, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.location / f"{key}.pkl")
+        atomic_write(self.location / f"{key}.pkl", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 PROCESS_CACHE = ProcessCache()

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNetClassifier
-from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
+from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 from torch.optim.lr_scheduler import MultiStepLR
 

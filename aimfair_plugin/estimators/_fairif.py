@@ -33,7 +33,6 @@ from .._device import resolve_device
 from .._deprecation import renamed_attribute
 from ._cache import cached, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
-from ._data import ImageDataset
 
 
 def lissa(hvp, v, batches, *, scale, damping=0.0, iterations=100, repeats=1, random_state=None):

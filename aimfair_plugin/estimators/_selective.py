@@ -16,7 +16,7 @@ from .._device import resolve_device
 from .._deprecation import renamed_attribute
 from .._validation import validate_declared
 from ..nets import BLOCK_ORDER, ResNet, block_of
-from ..synth._base import balanced_group_counts, biased_group_counts
+from ..synth import balanced_group_counts, biased_group_counts
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, seed_torch, validate_labels
 from ._data import ImageDataset, check_image_size, check_images, image_shape, value_range

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .._resize import resize_images
-from ..datasets._bias import CELLS, shares_to_counts
+from ..datasets import CELLS, shares_to_counts
 
 
 def balanced_group_counts(n_total):

@@ -41,6 +41,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
+from .._io import atomic_path, atomic_write
 from .._resize import resize_images
 from ._base import SyntheticDataProvider, check_group_counts
 from ._folder import check_image_shape, read_image
@@ -69,12 +70,6 @@ def _append_line(path, line):
                 if read.read(1) != b"\n":
                     fh.write(b"\n")
         fh.write(line.encode("utf-8") + b"\n")
-
-
-def _atomic_write_text(path, text):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _model_name(pipeline):
@@ -221,7 +216,7 @@ class DiffusersProvider(SyntheticDataProvider):
         settings = self.cache_settings()
         path = root / SETTINGS_FILE
         if not path.exists():
-            _atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+            atomic_write(path, json.dumps(settings, indent=2) + "\n")
             return settings
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
@@ -234,7 +229,7 @@ class DiffusersProvider(SyntheticDataProvider):
             detail = "; ".join(f"{k}: cache has {a!r}, this provider {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"{root} holds images made with different settings ({detail}). Use another cache_dir.")
         if stored != settings:  # fill in a scheduler learned now
-            _atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+            atomic_write(path, json.dumps(settings, indent=2) + "\n")
         return settings
 
     @staticmethod
@@ -369,9 +364,8 @@ class DiffusersProvider(SyntheticDataProvider):
                 folder = Path(self.cache_dir) / f"{cell[0]}_{cell[1]}"
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{index:05d}.png"
-                tmp = folder / f".{name}.{os.getpid()}.tmp"
-                image.save(tmp, format="PNG")
-                os.replace(tmp, folder / name)
+                with atomic_path(folder / name) as tmp:
+                    image.save(tmp, format="PNG")
                 record = {"file": name, "index": index, **plan, "settings": settings, "device": device,
                           "dtype": str(self._torch_dtype(device)).replace("torch.", "")}
                 _append_line(folder / shard, json.dumps(record))

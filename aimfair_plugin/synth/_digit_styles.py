@@ -71,7 +71,8 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 _DEGREES = re.compile(r"rotated (\d{1,2}(?:\.\d+)?) degrees? (counter-?clockwise|anticlockwise|clockwise)")
 
 
-def _phrase_pattern(phrase):
+def phrase_pattern(phrase):
+    """A regex matching ``phrase`` as a whole phrase (so "not smiling" never matches inside a longer word)."""
     return re.compile(r"(?<![\w-])" + re.escape(phrase.lower()) + r"(?![\w-])")
 
 
@@ -85,7 +86,7 @@ def parse_style(prompt):
     style = dict(NEUTRAL)
     for group, phrases in STYLE_GROUPS.items():
         for phrase in sorted(phrases, key=len, reverse=True):
-            if _phrase_pattern(phrase).search(text):
+            if phrase_pattern(phrase).search(text):
                 style[group] = phrases[phrase]
                 break
     match = _DEGREES.search(text)
@@ -99,5 +100,5 @@ def digits_named(prompt):
     """The set of digits a prompt names, as numerals ("7") or words ("seven")."""
     text = prompt.lower()
     found = {int(d) for d in re.findall(r"(?<![\w.])(\d)(?![\w.])(?!\s*degree)", text)}
-    found |= {i for i, word in enumerate(DIGIT_WORDS) if _phrase_pattern(word).search(text)}
+    found |= {i for i, word in enumerate(DIGIT_WORDS) if phrase_pattern(word).search(text)}
     return found

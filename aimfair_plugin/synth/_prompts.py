@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ..datasets._bias import CELLS
-from ..datasets._colored import binarize_target
+from .._io import atomic_write
+from ..datasets import CELLS, binarize_target
+from ._digit_styles import phrase_pattern
 from ._digit_styles import POSE_GROUPS, STYLE_GROUPS, digits_named
 
 # Words for the value 0 and the value 1 of an attribute; the first of each list
@@ -87,10 +88,6 @@ DATASETS = ("celeba", "utkface", "digits")
 PROMPT_FILE_VERSION = 1
 
 
-def _phrase_regex(phrase):
-    return re.compile(r"(?<![\w-])" + re.escape(phrase.lower()) + r"(?![\w-])")
-
-
 def words_stated(text, words):
     """Which values (0 and/or 1) of a two-valued attribute a text states.
 
@@ -102,7 +99,7 @@ def words_stated(text, words):
     phrases = sorted(((w, v) for v in (0, 1) for w in words[v]), key=lambda pair: len(pair[0]), reverse=True)
     stated = set()
     for phrase, value in phrases:
-        pattern = _phrase_regex(phrase)
+        pattern = phrase_pattern(phrase)
         if pattern.search(text):
             stated.add(value)
             text = pattern.sub(" # ", text)
@@ -395,11 +392,7 @@ def save_prompts(prompts, path):
     """Write prompts to a JSON file a person can read and edit (keys ``"y_s"``)."""
     prompts = check_prompts(prompts)
     payload = {"version": PROMPT_FILE_VERSION, "prompts": {f"{y}_{s}": prompts[(y, s)] for y, s in sorted(prompts)}}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_prompts(path):

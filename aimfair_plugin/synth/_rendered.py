@@ -25,14 +25,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import check_random_state
 
+from ..datasets import BACKGROUND_COLORS
 from ._base import SyntheticDataProvider, check_group_counts
 from ._digit_styles import FONT_FILES, digits_named, parse_style
 from ._prompts import ContextualPromptBuilder, resolve_prompts
 
-# Background colours by name; "red" and "blue" are exactly those of make_colored_mnist.
+# Background colours by name; "red" and "blue" are make_colored_mnist's own (s = 0 and s = 1).
 PALETTE = {
-    "red": (0.55, 0.08, 0.08),
-    "blue": (0.08, 0.12, 0.55),
+    "red": tuple(BACKGROUND_COLORS[0].tolist()),
+    "blue": tuple(BACKGROUND_COLORS[1].tolist()),
     "green": (0.08, 0.45, 0.12),
     "purple": (0.4, 0.1, 0.5),
 }

@@ -18,7 +18,7 @@ same command resumes an interrupted run.
 
 import argparse
 
-from ..datasets._bias import CELLS
+from ..datasets import CELLS
 from ._diffusers import DiffusersProvider
 from ._prompts import ContextualPromptBuilder, load_prompts, save_prompts
 
