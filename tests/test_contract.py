@@ -136,3 +136,13 @@ def test_save_pretrained_round_trip_without_pickle(kind, small_mnist, tmp_path, 
                                       model.stage_one_estimator_.predict(data.X_test))
         refit = loaded.fit(data.X_train[:160], data.y_train[:160]).predict(data.X_test)  # and it fits again
         np.testing.assert_array_equal(refit, model.predict(data.X_test))
+
+
+def test_select_is_fit_without_fine_tuning(small_mnist):
+    data = small_mnist
+    selected = make(SelectiveFinetuneMitigator, data).set_params(strategy="selective").select(
+        data.X_train[:160], data.y_train[:160])
+    zero = make(SelectiveFinetuneMitigator, data).set_params(strategy="selective", finetune_epochs=0).fit(
+        data.X_train[:160], data.y_train[:160])
+    assert selected.selection_mask_ == zero.selection_mask_ and selected.mask_report_ == zero.mask_report_
+    np.testing.assert_array_equal(selected.predict(data.X_test), selected.stage_one_estimator_.predict(data.X_test))

@@ -274,6 +274,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     def fit(self, X, y):
         """Pre-train (unless ``prefit``), select tensors, fine-tune them on balanced synthetic data.
 
+        The steps, each a method: :meth:`_check_fit_input`, :meth:`_draw_synthetic` (S2, and S1 for a
+        selection), :meth:`_pretrain` (or reuse), :meth:`_select_tensors`, :meth:`_finetune`.
+        :meth:`select` runs all but the last.
+
         Parameters
         ----------
         X : ndarray (n_samples, C, H, W) or 1-D array of image paths
@@ -285,6 +289,46 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         -------
         self
         """
+        balanced, rng = self._select(X, y)
+        self.estimator_ = self._finetune(balanced, rng)
+        return self
+
+    def select(self, X, y):
+        """Draw the synthetic sets, pre-train (or reuse) and select tensors, without fine-tuning.
+
+        Sets everything :meth:`fit` sets; ``estimator_`` is then the pre-trained model, so the mask can be
+        inspected (``selection_mask_``, ``gradient_gaps_``, ``mask_report_``,
+        :func:`~aimfair_plugin.inspection.plot_gradient_gaps`) cheaply. Same as ``fit`` with
+        ``finetune_epochs=0``.
+        """
+        self._select(X, y)
+        self.estimator_ = copy.deepcopy(self.stage_one_estimator_)
+        return self
+
+    def _select(self, X, y):
+        """Every step before fine-tuning; returns the balanced set S2 and the random state fine-tuning uses."""
+        X, is_paths, y, base = self._check_fit_input(X, y)
+        with torch.device("meta"):
+            names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
+        k = resolve_top_k(self.top_k, len(names))
+        rng = check_random_state(self.random_state)
+        balanced, biased = self._draw_synthetic(X, is_paths, base, rng)
+        cache, pretrain_key = self._pretrain(base, X, y)
+        gaps = self._select_tensors(names, k, X, is_paths, y, base, biased, balanced, cache, pretrain_key, rng)
+        mask = gaps["selected"].to_numpy()
+        self.gradient_gaps_ = gaps
+        self.selection_mask_ = dict(zip(names, mask.tolist()))
+        self.n_selected_ = int(mask.sum())
+        self.mask_report_ = {
+            **mask_statistics(gaps, mask, k),
+            "criterion": self.criterion if self.strategy == "selective" else None,
+            "selection": self.selection if self.strategy == "selective" else self.strategy,
+            "selected_per_block": gaps.groupby("block", sort=False)["selected"].sum().astype(int).to_dict(),
+        }
+        return balanced, rng
+
+    def _check_fit_input(self, X, y):
+        """Checked ``(X, is_paths, y, base estimator)``; refuses real images outside the synthetic [0, 1]."""
         self._validate_params()
         X, is_paths = check_images(X)
         low, high = value_range(X, is_paths)
@@ -301,17 +345,21 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         base = self._base_estimator()
         if self.prefit and not np.array_equal(base.classes_, classes):
             raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
-        with torch.device("meta"):
-            names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
-        k = resolve_top_k(self.top_k, len(names))
-        rng = check_random_state(self.random_state)
+        return X, is_paths, y, base
+
+    def _draw_synthetic(self, X, is_paths, base, rng):
+        """``(S2, S1)``: the balanced set, and the biased set when tensors are selected (None otherwise)."""
         shape = image_shape(X, is_paths, check_image_size(base.image_size))
         n_synthetic = max(4, int(round(self.synthetic_ratio * len(X))))
         balanced = self._draw("balanced (S2)", balanced_group_counts(n_synthetic), shape, rng)
         # S1 serves only the gradient gaps; the comparison strategies do not draw it.
         biased = (self._draw("biased (S1)", biased_group_counts(n_synthetic, self.bias_ratio), shape, rng)
                   if self.strategy == "selective" else None)
+        return balanced, biased
 
+    def _pretrain(self, base, X, y):
+        """Set ``stage_one_estimator_`` (trained, reused from ``memory``, or the prefit one); returns the cache
+        and the pre-training key the real-data gradients are cached under."""
         # An unseeded pre-training is not reproducible, so there is nothing to reuse.
         cache = resolve_cache(self.memory) if base.random_state is not None else None
         pretrain_key = pretraining_fingerprint(base, X, y)
@@ -322,50 +370,42 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                 cache, pretrain_key, lambda: base.fit(X, y)
             )
         self.classes_ = self.stage_one_estimator_.classes_
+        return cache, pretrain_key
+
+    def _select_tensors(self, names, k, X, is_paths, y, base, biased, balanced, cache, pretrain_key, rng):
+        """The per-tensor table (gaps for a selection, NaN otherwise) with its ``selected`` column."""
         module = self.stage_one_estimator_.net_.module_
         device = resolve_device(self.device)
-
         gaps = pd.DataFrame(
             {"tensor": names, "block": [block_of(n) for n in names],
              "numel": [p.numel() for p in module.parameters()], "grad_scale": np.nan, "domain_gap": np.nan,
              "bias_gap": np.nan}
         )
-        if self.strategy == "selective":
-            def gradients(dataset):
-                return mean_gradients(
-                    module, dataset, batch_size=self.finetune_batch_size,
-                    max_batches=self.mask_max_batches, device=device,
-                )
+        if self.strategy != "selective":
+            gaps["selected"] = self._strategy_mask(gaps, k, rng)
+            return gaps
 
-            y_index = np.searchsorted(self.classes_, y)
-            real = ImageDataset(X, y_index, is_paths=is_paths, size=check_image_size(base.image_size))
-            real_key = fingerprint("grad", pretrain_key, self.finetune_batch_size, self.mask_max_batches)
-            g_real = (
-                gradients(real) if self.prefit else cached(cache, real_key, lambda: gradients(real))[0]
+        def gradients(dataset):
+            return mean_gradients(
+                module, dataset, batch_size=self.finetune_batch_size, max_batches=self.mask_max_batches,
+                device=device,
             )
-            g_biased = gradients(ImageDataset(biased[0], biased[1]))
-            g_balanced = gradients(ImageDataset(balanced[0], balanced[1]))
-            gaps = gradient_gaps(module, g_real, g_biased, g_balanced, criterion=self.criterion)
-            mask = select_tensors(gaps["domain_gap"], gaps["bias_gap"], k, self.selection)
-            if not mask.any():
-                raise ValueError(
-                    f"top_k={self.top_k} selects no tensor: the {k} smallest domain gaps and the {k} "
-                    "largest bias gaps do not overlap. Increase top_k."
-                )
-        else:
-            mask = self._strategy_mask(gaps, k, rng)
+
+        y_index = np.searchsorted(self.classes_, y)
+        real = ImageDataset(X, y_index, is_paths=is_paths, size=check_image_size(base.image_size))
+        real_key = fingerprint("grad", pretrain_key, self.finetune_batch_size, self.mask_max_batches)
+        g_real = gradients(real) if self.prefit else cached(cache, real_key, lambda: gradients(real))[0]
+        g_biased = gradients(ImageDataset(biased[0], biased[1]))
+        g_balanced = gradients(ImageDataset(balanced[0], balanced[1]))
+        gaps = gradient_gaps(module, g_real, g_biased, g_balanced, criterion=self.criterion)
+        mask = select_tensors(gaps["domain_gap"], gaps["bias_gap"], k, self.selection)
+        if not mask.any():
+            raise ValueError(
+                f"top_k={self.top_k} selects no tensor: the {k} smallest domain gaps and the {k} "
+                "largest bias gaps do not overlap. Increase top_k."
+            )
         gaps["selected"] = mask
-        self.gradient_gaps_ = gaps
-        self.selection_mask_ = dict(zip(names, mask.tolist()))
-        self.n_selected_ = int(mask.sum())
-        self.mask_report_ = {
-            **mask_statistics(gaps, mask, k),
-            "criterion": self.criterion if self.strategy == "selective" else None,
-            "selection": self.selection if self.strategy == "selective" else self.strategy,
-            "selected_per_block": gaps.groupby("block", sort=False)["selected"].sum().astype(int).to_dict(),
-        }
-        self.estimator_ = self._finetune(balanced, rng)
-        return self
+        return gaps
 
     def _draw(self, name, counts, shape, rng):
         seed = int(rng.randint(0, 2**31 - 1))
