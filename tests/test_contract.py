@@ -146,3 +146,15 @@ def test_select_is_fit_without_fine_tuning(small_mnist):
         data.X_train[:160], data.y_train[:160])
     assert selected.selection_mask_ == zero.selection_mask_ and selected.mask_report_ == zero.mask_report_
     np.testing.assert_array_equal(selected.predict(data.X_test), selected.stage_one_estimator_.predict(data.X_test))
+
+
+def test_providers_declare_their_parameters(small_mnist, tmp_path):
+    from aimfair_plugin.synth import ImageFolderProvider, RenderedDigitsProvider, balanced_group_counts
+
+    counts = balanced_group_counts(8)
+    bad = [ArrayProvider(small_mnist.X_test, small_mnist.y_test, small_mnist.s_test, replace="sometimes"),
+           ImageFolderProvider(tmp_path, image_size=4), RenderedDigitsProvider(image_size="32"),
+           RenderedDigitsProvider(colors="red")]
+    for provider in bad:
+        with pytest.raises(ValueError, match="parameter of"):
+            provider.sample(counts, random_state=0)

@@ -4,6 +4,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions, validate_parameter_constraints
 
 from .._resize import resize_images
 from ..datasets import CELLS, shares_to_counts
@@ -32,8 +33,16 @@ class SyntheticDataProvider(ABC):
 
     Subclasses implement :meth:`sample`. A provider never sees the real
     data; the mitigator tells it how many images of each (y, s) cell it
-    needs and the image shape, and checks what comes back.
+    needs and the image shape, and checks what comes back. Subclasses declare
+    their constructor parameters in ``_parameter_constraints`` (scikit-learn's
+    constraint vocabulary) and call :meth:`_validate_params` in ``sample``.
     """
+
+    _parameter_constraints = {}
+
+    def _validate_params(self):
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
 
     @abstractmethod
     def sample(self, group_counts, *, image_shape=None, random_state=None):
@@ -81,6 +90,9 @@ class ArrayProvider(SyntheticDataProvider):
         ``False`` raises when a cell holds fewer images than requested.
     """
 
+    _parameter_constraints = {"X": ["array-like"], "y": ["array-like"], "s": ["array-like"],
+                              "replace": [StrOptions({"auto"}), "boolean"]}
+
     def __init__(self, X, y, s, *, replace="auto"):
         self.X = X
         self.y = y
@@ -88,6 +100,7 @@ class ArrayProvider(SyntheticDataProvider):
         self.replace = replace
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
+        self._validate_params()
         check_group_counts(group_counts)
         rng = check_random_state(random_state)
         y, s = np.asarray(self.y), np.asarray(self.s)

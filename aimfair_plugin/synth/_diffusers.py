@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
@@ -183,10 +183,6 @@ class DiffusersProvider(SyntheticDataProvider):
         "seed": [None, Interval(Integral, 0, None, closed="left")],
     }
 
-    def _validate(self):
-        params = {name: getattr(self, name) for name in self._parameter_constraints}
-        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
-
     @property
     def base_seed(self):
         """The base of the per-image seeds: ``random_state`` (or the deprecated ``seed``, with a warning)."""
@@ -325,7 +321,7 @@ class DiffusersProvider(SyntheticDataProvider):
 
     def generate(self, group_counts, *, decode=True):
         """Make sure images 0..count-1 of each cell are in the cache; returns how many this process made."""
-        self._validate()
+        self._validate_params()
         todo = self.missing(group_counts, decode=decode)
         state = self._distributed_state()
         if state is not None:

@@ -1,11 +1,14 @@
 """ImageFolderProvider: synthetic images someone generated elsewhere, in ``{root}/{y}_{s}/*.png``."""
 
 import numbers
+import os
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 
 from .._resize import resize_images
 from ._base import SyntheticDataProvider, check_group_counts
@@ -70,6 +73,9 @@ class ImageFolderProvider(SyntheticDataProvider):
         File suffixes counted as images.
     """
 
+    _parameter_constraints = {"root": [str, os.PathLike], "image_size": [Interval(Integral, 8, None, closed="left")],
+                              "replace": ["boolean"], "extensions": [tuple, list, set, frozenset]}
+
     def __init__(self, root, *, image_size=224, replace=False, extensions=IMAGE_EXTENSIONS):
         self.root = root
         self.image_size = image_size
@@ -88,6 +94,7 @@ class ImageFolderProvider(SyntheticDataProvider):
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
+        self._validate_params()
         check_group_counts(group_counts)
         shape = check_image_shape(image_shape, self.image_size)
         rng = check_random_state(random_state)

@@ -16,7 +16,9 @@ renders thousands of images per second on a CPU.
 """
 
 import functools
+import os
 import re
+from numbers import Integral
 from importlib import resources
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
 
 from ..datasets import BACKGROUND_COLORS
 from ._base import SyntheticDataProvider, check_group_counts
@@ -191,6 +194,10 @@ class RenderedDigitsProvider(SyntheticDataProvider):
     ((4, 3, 32, 32), [0, 0, 1, 1], [0, 0, 1, 1])
     """
 
+    _parameter_constraints = {"prompts": [None, dict, str, os.PathLike, HasMethods(["build"])],
+                              "target": [Interval(Integral, 0, 9, closed="both"), tuple, list, set],
+                              "colors": [tuple, list], "image_size": [Interval(Integral, 8, None, closed="left")]}
+
     def __init__(self, prompts=None, *, target=5, colors=("red", "blue"), image_size=32):
         self.prompts = prompts
         self.target = target
@@ -205,6 +212,7 @@ class RenderedDigitsProvider(SyntheticDataProvider):
         return resolve_prompts(self.prompts)
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
+        self._validate_params()
         check_group_counts(group_counts)
         if image_shape is None:
             image_shape = (3, self.image_size, self.image_size)
