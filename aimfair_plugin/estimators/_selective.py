@@ -432,6 +432,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if self.finetune_epochs == 0:
             return estimator
         module = estimator.net_.module_
+        # requires_grad is set here rather than through skorch's Freezer callback: the mask is a fixed set of
+        # tensor names known before training starts, frozen BatchNorm layers also need their running
+        # statistics kept (the hooks below, which Freezer does not do), and every tensor is unfrozen again
+        # afterwards so the returned estimator can be trained further (Freezer would leave them frozen).
         for name, param in module.named_parameters():
             param.requires_grad_(self.selection_mask_[name])
         hooks = []
