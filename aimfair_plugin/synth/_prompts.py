@@ -9,13 +9,19 @@ attributes the prompt leaves uncontrolled.
 """
 
 import json
-import numbers
 import os
 import re
+from numbers import Integral
 import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils import check_random_state
 
 from .._io import atomic_write
@@ -203,16 +209,22 @@ class ContextualPromptBuilder:
 
     # -- validation and vocabulary -------------------------------------------------
 
+    # target / protected are checked by _attribute (a name or a pair of words, per dataset)
+    _parameter_constraints = {
+        "n_prompts": [Interval(Integral, 1, None, closed="left")],
+        "dataset": [StrOptions(set(DATASETS))],
+        "head_poses": ["boolean"],
+        "template": [None, str],
+        "llm": [None, callable],
+        "plain": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
     def _validate(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}.")
-        if not isinstance(self.n_prompts, numbers.Integral) or self.n_prompts < 1:
-            raise ValueError(f"n_prompts must be a positive int, got {self.n_prompts!r}.")
-        template = self._template()
-        if not isinstance(template, str) or "{subject}" not in template:
-            raise ValueError(f"template must be a str holding '{{subject}}', got {template!r}.")
-        if self.llm is not None and not callable(self.llm):
-            raise ValueError(f"llm must be a callable str -> str, got {self.llm!r}.")
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
+        if "{subject}" not in self._template():
+            raise InvalidParameterError(f"template must hold '{{subject}}', got {self.template!r}.")
 
     def _template(self):
         if self.template is not None:
