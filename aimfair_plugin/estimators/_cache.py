@@ -4,19 +4,19 @@
 candidates of one fold pre-train the same model on the same data. The cache
 key is a fingerprint of the training data plus every pre-training parameter,
 so a hit returns exactly what a new pre-training would compute (on the CPU,
-where training is deterministic for a fixed seed).
+where training is deterministic for a fixed seed). On disk the cache is a
+``joblib.Memory`` (from scikit-learn's ``check_memory``, like ``Pipeline``'s);
+``memory="process"`` keeps copies in this process instead.
 """
 
 import copy
 import hashlib
 import os
-import pickle
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
+from sklearn.utils.validation import check_memory
 
-from .._io import atomic_write
 
 
 def fingerprint(*parts):
@@ -66,48 +66,46 @@ class ProcessCache:
         self._items.clear()
 
 
-class DiskCache:
-    """Pickle files in a folder, written atomically (temp file + rename); shared across processes."""
-
-    def __init__(self, location):
-        self.location = Path(location)
-
-    def get(self, key):
-        path = self.location / f"{key}.pkl"
-        if not path.is_file():
-            return None
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-
-    def put(self, key, value):
-        self.location.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.location / f"{key}.pkl", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-
-
 PROCESS_CACHE = ProcessCache()
 
 
 def resolve_cache(memory):
-    """``"process"`` -> the shared in-process cache, a path -> a folder cache, None -> no caching."""
+    """``"process"`` -> the shared in-process cache; a folder path or a ``joblib.Memory`` -> that
+    ``joblib.Memory`` (through scikit-learn's ``check_memory``, as ``Pipeline(memory=...)`` does); None -> no
+    caching."""
     if memory is None:
         return None
     if isinstance(memory, str) and memory == "process":
         return PROCESS_CACHE
     if isinstance(memory, (str, os.PathLike)):
-        return DiskCache(memory)
-    location = getattr(memory, "location", None)  # a joblib.Memory
-    if location is not None:
-        return DiskCache(location)
-    raise ValueError(f"memory must be 'process', None, a folder path or a joblib.Memory, got {memory!r}.")
+        memory = str(memory)
+    try:
+        return check_memory(memory)
+    except ValueError as exc:
+        raise ValueError(f"memory must be 'process', None, a folder path or a joblib.Memory, got {memory!r}.") from exc
+
+
+def _compute(key, compute):
+    """What ``joblib.Memory`` caches: ``compute()``, looked up by ``key`` alone (``compute`` is ignored)."""
+    return compute()
 
 
 def cached(cache, key, compute):
-    """Return ``(value, hit)``: the cached value under ``key``, or ``compute()`` stored under it."""
+    """Return ``(value, hit)``: the cached value under ``key``, or ``compute()`` stored under it.
+
+    ``cache`` is what :func:`resolve_cache` returns. With a ``joblib.Memory`` the key (a fingerprint of the
+    data and every setting) is the only argument joblib hashes, so every process that computes the same key
+    (a GridSearchCV fold, a benchmark job) shares one result on disk.
+    """
     if cache is None:
         return compute(), False
-    value = cache.get(key)
-    if value is not None:
-        return value, True
-    value = compute()
-    cache.put(key, value)
-    return value, False
+    if isinstance(cache, ProcessCache):
+        value = cache.get(key)
+        if value is not None:
+            return value, True
+        value = compute()
+        cache.put(key, value)
+        return value, False
+    function = cache.cache(_compute, ignore=["compute"])
+    hit = function.check_call_in_cache(key, compute)
+    return function(key, compute), hit
