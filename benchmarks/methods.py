@@ -29,7 +29,7 @@ from aimfair_plugin.estimators import (
     LfFClassifier,
     SelectiveFinetuneMitigator,
 )
-from aimfair_plugin.estimators._cache import cached, pretraining_fingerprint, resolve_cache
+from aimfair_plugin.estimators._cache import cached_fit, resolve_cache
 from aimfair_plugin.synth import balanced_group_counts
 
 
@@ -92,10 +92,7 @@ def recipe_overrides(job):
 
 def pretrained_erm(job, data, cache_dir, **overrides):
     """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache."""
-    estimator = base_estimator(job, **overrides)
-    key = pretraining_fingerprint(estimator, data.X_train, data.y_train)
-    model, _ = cached(resolve_cache(str(cache_dir)), key, lambda: estimator.fit(data.X_train, data.y_train))
-    return model
+    return cached_fit(resolve_cache(str(cache_dir)), base_estimator(job, **overrides), data.X_train, data.y_train)[0]
 
 
 def _balanced_synthetic(job, data):

@@ -69,6 +69,15 @@ class ProcessCache:
 PROCESS_CACHE = ProcessCache()
 
 
+def cached_fit(cache, estimator, X, y):
+    """``(fitted estimator, hit)``: ``estimator.fit(X, y)``, or the identical fit from ``cache``.
+
+    The key is :func:`pretraining_fingerprint`, so the mitigator, FairIF's stage one and the benchmark's ERM
+    runs share one model whenever they pre-train the same estimator on the same data.
+    """
+    return cached(cache, pretraining_fingerprint(estimator, X, y), lambda: estimator.fit(X, y))
+
+
 def resolve_cache(memory):
     """``"process"`` -> the shared in-process cache; a folder path or a ``joblib.Memory`` -> that
     ``joblib.Memory`` (through scikit-learn's ``check_memory``, as ``Pipeline(memory=...)`` does); None -> no

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .._device import resolve_device
 from .._deprecation import renamed_attribute
-from ._cache import cached, pretraining_fingerprint, resolve_cache
+from ._cache import cached_fit, resolve_cache
 from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
 
 
@@ -273,10 +273,9 @@ class InfluenceReweightingClassifier(ImageClassifier):
     def _stage_one(self, X, y, sample_weight):
         """The ERM model of stage one, from ``memory`` when an identical one was trained before."""
         estimator = ImageClassifier(**backbone_params(self))
-        usable = sample_weight is None and isinstance(self.random_state, Integral)
-        cache = resolve_cache(self.memory) if usable else None
-        key = pretraining_fingerprint(estimator, X, y) if cache is not None else None
-        return cached(cache, key, lambda: estimator.fit(X, y, sample_weight=sample_weight))[0]
+        if sample_weight is not None or not isinstance(self.random_state, Integral):
+            return estimator.fit(X, y, sample_weight=sample_weight)  # nothing reusable to look up
+        return cached_fit(resolve_cache(self.memory), estimator, X, y)[0]
 
     def _validation_gaps(self, module, params, val, s_val, y_val, device):
         """Smoothed TPR and TNR gaps (group 0 - group 1) and the gradients v of group 1 - group 0."""
