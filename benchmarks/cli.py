@@ -24,7 +24,7 @@ from aimfair_plugin._device import resolve_device
 from .report import markdown_report, records_frame, summarise
 from .selection import RULES, paired_frame, select_variants, selected_frame
 from .runner import BACKENDS, collect_records, make_jobs, run_jobs
-from .suites import SUITES, build_suite
+from .suites import SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
 
@@ -39,7 +39,7 @@ def build_parser():
     run.add_argument("--methods", nargs="+", help="method keys (default: the suite's), e.g. erm jtt aimfair")
     run.add_argument("--tasks", nargs="+", help="keep only tasks whose name contains one of these words")
     run.add_argument("--list", action="store_true", help="print the jobs and whether they have records; run nothing")
-    run.add_argument("--tuned", help="tuned settings for the quick suite (default: benchmarks/tuned.json, written "
+    run.add_argument("--tuned", help="tuned settings for the quick and baselines suites (default: benchmarks/tuned.json, written "
                                      "by `aimfair-bench tune` as OUT/tuned.json)")
     par = parser.add_argument_group("where it runs")
     par.add_argument("--n-jobs", type=int,
@@ -116,8 +116,8 @@ def apply_overrides(suite, args, out):
                 print(f"Leaving out task {task['name']!r}: no --{task['dataset']}-root given.")
                 continue
             task["root"] = str(Path(roots[task["dataset"]]).resolve())
-        provider = task["provider"]
-        if provider["kind"] == "diffusers":
+        provider = task.get("provider") or {}
+        if provider.get("kind") == "diffusers":
             if args.pipeline:
                 pipe = Path(args.pipeline)
                 provider["pipeline"] = str(pipe.resolve()) if pipe.exists() else args.pipeline
@@ -138,7 +138,7 @@ def apply_overrides(suite, args, out):
 def prepare_synthetic(suite):
     """Generate each diffusers task's synthetic images once, in this process, before the jobs read them."""
     for task in suite.tasks:
-        if task["provider"]["kind"] != "diffusers":
+        if (task.get("provider") or {}).get("kind") != "diffusers":
             continue
         provider = make_provider(task, None, 0)
         provider.verbose = 1
@@ -185,7 +185,7 @@ def write_tuned(out, summary, frame, seeds, rule="group_val"):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = Path(args.out or Path("results") / args.suite)
-    suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite == "quick" else {}))
+    suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite in TUNED_SUITES else {}))
     suite = apply_overrides(suite, args, out)
     jobs = make_jobs(suite, device=args.device)
     n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)

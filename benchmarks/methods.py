@@ -4,7 +4,8 @@ Every method fits on one task (see :mod:`benchmarks.tasks`) for one seed and ret
 with ``predict``. Three families:
 
 - trained from scratch on real data without group labels: ERM and the baselines (CVaR DRO, LfF, JTT,
-  FairIF; FairIF also gets the labelled validation split, as in its paper);
+  FairIF; FairIF also gets the labelled validation split, as in its paper), and Group DRO, the oracle that
+  reads the training data's group labels (an upper reference, not a competitor);
 - trained from scratch with synthetic data: on the balanced synthetic set only, or on real + balanced
   synthetic data together (data supplementation);
 - fine-tuning the ERM model on balanced synthetic data with :class:`SelectiveFinetuneMitigator`:
@@ -23,13 +24,14 @@ from PIL import Image
 
 from aimfair_plugin.estimators import (
     CVaRDROClassifier,
+    GroupDROClassifier,
     ImageClassifier,
     InfluenceReweightingClassifier,
     JTTClassifier,
     LfFClassifier,
     SelectiveFinetuneMitigator,
+    fit_cached,
 )
-from aimfair_plugin.estimators._cache import cached_fit, resolve_cache
 from aimfair_plugin.synth import balanced_group_counts
 
 
@@ -48,6 +50,7 @@ METHODS = {
     "lff": Method("LfF", "baseline"),
     "jtt": Method("JTT", "baseline", {"identification_epochs": 2, "upweight": 20}),
     "fairif": Method("FairIF", "baseline"),
+    "group_dro": Method("Group DRO (oracle: training group labels)", "baseline", {"step_size": 0.01}),
     "synthetic_only": Method("Trained on Synthetic Data", "synthetic"),
     "supplementation": Method("Data Supplementation", "synthetic"),
     "linear_probe": Method("Linear Probe", "finetune", {"strategy": "linear_probe"}),
@@ -69,6 +72,7 @@ BASELINE_CLASSES = {
     "lff": LfFClassifier,
     "jtt": JTTClassifier,
     "fairif": InfluenceReweightingClassifier,
+    "group_dro": GroupDROClassifier,
 }
 
 
@@ -92,7 +96,7 @@ def recipe_overrides(job):
 
 def pretrained_erm(job, data, cache_dir, **overrides):
     """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache."""
-    return cached_fit(resolve_cache(str(cache_dir)), base_estimator(job, **overrides), data.X_train, data.y_train)[0]
+    return fit_cached(base_estimator(job, **overrides), data.X_train, data.y_train, memory=str(cache_dir))
 
 
 def _balanced_synthetic(job, data):
@@ -126,6 +130,8 @@ def fit_method(job, data, cache_dir):
         model = BASELINE_CLASSES[job["method"]](random_state=job["seed"], device=job["device"], **params)
         if job["method"] == "fairif":
             return model.fit(X, y, X_val=data.X_val, y_val=data.y_val, sensitive_features_val=data.s_val)
+        if job["method"] == "group_dro":  # the oracle: reads the training data's group labels
+            return model.fit(X, y, sensitive_features=data.s_train)
         return model.fit(X, y)
     if method.family == "synthetic":
         X_syn, y_syn, _ = _balanced_synthetic(job, data)

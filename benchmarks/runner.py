@@ -26,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 import aimfair_plugin
-from aimfair_plugin._io import atomic_write
 from aimfair_plugin._device import resolve_device
+from aimfair_plugin._io import atomic_write
+from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 
-from ._common import evaluate
 from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides
 from .tasks import load_task
 
@@ -60,6 +60,9 @@ def make_jobs(suite, *, device="auto"):
     order = sorted(suite.methods, key=lambda m: (m != "erm", list(METHODS).index(m)))
     jobs = []
     for task in suite.tasks:
+        synthetic = [m for m in order if METHODS[m].family != "baseline"]
+        if task.get("provider") is None and synthetic:
+            raise ValueError(f"Task {task['name']!r} has no synthetic-data provider, which {synthetic} need.")
         for seed in suite.seeds:
             for method in order:
                 finetunes = METHODS[method].family == "finetune"
@@ -117,6 +120,19 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Cannot write {type(value).__name__} to a record.")
+
+
+def evaluate(name, model, X, y, s, *, eo_agg="max", **extra):
+    """One record: method, the fairness report (ACC/WST/EO/STD/...) and the 2x2 cell accuracies.
+
+    ``eo_agg``: "max" is fairlearn's equalized odds difference, "mean" the AIM-Fair paper's Eq. 9.
+    """
+    pred = model.predict(X)
+    report = fairness_report(y, pred, sensitive_features=s, agg=eo_agg)
+    cells = group_accuracy_table(y, pred, sensitive_features=s)
+    record = {"method": name, **extra, **report.round(3).to_dict()}
+    record.update({f"cell_y{a}_s{b}": round(float(cells.loc[a, b]), 2) for a in (0, 1) for b in (0, 1)})
+    return record
 
 
 def run_job(job, cache_dir, n_threads=None):

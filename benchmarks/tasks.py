@@ -27,6 +27,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
 from aimfair_plugin.datasets import (
+    adult_design_matrix,
+    load_adult,
     load_celeba,
     load_fashion_mnist,
     load_mnist_5k,
@@ -39,6 +41,7 @@ from aimfair_plugin.datasets import (
 from aimfair_plugin.synth import (
     ContextualPromptBuilder,
     DiffusersProvider,
+    PlainPromptBuilder,
     RenderedDigitsProvider,
     SyntheticDataProvider,
     balanced_group_counts,
@@ -47,8 +50,8 @@ from aimfair_plugin.synth import (
 
 from ._standin import heldout_provider
 
-DATASETS = ("coloured_mnist", "coloured_fashion", "celeba", "utkface")
-PROVIDERS = ("rendered_digits", "heldout", "diffusers")
+DATASETS = ("coloured_mnist", "coloured_fashion", "celeba", "utkface", "adult")
+PROVIDERS = ("rendered_digits", "heldout", "diffusers")  # a task without synthetic data has provider None
 
 
 def split_validation(data, n_val_per_cell, seed):
@@ -127,6 +130,23 @@ def _faces(spec, seed):
     return data
 
 
+def _adult(spec, seed):
+    """UCI Adult (protected: sex) as a standardised one-hot design matrix; the official test split.
+
+    ``n_train`` (None: every row) rows of the training split are drawn, ``n_val_train`` of them held out
+    (stratified); the group-labelled validation set takes ``n_val_per_cell`` rows per cell from the test split.
+    """
+    adult = load_adult()
+    X_train, X_test = adult_design_matrix(adult.X_train, adult.X_test, adult.categorical, adult.numeric)
+    y_train, s_train = np.asarray(adult.y_train), np.asarray(adult.sex_train)
+    if spec.get("n_train") is not None:
+        keep = check_random_state(seed).permutation(len(y_train))[: spec["n_train"] + spec["n_val_train"]]
+        X_train, y_train, s_train = X_train[keep], y_train[keep], s_train[keep]
+    data = Bunch(X_train=X_train, y_train=y_train, s_train=s_train, X_test=X_test,
+                 y_test=np.asarray(adult.y_test), s_test=np.asarray(adult.sex_test))
+    return split_validation(split_train_validation(data, spec["n_val_train"], seed), spec["n_val_per_cell"], seed)
+
+
 class MemoizedProvider(SyntheticDataProvider):
     """A provider whose draws are kept in this process, so the runs of one seed render their images once.
 
@@ -155,13 +175,22 @@ class MemoizedProvider(SyntheticDataProvider):
 
 
 def make_provider(spec, data, seed):
-    """The task's synthetic-data provider (see ``PROVIDERS``)."""
-    provider = spec["provider"]
+    """The task's synthetic-data provider (see ``PROVIDERS``; None for a task without synthetic data).
+
+    A ``rendered_digits`` provider renders contextual prompts (``n_prompts`` per cell, with or without
+    ``head_poses``: angle and position), or one plain prompt per cell with ``"prompts": "plain"``.
+    """
+    provider = spec.get("provider")
+    if provider is None:
+        return None
     kind = provider["kind"]
     if kind == "rendered_digits":
-        prompts = ContextualPromptBuilder(
-            5, ("red", "blue"), dataset="digits", n_prompts=provider.get("n_prompts", 50),
-            head_poses=provider.get("head_poses", True), random_state=seed)
+        if provider.get("prompts", "contextual") == "plain":
+            prompts = PlainPromptBuilder(5, ("red", "blue"), dataset="digits")
+        else:
+            prompts = ContextualPromptBuilder(
+                5, ("red", "blue"), dataset="digits", n_prompts=provider.get("n_prompts", 50),
+                head_poses=provider.get("head_poses", True), random_state=seed)
         key = json.dumps([provider, spec["image_size"], seed], sort_keys=True)
         return MemoizedProvider(RenderedDigitsProvider(prompts, image_size=spec["image_size"]), key)
     if kind == "heldout":
@@ -193,7 +222,10 @@ def load_task(spec, seed):
     """Real splits and the provider of ``spec`` for one seed (the seed draws the biased training subset)."""
     if spec["dataset"] not in DATASETS:
         raise ValueError(f"Unknown dataset {spec['dataset']!r}; expected one of {DATASETS}.")
-    data = _colored(spec, seed) if spec["dataset"].startswith("coloured") else _faces(spec, seed)
+    if spec["dataset"] == "adult":
+        data = _adult(spec, seed)
+    else:
+        data = _colored(spec, seed) if spec["dataset"].startswith("coloured") else _faces(spec, seed)
     data.provider = make_provider(spec, data, seed)
     data.spec = spec
     return data

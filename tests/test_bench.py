@@ -392,3 +392,84 @@ def test_tune_cli_writes_the_group_val_choice_to_tuned_json(tmp_path):
     jobs = make_jobs(build_suite("quick", tuned_path=out / "tuned.json"))
     cvar = next(j for j in jobs if j["method"] == "cvar_dro")
     assert cvar["params"] == tuned["methods"]["cvar_dro"]["params"]
+
+
+# -- the suites that replaced the stand-alone scripts ---------------------------------------------
+
+
+def test_group_dro_oracle_is_fit_with_the_training_group_labels(tmp_path, monkeypatch, untuned):
+    from aimfair_plugin.estimators import GroupDROClassifier
+
+    seen = {}
+    fit = GroupDROClassifier.fit
+
+    def spy(self, X, y, *, sensitive_features, **kwargs):
+        seen["s"] = np.asarray(sensitive_features)
+        return fit(self, X, y, sensitive_features=sensitive_features, **kwargs)
+
+    monkeypatch.setattr(GroupDROClassifier, "fit", spy)
+    out = tmp_path / "baselines"
+    assert main(["baselines", "--out", str(out), "--methods", "erm", "group_dro", *TOY, "--tuned", str(untuned),
+                 "--no-plots"]) == 0
+    from benchmarks.tasks import load_task
+
+    jobs = [j for j in make_jobs(build_suite("baselines", tuned_path=untuned)) if j["method"] == "group_dro"]
+    assert {j["variant"] for j in jobs} == {"step_size=0.01", "step_size=0.1"}
+    records = pd.read_csv(out / "records.csv")
+    assert set(records["method"]) == {"erm", "group_dro"} and len(records) == 3
+    task = json.loads(next((out / "records").glob("*/group_dro*/seed0.json")).read_text())["settings"]["task"]
+    np.testing.assert_array_equal(seen["s"], load_task(task, 0).s_train)  # the oracle read the training groups
+    assert "Group DRO (oracle: training group labels)" in (out / "report.md").read_text()
+
+
+def test_adult_task_is_tabular_with_both_validation_sets_and_refuses_synthetic_methods(tmp_path):
+    from benchmarks.tasks import load_task
+
+    suite = build_suite("adult")
+    spec = dict(suite.tasks[0], n_train=600, n_val_train=100, n_val_per_cell=20)
+    data = load_task(spec, 0)
+    assert data.provider is None and data.X_train.ndim == 2 and data.X_train.dtype == np.float32
+    assert (len(data.y_train), len(data.y_val_train)) == (600, 100)
+    np.testing.assert_array_equal(np.bincount(2 * data.y_val + data.s_val), [20] * 4)
+    assert len(data.y_test) == len(load_task(spec, 1).y_test)  # the official test split minus the validation rows
+    suite.tasks[0].update(n_train=600, n_val_train=100, n_val_per_cell=20)
+    suite.seeds, suite.methods, suite.recipe["max_epochs"] = (0,), ("erm", "jtt"), 2
+    jobs = make_jobs(suite)
+    run_jobs(jobs, tmp_path, progress=False)
+    records = collect_records(tmp_path, jobs)
+    assert {r["method"] for r in records} == {"erm", "jtt"}
+    erm = next(r for r in records if r["method"] == "erm")
+    assert erm["metrics"]["ACC"] > 70 and erm["n_train"] == 600  # logistic regression learns (base rate ~75 %)
+    suite.methods = ("erm", "aimfair")
+    with pytest.raises(ValueError, match="no synthetic-data provider"):
+        make_jobs(suite)
+
+
+def test_prompt_suite_tasks_differ_only_in_their_provider_and_plain_prompts_render():
+    from benchmarks.tasks import load_task
+
+    suite = build_suite("prompts")
+    assert suite.methods == ("synthetic_only",) and len(suite.tasks) == 4
+    stripped = [{k: v for k, v in t.items() if k not in ("name", "provider")} for t in suite.tasks]
+    assert all(s == stripped[0] for s in stripped)
+    assert len({json.dumps(t["provider"], sort_keys=True) for t in suite.tasks}) == 4
+    spec = dict(suite.tasks[0], n_train=40, n_val_train=8, n_test=40, n_val_per_cell=2, image_size=16,
+                minority_share=0.25)
+    assert spec["provider"] == {"kind": "rendered_digits", "prompts": "plain"}
+    X, y, s = load_task(spec, 0).provider.sample({(0, 0): 2, (0, 1): 2, (1, 0): 2, (1, 1): 2},
+                                                 image_shape=(3, 16, 16), random_state=0)
+    assert X.shape == (8, 3, 16, 16) and np.bincount(2 * y + s).tolist() == [2] * 4
+
+
+def test_mask_cost_measures_jaccard_against_the_full_pass(monkeypatch):
+    from benchmarks import mask_cost
+    from benchmarks.tasks import load_task
+
+    monkeypatch.setitem(mask_cost.EMBEDDED_RECIPE, "width", 4)
+    monkeypatch.setitem(mask_cost.EMBEDDED_RECIPE, "max_epochs", 1)
+    spec = dict(toy_suite().tasks[0], n_train=128, n_val_train=32)
+    rows = mask_cost.mask_stability(load_task(spec, 0), 0, caps=(1, 2), criteria=("abs_diff",))
+    assert [r["max_batches"] for r in rows] == ["all", 1, 2]
+    assert rows[0]["jaccard_vs_full"] == 1.0 and all(0 <= r["jaccard_vs_full"] <= 1 for r in rows)
+    # 128 images in batches of 64: two batches are the whole pass
+    assert rows[2]["jaccard_vs_full"] == 1.0

@@ -1,5 +1,6 @@
 """Estimators: the ERM image classifier, the AIM-Fair mitigator and the baselines users compare against."""
 
+from ._cache import fit_cached
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
@@ -15,4 +16,5 @@ __all__ = [
     "JTTClassifier",
     "LfFClassifier",
     "SelectiveFinetuneMitigator",
+    "fit_cached",
 ]

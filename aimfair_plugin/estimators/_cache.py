@@ -78,6 +78,31 @@ def cached_fit(cache, estimator, X, y):
     return cached(cache, pretraining_fingerprint(estimator, X, y), lambda: estimator.fit(X, y))
 
 
+def fit_cached(estimator, X, y, *, memory="process"):
+    """Fit ``estimator`` on ``(X, y)``, or return the identical fit that ``memory`` already holds.
+
+    The key is a fingerprint of the data and of every parameter of ``estimator`` (including its seed), so a
+    pre-training is done once and shared by everything that asks for the same one: the mitigator with the
+    same ``memory``, FairIF's stage one, every job of a benchmark.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Unfitted; it is fitted in place on a cache miss.
+    X, y : array-like
+        Training data.
+    memory : "process", str, Path, joblib.Memory or None, default="process"
+        Where fitted models are kept: the in-process cache, a folder or ``joblib.Memory`` (shared between
+        processes), or None (always fit).
+
+    Returns
+    -------
+    estimator
+        The fitted estimator (a copy read from the cache on a hit).
+    """
+    return cached_fit(resolve_cache(memory), estimator, X, y)[0]
+
+
 def resolve_cache(memory):
     """``"process"`` -> the shared in-process cache; a folder path or a ``joblib.Memory`` -> that
     ``joblib.Memory`` (through scikit-learn's ``check_memory``, as ``Pipeline(memory=...)`` does); None -> no
