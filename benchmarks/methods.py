@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aimfair_plugin.datasets import read_images
 from aimfair_plugin.estimators import (
     CVaRDROClassifier,
     GroupDROClassifier,
@@ -136,8 +137,10 @@ def fit_method(job, data, cache_dir):
     if method.family == "synthetic":
         X_syn, y_syn, _ = _balanced_synthetic(job, data)
         if job["method"] == "supplementation":
-            if X.ndim == 1:  # real images are paths: write the synthetic ones next to them
+            if X.ndim == 1 and X_syn.ndim != 1:  # real images are paths: write the synthetic ones next to them
                 X_syn = save_png_images(X_syn, Path(cache_dir) / "supplementation" / job["settings_hash"])
+            elif X.ndim != 1 and X_syn.ndim == 1:  # real arrays, synthetic files: decode them at the real size
+                X_syn = read_images(X_syn, image_size=X.shape[2:])
             X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
         return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
     params = {**job["finetune"], **job["params"]}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from diffusers import StableDiffusionPipeline
 
+from aimfair_plugin.datasets import read_images
 from aimfair_plugin.synth import ContextualPromptBuilder, DiffusersProvider
 from aimfair_plugin.synth._diffusers import image_seed
 from aimfair_plugin.synth.generate import main as generate_main
@@ -30,7 +31,7 @@ def reference(tiny_pipeline_path, tmp_path_factory):
 
 
 def _cached(provider):
-    from aimfair_plugin.synth._folder import read_image
+    from aimfair_plugin.datasets import read_image
 
     root = provider.cache_dir
     return np.stack([read_image(root / f"{y}_{s}" / f"{i:05d}.png") for (y, s) in COUNTS for i in range(3)])
@@ -39,7 +40,7 @@ def _cached(provider):
 def test_generates_browsable_cache_with_manifest(tiny_pipeline_path, tmp_path):
     provider = _provider(tiny_pipeline_path, tmp_path / "c")
     X, y, s = provider.sample(COUNTS, random_state=0)
-    assert X.shape == (6, 3, 16, 16) and y.tolist() == [0, 0, 0, 1, 1, 1] and s.tolist() == [0, 0, 0, 1, 1, 1]
+    assert X.shape == (6,) and read_images(X, image_size=16).shape == (6, 3, 16, 16) and y.tolist() == [0, 0, 0, 1, 1, 1] and s.tolist() == [0, 0, 0, 1, 1, 1]
     files = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*"))
     assert files == [
         "0_0", "0_0/00000.png", "0_0/00001.png", "0_0/00002.png", "0_0/manifest.jsonl",
@@ -63,7 +64,7 @@ def test_cache_hit_needs_no_model(tiny_pipeline_path, tmp_path, monkeypatch):
 
     monkeypatch.setattr(diffusers.AutoPipelineForText2Image, "from_pretrained", no_loading)
     again = _provider(tiny_pipeline_path, tmp_path / "c", image_size=8).sample(COUNTS, random_state=0)
-    assert again[0].shape == (6, 3, 8, 8)
+    assert read_images(again[0], image_size=8).shape == (6, 3, 8, 8)
     np.testing.assert_array_equal(_provider(tiny_pipeline_path, tmp_path / "c").sample(COUNTS, random_state=0)[0],
                                   first[0])
 
@@ -104,11 +105,11 @@ def test_truncated_image_is_detected_and_regenerated(tiny_pipeline_path, tmp_pat
     assert provider.missing(COUNTS) == [((1, 1), 1)]
     assert provider.generate(COUNTS) == 1
     np.testing.assert_allclose(_cached(provider), reference, atol=2 / 255)
-    # sample decodes every file once and repairs what fails there too
+    # sample checks every file it returns (without decoding it) and repairs what fails there too
     other = tmp_path / "c" / "0_0" / "00002.png"
     other.write_bytes(other.read_bytes()[:100])
     X, y, s = provider.sample(COUNTS, image_shape=(3, 32, 32), random_state=0)
-    assert X.shape == (6, 3, 32, 32) and provider.missing(COUNTS) == []
+    assert read_images(X, image_size=32).shape == (6, 3, 32, 32) and provider.missing(COUNTS) == []
     np.testing.assert_allclose(_cached(provider), reference, atol=2 / 255)
 
 
@@ -157,7 +158,7 @@ def test_pipeline_object_is_used_and_shared_by_copies(tiny_pipeline_path, tmp_pa
     pipe = StableDiffusionPipeline.from_pretrained(tiny_pipeline_path)
     provider = DiffusersProvider(pipe, PROMPTS, cache_dir=tmp_path / "c", num_inference_steps=2, verbose=0)
     X, _, _ = provider.sample({(0, 1): 2}, image_shape=(3, 12, 12))
-    assert X.shape == (2, 3, 12, 12)
+    assert read_images(X, image_size=12).shape == (2, 3, 12, 12)
     assert json.loads((tmp_path / "c" / "settings.json").read_text())["scheduler"] == "DDIMScheduler"
     twin = copy.deepcopy(provider)
     assert twin.pipeline is pipe and twin.prompts == provider.prompts and twin.prompts is not provider.prompts

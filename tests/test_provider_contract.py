@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from aimfair_plugin.datasets import read_images
+
 from aimfair_plugin.synth import (
     ArrayProvider,
     ContextualPromptBuilder,
@@ -41,8 +43,17 @@ def provider(request, tmp_path):
     return request.param(tmp_path, request)
 
 
+def pixels(X, size):
+    """A provider's images as an array: arrays as they are, paths through the package's one decoder."""
+    return read_images(X, image_size=size) if X.ndim == 1 else X
+
+
 def test_sample_returns_the_requested_cells_and_shape(provider):
     X, y, s = provider.sample(COUNTS, image_shape=(3, 16, 16), random_state=0)
+    # providers over files return paths (decoded lazily by the consumer), the others float arrays
+    on_disk = isinstance(provider, (ImageFolderProvider, DiffusersProvider))
+    assert (X.ndim == 1 and X.dtype.kind == "U") if on_disk else X.ndim == 4
+    X = pixels(X, 16)
     assert X.shape == (9, 3, 16, 16) and X.dtype == np.float32
     assert 0.0 <= X.min() and X.max() <= 1.0
     assert y.dtype.kind == "i" and s.dtype.kind == "i"

@@ -4,6 +4,7 @@ from ._adult import adult_design_matrix, load_adult
 from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset, shares_to_counts
 from ._celeba import load_celeba
 from ._colored import BACKGROUND_COLORS, binarize_target
+from ._images import check_image_files, read_image, read_images
 from ._fashion import load_fashion_mnist, make_colored_fashion_mnist
 from ._mnist import load_mnist_5k, make_colored_mnist
 from ._utkface import load_utkface
@@ -15,6 +16,7 @@ __all__ = [
     "load_adult",
     "CELLS",
     "cell_shares",
+    "check_image_files",
     "load_celeba",
     "load_fashion_mnist",
     "load_mnist_5k",
@@ -23,5 +25,7 @@ __all__ = [
     "make_biased_subset",
     "make_colored_fashion_mnist",
     "make_colored_mnist",
+    "read_image",
+    "read_images",
     "shares_to_counts",
 ]

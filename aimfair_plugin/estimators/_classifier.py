@@ -19,7 +19,14 @@ from torch.optim.lr_scheduler import MultiStepLR
 from .._device import autocast, resolve_device
 from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
-from ._data import ImageDataset, check_image_size, check_images, image_shape
+from ._data import (
+    ImageDataset,
+    WorkerInvariantLoader,
+    check_image_size,
+    check_images,
+    image_shape,
+    loader_options,
+)
 
 
 class WeightedImageNet(NeuralNetClassifier):
@@ -31,6 +38,21 @@ class WeightedImageNet(NeuralNetClassifier):
     per-sample losses (the criterion uses ``reduction="none"``). On CUDA the
     forward pass runs under bfloat16 autocast.
     """
+
+    def __init__(self, *args, num_workers="auto", **kwargs):
+        self.num_workers = num_workers
+        super().__init__(*args, **kwargs)
+
+    def get_iterator(self, dataset, training=False):
+        """A :class:`WorkerInvariantLoader` with this package's loader options for ``dataset`` (see
+        :func:`~aimfair_plugin.estimators._data.loader_options`): files are decoded in worker processes that
+        stay alive across epochs (skorch builds the training loader once per ``fit``), pinned memory on CUDA."""
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        kwargs.update(loader_options(self.num_workers, dataset, self.device))
+        return WorkerInvariantLoader(dataset, **kwargs)
 
     def infer(self, x, **fit_params):
         if isinstance(x, dict):
@@ -122,8 +144,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     verbose : int, default=0
         ``>= 1`` prints a per-epoch log with a tqdm progress bar.
     stem : {"imagenet", "cifar"}, default="imagenet"
-    num_workers : int, default=0
-        DataLoader workers (useful for path inputs).
+    num_workers : int or "auto", default="auto"
+        DataLoader worker processes. ``"auto"``: arrays are read in the main
+        process (0 workers); image files are decoded in ``min(4, cores - 1)``
+        workers (at least 1), kept alive across epochs, with pinned memory on
+        CUDA, so decoding overlaps training.
     optimizer : {"sgd", "adam"}, default="sgd"
         SGD with ``momentum`` (the paper's recipe), or Adam (``momentum`` is
         then unused; LfF's original recipe is Adam at lr 1e-3).
@@ -166,7 +191,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         stem="imagenet",
-        num_workers=0,
+        num_workers="auto",
         optimizer="sgd",
     ):
         self.arch = arch
@@ -206,7 +231,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "stem": [StrOptions({"imagenet", "cifar"})],
-        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "num_workers": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
     }
 
@@ -263,8 +288,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             batch_size=batch_size or self.batch_size,
             train_split=None,
             iterator_train__shuffle=True,
-            iterator_train__num_workers=self.num_workers,
-            iterator_valid__num_workers=self.num_workers,
+            num_workers=self.num_workers,
             callbacks=[("lr_schedule", schedule), *progress, *callbacks],
             classes=list(range(len(self.classes_))),
             device=resolve_device(self.device),

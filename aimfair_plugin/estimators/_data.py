@@ -1,14 +1,16 @@
 """Image inputs: validation of arrays and path lists, and the torch Dataset that loads them lazily."""
 
+import multiprocessing
 import numbers
+import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .._resize import resize_images
+from ..datasets import read_image
 
 _MSG_IMAGES = (
     "X must be a float array of images with shape (n_samples, channels, height, width) or a 1-D array "
@@ -97,16 +99,8 @@ def check_image_size(image_size):
 
 
 def load_image(path, size=None):
-    """Read one image file as float32 RGB ``(3, H, W)`` in [0, 1], resized to ``size``."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if size is not None:
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"Cannot read image {path}: {exc}") from exc
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+    """One image file as a float32 tensor ``(3, H, W)`` in [0, 1], through the package's one decoder."""
+    return torch.from_numpy(read_image(path, image_size=size))
 
 
 def image_shape(X, is_paths, size):
@@ -118,6 +112,45 @@ def image_shape(X, is_paths, size):
         return (X.shape[1],)
     c, h, w = X.shape[1:]
     return (c, *(size or (h, w)))
+
+
+def resolve_num_workers(num_workers, is_paths):
+    """DataLoader workers: an int is taken as given; ``"auto"`` decodes files in ``min(4, cores - 1)`` worker
+    processes (at least 1) and reads arrays in the main process (0), where workers would only copy them."""
+    if num_workers != "auto":
+        return int(num_workers)
+    if not is_paths:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def loader_options(num_workers, dataset, device):
+    """``DataLoader`` keyword arguments for ``dataset``: workers (see :func:`resolve_num_workers`), pinned
+    memory for CUDA, workers kept alive across epochs."""
+    workers = resolve_num_workers(num_workers, getattr(dataset, "is_paths", False))
+    options = {"num_workers": workers, "pin_memory": str(device).startswith("cuda")}
+    if workers:
+        options.update(persistent_workers=True, prefetch_factor=4)
+        # Fork where the platform has it: the default context inside a joblib/loky worker (a benchmark job)
+        # cannot start processes, and fork needs no pickling of the dataset.
+        if "fork" in multiprocessing.get_all_start_methods():
+            options["multiprocessing_context"] = "fork"
+    return options
+
+
+class WorkerInvariantLoader(DataLoader):
+    """A ``DataLoader`` whose shuffling does not depend on ``num_workers``.
+
+    A fresh loader iterator draws one number from torch's global generator (the workers' base seed); a
+    persistent multi-process iterator is reused from the second epoch on and draws nothing, which would shift
+    every later shuffle. This loader makes the same draw on reuse, so a seeded fit without augmentation gives
+    the same model with 0 or N workers (augmentation itself runs in the workers, with their own seeds).
+    """
+
+    def __iter__(self):
+        if self.persistent_workers and self.num_workers > 0 and self._iterator is not None:
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return super().__iter__()
 
 
 def random_shift_flip(x, *, max_shift=0.125, flip=True):

@@ -10,21 +10,25 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..nets import block_of
+from ._data import loader_options
 
 CRITERIA = ("abs_diff", "cosine", "normalized")
 SELECTIONS = ("intersection", "ratio")
 
 
-def mean_gradients(module, dataset, *, batch_size=128, max_batches=None, device="cpu"):
+def mean_gradients(module, dataset, *, batch_size=128, max_batches=None, device="cpu", num_workers=0):
     """Mean loss gradient over a dataset for every named parameter (Eqs. 1-3).
 
     The gradient of the mean cross-entropy over all (at most
     ``max_batches * batch_size``) samples, computed in train mode as the
     reference implementation does. ``module`` itself is left untouched:
     the pass runs on a copy, so BatchNorm running statistics do not move.
+    Batches are read one at a time (image files are decoded by
+    ``num_workers`` loader processes, see ``ImageClassifier(num_workers)``),
+    so memory does not grow with the dataset.
 
     Returns
     -------
@@ -32,11 +36,13 @@ def mean_gradients(module, dataset, *, batch_size=128, max_batches=None, device=
     """
     work = copy.deepcopy(module).to(device).train()
     work.zero_grad(set_to_none=True)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    if max_batches is not None:  # only the first batches are read at all
+        dataset = Subset(dataset, range(min(len(dataset), max_batches * batch_size)))
+    options = loader_options(num_workers, getattr(dataset, "dataset", dataset), device)
+    options.pop("persistent_workers", None)  # one pass
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)
     n_seen = 0
-    for i, (xb, yb) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
+    for xb, yb in loader:
         if isinstance(xb, dict):
             xb = xb["X"]
         xb, yb = xb.to(device), yb.to(device)

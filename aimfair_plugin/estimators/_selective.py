@@ -3,6 +3,7 @@
 import copy
 import os
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, seed_torch, validate_labels
+from ..datasets import check_image_files
 from ._data import ImageDataset, check_image_size, check_images, image_shape, value_range
 from ._masking import (
     CRITERIA,
@@ -40,12 +42,19 @@ def _use_running_stats(module, args):
 
 
 def check_synthetic(name, X, y, s, counts, shape):
-    """The provider's output must match the requested cells and image shape exactly."""
+    """The provider's output must match the requested cells; returns ``(X, y, s, is_paths)``.
+
+    Arrays must have the requested image shape and lie in [0, 1]. Image paths (providers whose images live on
+    disk) are checked to be complete image files without decoding them (:func:`check_image_files`); they are
+    decoded batch by batch at the requested size when gradients and fine-tuning read them.
+    """
     X = np.asarray(X)
     y, s = np.asarray(y), np.asarray(s)
     n = sum(counts.values())
-    if X.ndim != 4 or tuple(X.shape[1:]) != tuple(shape):
-        raise ValueError(f"The provider returned {name} images of shape {X.shape}, expected (n, {shape}).")
+    is_paths = X.ndim == 1 and X.dtype.kind in "USO"
+    if not is_paths and (X.ndim != 4 or tuple(X.shape[1:]) != tuple(shape)):
+        raise ValueError(f"The provider returned {name} images of shape {X.shape}, expected (n, {shape}) or a "
+                         "1-D array of image paths.")
     if not (len(X) == len(y) == len(s)):
         raise ValueError(f"The provider returned {len(X)} {name} images with {len(y)} labels and {len(s)} groups.")
     for (cy, cs), want in counts.items():
@@ -56,9 +65,29 @@ def check_synthetic(name, X, y, s, counts, shape):
             )
     if len(X) != n:
         raise ValueError(f"The provider returned {len(X)} {name} images, {n} were requested (extra labels?).")
-    if not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
+    if is_paths:
+        X, _ = check_images(X)
+        check_image_files(X)
+    elif not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
         raise ValueError(f"The provider's {name} images must be finite and lie in [0, 1].")
-    return X.astype(np.float32, copy=False), y.astype(int), s.astype(int)
+    else:
+        X = X.astype(np.float32, copy=False)
+    return X, y.astype(int), s.astype(int), is_paths
+
+
+class SyntheticSet(NamedTuple):
+    """One checked draw of the provider: images (array or paths), labels, groups, and the size paths decode to."""
+
+    X: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    is_paths: bool
+    size: tuple
+
+    def dataset(self, augment=False):
+        """The draw as an :class:`ImageDataset` (files decoded lazily, at the real images' size)."""
+        return ImageDataset(self.X, self.y, is_paths=self.is_paths, size=self.size if self.is_paths else None,
+                            augment=augment)
 
 
 class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -388,15 +417,15 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         def gradients(dataset):
             return mean_gradients(
                 module, dataset, batch_size=self.finetune_batch_size, max_batches=self.mask_max_batches,
-                device=device,
+                device=device, num_workers=base.num_workers,
             )
 
         y_index = np.searchsorted(self.classes_, y)
         real = ImageDataset(X, y_index, is_paths=is_paths, size=check_image_size(base.image_size))
         real_key = fingerprint("grad", pretrain_key, self.finetune_batch_size, self.mask_max_batches)
         g_real = gradients(real) if self.prefit else cached(cache, real_key, lambda: gradients(real))[0]
-        g_biased = gradients(ImageDataset(biased[0], biased[1]))
-        g_balanced = gradients(ImageDataset(balanced[0], balanced[1]))
+        g_biased = gradients(biased.dataset())
+        g_balanced = gradients(balanced.dataset())
         gaps = gradient_gaps(module, g_real, g_biased, g_balanced, criterion=self.criterion)
         mask = select_tensors(gaps["domain_gap"], gaps["bias_gap"], k, self.selection)
         if not mask.any():
@@ -410,7 +439,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     def _draw(self, name, counts, shape, rng):
         seed = int(rng.randint(0, 2**31 - 1))
         X, y, s = self.provider.sample(counts, image_shape=shape, random_state=seed)
-        return check_synthetic(name, X, y, s, counts, shape)
+        return SyntheticSet(*check_synthetic(name, X, y, s, counts, shape), tuple(shape[1:]))
 
     def _strategy_mask(self, gaps, k, rng):
         blocks = gaps["block"].to_numpy()
@@ -449,7 +478,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             batch_size=self.finetune_batch_size,
         )
         try:
-            estimator.net_.fit(estimator._dataset(balanced[0], False, balanced[1], train=True), y=None)
+            estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
         finally:
             for hook in hooks:
                 hook.remove()

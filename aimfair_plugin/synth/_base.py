@@ -59,7 +59,14 @@ class SyntheticDataProvider(ABC):
 
         Returns
         -------
-        X : float32 ndarray (n, C, H, W) in [0, 1]
+        X : float32 ndarray (n, C, H, W) in [0, 1], or 1-D str ndarray (n,) of image paths
+            Providers that compute images in memory (:class:`ArrayProvider`,
+            :class:`RenderedDigitsProvider`) return arrays of ``image_shape``.
+            Providers whose images live on disk (:class:`ImageFolderProvider`,
+            :class:`DiffusersProvider`) return the files' paths, each checked
+            to be a complete image: consumers decode them batch by batch with
+            :func:`aimfair_plugin.datasets.read_image` at the size they train
+            on (``image_shape``), so memory does not grow with ``n``.
         y, s : int ndarrays (n,)
         """
 

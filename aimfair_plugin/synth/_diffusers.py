@@ -13,8 +13,8 @@ reproducible: an interrupted run restarts where it stopped and makes the same
 images it would have made. Images are written to a temporary name and renamed
 (atomic on POSIX and Windows), and each manifest line is written after its
 image, so an interruption leaves at most an image without a record, which is
-regenerated. A file that does not decode completely (truncated, corrupted) is
-regenerated too. A cache generated with other settings (model, scheduler,
+regenerated. A file that is not a complete image (truncated, corrupted: PIL's
+``verify`` fails) is regenerated too. A cache generated with other settings (model, scheduler,
 steps, guidance, resolution, seed) is refused, and an image whose recorded
 prompt differs from the current prompt for its index is regenerated, so
 nothing is mixed silently. Device and dtype are recorded but not compared:
@@ -35,21 +35,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
 from .._io import atomic_path, atomic_write
-from .._resize import resize_images
+from ..datasets import check_image_files
 from ._base import SyntheticDataProvider, check_group_counts
-from ._folder import check_image_shape, read_image
+from ._folder import check_image_shape
 from ._prompts import resolve_prompts
 
 SETTINGS_FILE = "settings.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def image_seed(seed, cell, index):
@@ -93,8 +91,9 @@ class DiffusersProvider(SyntheticDataProvider):
     cache_dir : str or Path
         Where images and the manifest live (see the module docstring).
     image_size : int, default=224
-        Side of the returned images when ``sample`` gets no ``image_shape``
-        (the paper generates at 512 and resizes to 224).
+        Side of the images when ``sample`` gets no ``image_shape`` (the paper
+        generates at 512 and trains at 224). ``sample`` returns file paths;
+        consumers decode them at the size they train on.
     num_inference_steps : int, default=50
     guidance_scale : float, default=9.0
         The paper's settings (SD 2.1, DDIM, 50 steps, guidance 9).
@@ -289,8 +288,8 @@ class DiffusersProvider(SyntheticDataProvider):
     def missing(self, group_counts, *, decode=True):
         """``[(cell, index)]`` of images 0..count-1 per cell that are absent, unreadable or outdated.
 
-        ``decode=False`` skips decoding each file (``sample`` decodes them
-        anyway and repairs what fails then).
+        ``decode=True`` checks each existing file is a complete image (PIL's ``verify``, without decoding the
+        pixels); ``decode=False`` only checks that it exists (``sample`` verifies and repairs then).
         """
         check_group_counts(group_counts)
         prompts = resolve_prompts(self.prompts)
@@ -313,9 +312,8 @@ class DiffusersProvider(SyntheticDataProvider):
                         todo.append((cell, index))
                     continue
                 try:
-                    with Image.open(folder / name) as img:
-                        img.load()
-                except UNREADABLE:
+                    check_image_files([folder / name])
+                except ValueError:
                     todo.append((cell, index))
         return todo
 
@@ -372,32 +370,33 @@ class DiffusersProvider(SyntheticDataProvider):
     # -- the provider contract --------------------------------------------------------
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
-        """Images ``0..count-1`` of each cell from the cache, generating the missing ones first.
+        """Paths of images ``0..count-1`` of each cell in the cache, generating the missing ones first.
 
-        ``random_state`` shuffles the order within each cell; which images are
-        returned depends only on the counts, so the biased and the balanced
-        synthetic sets of one fit share their images, as upstream.
+        Returns image **paths** (a 1-D array of ``str``), decoded by the consumer batch by batch at the size it
+        trains on (see :class:`ImageFolderProvider`). Every file is checked to be a complete image without
+        decoding it; one that is not (truncated, corrupted) is generated again. ``random_state`` shuffles the
+        order within each cell; which images are returned depends only on the counts, so the biased and the
+        balanced synthetic sets of one fit share their images, as upstream.
         """
-        shape = check_image_shape(image_shape, self.image_size)
+        check_image_shape(image_shape, self.image_size)  # refuses a non-RGB request
         self.generate(group_counts, decode=False)
         rng = check_random_state(random_state)
         order = [(cell, int(i)) for cell, count in sorted(group_counts.items()) if count
                  for i in rng.permutation(int(count))]
-        images, broken = {}, []
-        for item in order:  # each file is decoded once; what fails to decode is regenerated
+        broken = []
+        for item in order:
             try:
-                images[item] = self._read(item, shape)
-            except UNREADABLE:
+                check_image_files([self._path(item)])
+            except ValueError:
                 broken.append(item)
         if broken:
             self._generate(broken, None)
-            images.update({item: self._read(item, shape) for item in broken})
-        X = np.stack([images[item] for item in order]) if order else np.empty((0, *shape), np.float32)
+            check_image_files([self._path(item) for item in broken])
+        X = np.asarray([str(self._path(item)) for item in order], dtype=str)
         y = np.asarray([cell[0] for cell, _ in order], dtype=int)
         s = np.asarray([cell[1] for cell, _ in order], dtype=int)
-        return X.astype(np.float32), y, s
+        return X, y, s
 
-    def _read(self, item, shape):
+    def _path(self, item):
         (y, s), index = item
-        image = read_image(Path(self.cache_dir) / f"{y}_{s}" / f"{index:05d}.png")
-        return resize_images(image[None], shape[1:])[0]
+        return Path(self.cache_dir) / f"{y}_{s}" / f"{index:05d}.png"

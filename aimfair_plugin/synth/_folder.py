@@ -6,41 +6,13 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
-from .._resize import resize_images
+from ..datasets import check_image_files
 from ._base import SyntheticDataProvider, check_group_counts
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-READ_CHUNK = 256  # images decoded at full size before one batched resize
-
-
-def read_image(path):
-    """Decode one image completely as float32 RGB ``(3, H, W)`` in [0, 1].
-
-    Raises ``OSError`` for a missing, truncated or unreadable file (the whole
-    file is decoded, so a cut-off PNG does not pass).
-    """
-    with Image.open(path) as img:
-        img.load()
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return arr.transpose(2, 0, 1)
-
-
-def read_images(paths, size):
-    """Read image files into one float32 ``(N, 3, *size)`` array, resizing in chunks."""
-    out = np.empty((len(paths), 3, *size), dtype=np.float32)
-    for start in range(0, len(paths), READ_CHUNK):
-        chunk = [read_image(p) for p in paths[start : start + READ_CHUNK]]
-        same = all(a.shape == chunk[0].shape for a in chunk)
-        if same:
-            out[start : start + len(chunk)] = resize_images(np.stack(chunk), size)
-        else:
-            for i, arr in enumerate(chunk):
-                out[start + i] = resize_images(arr[None], size)[0]
-    return out
 
 
 def check_image_shape(image_shape, image_size):
@@ -61,11 +33,20 @@ class ImageFolderProvider(SyntheticDataProvider):
     :class:`DiffusersProvider`'s cache, so images generated on another
     machine can be copied in and used directly.
 
+    ``sample`` returns image **paths** (a 1-D array of ``str``), not pixels:
+    the mitigator and every estimator decode them batch by batch at the size
+    they train on (with :func:`aimfair_plugin.datasets.read_image`, the
+    decoder real image paths go through), so memory does not grow with the
+    number of images. ``read_images(X, image_size=...)`` turns them into an
+    array where one is needed. Every returned file is checked to be a
+    complete image (without decoding it) before ``sample`` returns.
+
     Parameters
     ----------
     root : str or Path
     image_size : int, default=224
-        Side of the returned images when ``sample`` gets no ``image_shape``.
+        Side of the images when ``sample`` gets no ``image_shape`` (checked
+        as a shape; the files are decoded at the consumer's size).
     replace : bool, default=False
         Draw with replacement when a cell holds fewer images than requested;
         False raises instead, naming the folder.
@@ -96,7 +77,7 @@ class ImageFolderProvider(SyntheticDataProvider):
     def sample(self, group_counts, *, image_shape=None, random_state=None):
         self._validate_params()
         check_group_counts(group_counts)
-        shape = check_image_shape(image_shape, self.image_size)
+        check_image_shape(image_shape, self.image_size)  # refuses a non-RGB request
         rng = check_random_state(random_state)
         paths, ys, ss = [], [], []
         for cell, count in sorted(group_counts.items()):
@@ -111,11 +92,8 @@ class ImageFolderProvider(SyntheticDataProvider):
             if not files:
                 raise ValueError(f"{Path(self.root) / f'{cell[0]}_{cell[1]}'} holds no image.")
             chosen = rng.choice(len(files), size=int(count), replace=len(files) < count)
-            paths += [files[i] for i in chosen]
+            paths += [str(files[i]) for i in chosen]
             ys += [cell[0]] * int(count)
             ss += [cell[1]] * int(count)
-        try:
-            X = read_images(paths, shape[1:])
-        except OSError as exc:
-            raise ValueError(f"Cannot read a synthetic image under {self.root}: {exc}") from exc
-        return X, np.asarray(ys, dtype=int), np.asarray(ss, dtype=int)
+        check_image_files(dict.fromkeys(paths))  # each file once: raises naming a missing or truncated one
+        return np.asarray(paths, dtype=str), np.asarray(ys, dtype=int), np.asarray(ss, dtype=int)
