@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aimfair_plugin._io import atomic_path
 from aimfair_plugin.datasets import read_images
 from aimfair_plugin.estimators import (
     CVaRDROClassifier,
@@ -106,14 +107,17 @@ def _balanced_synthetic(job, data):
     return data.provider.sample(balanced_group_counts(n), image_shape=shape, random_state=job["seed"])
 
 
-def save_png_images(X, folder):
-    """Write float images in [0, 1] as PNG files (so they can train next to real images given as paths)."""
+def save_png_images(X, folder, start=0):
+    """Write float images in [0, 1] as 8-bit PNG files ``{folder}/{start + i:05d}.png``, each atomically (an
+    interruption leaves no partial file); returns their paths. Used wherever a benchmark needs images on disk."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(X):
-        path = folder / f"{i:06d}.png"
-        Image.fromarray((np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(path)
+    for i, image in enumerate(X, start):
+        path = folder / f"{i:05d}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray((np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(
+                tmp, format="PNG")
         paths.append(str(path))
     return np.array(paths)
 

@@ -34,22 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from aimfair_plugin._io import atomic_path
 from aimfair_plugin._resize import resize_images
+
+from .methods import save_png_images
 
 REAL = 2000
 PER_CELL = 4000
 SIZE = 224
 CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
-
-
-def _save_png(image, path):
-    """One float image in [0, 1] as an 8-bit PNG, written atomically (an interruption leaves no partial file)."""
-    with atomic_path(path) as tmp:
-        Image.fromarray((np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(
-            tmp, format="PNG")
 
 
 def write_real(folder, chunk=100):
@@ -61,8 +55,7 @@ def write_real(folder, chunk=100):
         return
     data = load_task(dict(embedded_task(n_train=REAL), image_size=28), 0)
     for start in range(0, REAL, chunk):
-        for i, image in enumerate(resize_images(data.X_train[start : start + chunk], (SIZE, SIZE)), start):
-            _save_png(image, folder / f"{i:05d}.png")
+        save_png_images(resize_images(data.X_train[start : start + chunk], (SIZE, SIZE)), folder, start)
     labels = pd.DataFrame({"file": [f"{i:05d}.png" for i in range(REAL)], "y": data.y_train, "s": data.s_train})
     with atomic_path(folder / "labels.csv") as tmp:
         labels.to_csv(tmp, index=False)
@@ -79,8 +72,7 @@ def write_synthetic(root, per_cell=PER_CELL, chunk=200):
         for start in range(done - done % chunk, per_cell, chunk):
             X, _, _ = provider.sample({cell: chunk}, image_shape=(3, SIZE, SIZE), random_state=start + 7919 * cell[0]
                                       + 104729 * cell[1])
-            for i, image in enumerate(X, start):
-                _save_png(image, folder / f"{i:05d}.png")
+            save_png_images(X, folder, start)
 
 
 def link_subset(root, subset, per_cell):

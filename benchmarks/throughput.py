@@ -23,11 +23,9 @@ import copy
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -36,6 +34,7 @@ from aimfair_plugin.datasets import read_image
 from aimfair_plugin.estimators import ImageClassifier
 from aimfair_plugin.estimators._data import resolve_num_workers
 
+from .methods import save_png_images
 from .suites import EMBEDDED_RECIPE, embedded_task
 from .tasks import load_task
 
@@ -89,16 +88,6 @@ def plain_loop(module, X, y, *, epochs, batch_size, lr, weight_decay, device, nu
     return time.perf_counter() - start
 
 
-def write_pngs(X, folder):
-    """The images as 8-bit PNG files (written once; the arrays side then reads the same 8-bit pixels)."""
-    paths = []
-    for i, image in enumerate(X):
-        path = Path(folder) / f"{i:05d}.png"
-        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(path)
-        paths.append(str(path))
-    return np.array(paths)
-
-
 def measure(X, y, *, params, epochs, repeats, device, module):
     """Alternating timings: ``(plain seconds, plugin seconds)`` lists, after one warm-up run of each."""
     workers = resolve_num_workers(params.get("num_workers", "auto"), X.ndim == 1)
@@ -137,7 +126,7 @@ def main(argv=None):
           f"{X.shape[-1]} px, {args.epochs} epochs x {args.repeats} alternating repeats, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.inputs:
-            inputs = write_pngs(X, folder) if kind == "paths" else X
+            inputs = save_png_images(X, folder) if kind == "paths" else X
             plain_s, plugin_s, workers = measure(inputs, y, params=params, epochs=args.epochs,
                                                  repeats=args.repeats, device=device, module=module)
             n = len(X) * args.epochs

@@ -474,3 +474,14 @@ def test_mask_cost_measures_jaccard_against_the_full_pass(monkeypatch):
     assert rows[0]["jaccard_vs_full"] == 1.0 and all(0 <= r["jaccard_vs_full"] <= 1 for r in rows)
     # 128 images in batches of 64: two batches are the whole pass
     assert rows[2]["jaccard_vs_full"] == 1.0
+
+
+def test_benchmark_png_writer_round_trips_through_the_one_decoder(tmp_path):
+    from aimfair_plugin.datasets import read_images
+    from benchmarks.methods import save_png_images
+
+    X = np.random.RandomState(0).rand(3, 3, 8, 8).astype(np.float32)
+    paths = save_png_images(X, tmp_path, start=5)
+    assert [Path(p).name for p in paths] == ["00005.png", "00006.png", "00007.png"]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))  # written atomically, nothing left
+    np.testing.assert_allclose(read_images(paths), X, atol=0.5 / 255 + 1e-6)  # 8-bit rounding only
