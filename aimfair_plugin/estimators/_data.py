@@ -124,13 +124,14 @@ def resolve_num_workers(num_workers, is_paths):
     return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
-def loader_options(num_workers, dataset, device):
+def loader_options(num_workers, dataset, device, *, persistent=True):
     """``DataLoader`` keyword arguments for ``dataset``: workers (see :func:`resolve_num_workers`), pinned
-    memory for CUDA, workers kept alive across epochs."""
+    memory for CUDA, and workers kept alive across epochs unless the loader makes one pass
+    (``persistent=False``)."""
     workers = resolve_num_workers(num_workers, getattr(dataset, "is_paths", False))
     options = {"num_workers": workers, "pin_memory": str(device).startswith("cuda")}
     if workers:
-        options.update(persistent_workers=True, prefetch_factor=4)
+        options.update(persistent_workers=persistent, prefetch_factor=4)
         # Fork where the platform has it: the default context inside a joblib/loky worker (a benchmark job)
         # cannot start processes, and fork needs no pickling of the dataset.
         if "fork" in multiprocessing.get_all_start_methods():

@@ -283,9 +283,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         return self._fit_net(X, is_paths, y, final.astype(np.float32), lr=self.stage_two_lr)
 
     def _loader_options(self, dataset, device):
-        options = loader_options(self.num_workers, dataset, device)
-        options.pop("persistent_workers", None)  # each loader here makes one pass
-        return options
+        return loader_options(self.num_workers, dataset, device, persistent=False)  # each loader makes one pass
 
     def _head_inputs(self, module, dataset, device):
         """``(features, label)`` pairs: what the final layer of ``module`` reads for each item of ``dataset``.

@@ -38,8 +38,7 @@ def mean_gradients(module, dataset, *, batch_size=128, max_batches=None, device=
     work.zero_grad(set_to_none=True)
     if max_batches is not None:  # only the first batches are read at all
         dataset = Subset(dataset, range(min(len(dataset), max_batches * batch_size)))
-    options = loader_options(num_workers, getattr(dataset, "dataset", dataset), device)
-    options.pop("persistent_workers", None)  # one pass
+    options = loader_options(num_workers, getattr(dataset, "dataset", dataset), device, persistent=False)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)
     n_seen = 0
     for xb, yb in loader:

@@ -48,11 +48,10 @@ def check_synthetic(name, X, y, s, counts, shape):
     disk) are checked to be complete image files without decoding them (:func:`check_image_files`); they are
     decoded batch by batch at the requested size when gradients and fine-tuning read them.
     """
-    X = np.asarray(X)
+    X, is_paths = check_images(X)  # image paths, or a finite float array (channel-first, uint8 scaled)
     y, s = np.asarray(y), np.asarray(s)
     n = sum(counts.values())
-    is_paths = X.ndim == 1 and X.dtype.kind in "USO"
-    if not is_paths and (X.ndim != 4 or tuple(X.shape[1:]) != tuple(shape)):
+    if not is_paths and tuple(X.shape[1:]) != tuple(shape):
         raise ValueError(f"The provider returned {name} images of shape {X.shape}, expected (n, {shape}) or a "
                          "1-D array of image paths.")
     if not (len(X) == len(y) == len(s)):
@@ -66,12 +65,9 @@ def check_synthetic(name, X, y, s, counts, shape):
     if len(X) != n:
         raise ValueError(f"The provider returned {len(X)} {name} images, {n} were requested (extra labels?).")
     if is_paths:
-        X, _ = check_images(X)
-        check_image_files(X)
-    elif not np.isfinite(X).all() or X.min() < 0 or X.max() > 1:
+        check_image_files(dict.fromkeys(X))  # each file once
+    elif X.min() < 0 or X.max() > 1:
         raise ValueError(f"The provider's {name} images must be finite and lie in [0, 1].")
-    else:
-        X = X.astype(np.float32, copy=False)
     return X, y.astype(int), s.astype(int), is_paths
 
 
