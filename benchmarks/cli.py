@@ -8,6 +8,8 @@ Examples::
     aimfair-bench paper --celeba-root ~/data/celeba --utkface-root ~/data/UTKFace \\
         --pipeline stabilityai/stable-diffusion-2-1 --synthetic-cache ~/synthetic
     aimfair-bench quick --backend dask --scheduler tcp://10.0.0.5:8786 --n-jobs 32
+    aimfair-bench custom --metadata data/meta.csv --synthetic-dir data/synthetic --out results/mine \\
+        --methods erm jtt full aimfair --seeds 0 1 2 --image-size 224 --width 64
 """
 
 import argparse
@@ -21,6 +23,8 @@ import torch
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from aimfair_plugin._device import resolve_device
 
+from .custom import TaskDataError, check_custom_task, metadata_task, write_split
+from .methods import METHODS
 from .report import markdown_report, records_frame, summarise
 from .selection import RULES, paired_frame, select_variants, selected_frame
 from .runner import BACKENDS, collect_records, make_jobs, run_jobs
@@ -76,10 +80,94 @@ def build_parser():
     data.add_argument("--synthetic-cache", help="folder of the synthetic image cache (default OUT/synthetic)")
     data.add_argument("--inference-steps", type=int, help="diffusion steps per image (paper: 50)")
     data.add_argument("--generation-size", type=int, help="side of generated images (default: the model's)")
+    own = parser.add_argument_group(
+        "your own data (the custom suite; see benchmarks/custom.py for the metadata format)")
+    own.add_argument("--metadata", help="CSV with columns path, y, s and optionally split (train/val/test)")
+    own.add_argument("--synthetic-dir", help="synthetic images in {y}_{s}/*.png folders (or use --pipeline)")
+    own.add_argument("--y-values", type=_pair, metavar="V0,V1",
+                     help="the y values meaning 0 and 1 when the column is not 0/1 or True/False (write "
+                          "--y-values=-1,1 for a leading minus)")
+    own.add_argument("--s-values", type=_pair, metavar="V0,V1", help="the same for s")
+    own.add_argument("--val-share", type=float, help="share of each (y, s) cell for validation (default 0.1), for "
+                                                     "a file without a split column")
+    own.add_argument("--test-share", type=float, help="share of each (y, s) cell for testing (default 0.2)")
+    own.add_argument("--split-seed", type=int, default=0, help="seed of that split (default 0)")
+    own.add_argument("--name", help="task name in the records and tables (default: custom METADATA_STEM)")
+    own.add_argument("--target-words", type=_pair, metavar="W0,W1",
+                     help="with --pipeline: words for y = 0 and y = 1 in the prompts (default: --y-values)")
+    own.add_argument("--protected-words", type=_pair, metavar="W0,W1",
+                     help="with --pipeline: words for s = 0 and s = 1 (default: --s-values)")
+    own.add_argument("--prompt-vocabulary", default="celeba", choices=("celeba", "utkface"),
+                     help="details the contextual prompts vary (face attributes / expressions, hair, age)")
+    own.add_argument("--n-per-cell", type=int,
+                     help="with --pipeline: images to generate per (y, s) cell (default: what a run requests)")
     out = parser.add_argument_group("output")
     out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _pair(text):
+    """``"a,b"`` -> ``("a", "b")`` (argparse type of the two-value options)."""
+    values = tuple(v.strip() for v in text.split(","))
+    if len(values) != 2 or not all(values):
+        raise argparse.ArgumentTypeError(f"expected two comma-separated values, got {text!r}")
+    return values
+
+
+OWN_DATA_OPTIONS = ("metadata", "synthetic_dir", "y_values", "s_values", "val_share", "test_share", "name",
+                    "target_words", "protected_words", "n_per_cell")
+NOT_FOR_OWN_DATA = ("n_test", "n_val_per_cell", "n_val_train", "minority_share")
+
+
+def custom_suite(args):
+    """The custom suite from the command line: the metadata task and its synthetic-data provider spec."""
+    if not args.metadata:
+        raise TaskDataError("The custom suite needs --metadata FILE.csv (columns path, y, s and optionally split).")
+    unused = [f"--{k.replace('_', '-')}" for k in NOT_FOR_OWN_DATA if getattr(args, k) is not None]
+    if unused:
+        raise TaskDataError(f"{', '.join(unused)} do not apply to your own data: its splits come from the metadata "
+                            "(a split column, or --val-share / --test-share).")
+    if args.synthetic_dir and args.pipeline:
+        raise TaskDataError("Give either --synthetic-dir or --pipeline, not both.")
+    provider = None
+    if args.synthetic_dir:
+        if not Path(args.synthetic_dir).is_dir():
+            raise TaskDataError(f"No synthetic folder at {args.synthetic_dir}.")
+        provider = {"kind": "folder", "root": str(Path(args.synthetic_dir).resolve())}
+    elif args.pipeline:
+        words = {"target_words": args.target_words or args.y_values,
+                 "protected_words": args.protected_words or args.s_values}
+        missing = [f"--{k.replace('_', '-')}" for k, v in words.items() if not v]
+        if missing:
+            raise TaskDataError(f"--pipeline needs {' and '.join(missing)}: the words for the values 0 and 1 that go "
+                                "into the prompts, e.g. --target-words 'not smiling,smiling'.")
+        provider = {"kind": "diffusers", "pipeline": args.pipeline, "cache_dir": None,
+                    **{k: list(v) for k, v in words.items()}, "prompt_vocabulary": args.prompt_vocabulary,
+                    "n_prompts": 50, "num_inference_steps": 50, "guidance_scale": 9.0, "batch_size": 8,
+                    "generation_size": None, "seed": 0}
+    task = metadata_task(args.metadata, name=args.name, y_values=args.y_values, s_values=args.s_values,
+                         val_share=args.val_share, test_share=args.test_share, split_seed=args.split_seed,
+                         image_size=args.image_size or 224, provider=provider)
+    return build_suite("custom", task=task)
+
+
+def check_own_data(suite, n_per_cell=None):
+    """The custom suite's checks before any training (see ``benchmarks.custom.check_custom_task``); prints the
+    split and which methods read group labels."""
+    task = suite.tasks[0]
+    needed = None
+    if task.get("provider"):
+        needed = synthetic_counts_needed(task, task["n_train"], suite.finetune["synthetic_ratio"],
+                                         suite.finetune["bias_ratio"])
+    counts = check_custom_task(task, synthetic_counts=needed, n_per_cell=n_per_cell)
+    how = ("the metadata's split column" if task["split"] is None else
+           f"drawn per cell: val {task['split']['val_share']}, test {task['split']['test_share']}, "
+           f"split seed {task['split_seed']}")
+    print(f"Task {task['name']!r}: {task['metadata']}, split {how}\n{counts.to_string()}")
+    seen = {m: METHODS[m].group_labels for m in suite.methods if METHODS[m].group_labels != "none"}
+    print("Group labels s: read by " + (", ".join(f"{m} ({where} split)" for m, where in seen.items()) or "no method")
+          + "; every other method is fit without them. All methods are evaluated with them on val and test.")
 
 
 def apply_overrides(suite, args, out):
@@ -104,10 +192,12 @@ def apply_overrides(suite, args, out):
     roots = {"celeba": args.celeba_root, "utkface": args.utkface_root}
     kept = []
     for task in suite.tasks:
+        keys = ("n_train", "image_size") if task["dataset"] == "metadata" else (
+            "n_train", "n_test", "n_val_per_cell", "n_val_train", "minority_share", "image_size")
         for key, value in (("n_train", args.n_train), ("n_test", args.n_test), ("n_val_per_cell", args.n_val_per_cell),
                            ("n_val_train", args.n_val_train), ("minority_share", args.minority_share),
                            ("image_size", args.image_size)):
-            if value is not None:
+            if value is not None and key in keys:
                 task[key] = value
         if task["dataset"] == "coloured_fashion" and args.fashion_path:
             task["path"] = str(Path(args.fashion_path).resolve())
@@ -135,8 +225,9 @@ def apply_overrides(suite, args, out):
     return suite
 
 
-def prepare_synthetic(suite):
-    """Generate each diffusers task's synthetic images once, in this process, before the jobs read them."""
+def prepare_synthetic(suite, n_per_cell=None):
+    """Generate each diffusers task's synthetic images once, in this process, before the jobs read them
+    (at least ``n_per_cell`` per cell when given)."""
     for task in suite.tasks:
         if (task.get("provider") or {}).get("kind") != "diffusers":
             continue
@@ -144,7 +235,11 @@ def prepare_synthetic(suite):
         provider.verbose = 1
         counts = synthetic_counts_needed(task, task["n_train"], suite.finetune["synthetic_ratio"],
                                          suite.finetune["bias_ratio"])
-        print(f"Synthetic images for {task['name']}: {sum(counts.values())} in {provider.cache_dir}")
+        if n_per_cell:
+            counts = {cell: max(n, n_per_cell) for cell, n in counts.items()}
+        prompts = provider.prompts.build()  # make_provider gives a builder
+        print(f"Synthetic images for {task['name']}: {sum(counts.values())} in {provider.cache_dir}, e.g.\n"
+              + "\n".join(f"  y={y}, s={s}: {prompts[(y, s)][0]}" for y, s in sorted(prompts)))
         provider.generate(counts, decode=False)
 
 
@@ -185,9 +280,21 @@ def write_tuned(out, summary, frame, seeds, rule="group_val"):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = Path(args.out or Path("results") / args.suite)
-    suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite in TUNED_SUITES else {}))
-    suite = apply_overrides(suite, args, out)
-    jobs = make_jobs(suite, device=args.device)
+    own = [f"--{k.replace('_', '-')}" for k in OWN_DATA_OPTIONS if getattr(args, k) is not None]
+    if args.suite != "custom" and own:
+        raise SystemExit(f"{', '.join(own)} belong to the custom suite: aimfair-bench custom --metadata FILE ...")
+    try:
+        if args.suite == "custom":  # every check runs before anything is written or trained
+            suite = apply_overrides(custom_suite(args), args, out)
+            jobs = make_jobs(suite, device=args.device)
+            check_own_data(suite, args.n_per_cell)
+        else:
+            suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite in TUNED_SUITES
+                                               else {}))
+            suite = apply_overrides(suite, args, out)
+            jobs = make_jobs(suite, device=args.device)
+    except ValueError as exc:  # bad data or settings (TaskDataError, unknown methods...): a message, no traceback
+        raise SystemExit(f"aimfair-bench {args.suite}: {exc}") from None
     n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)
     if args.list:
         from .runner import is_done, record_path
@@ -198,7 +305,10 @@ def main(argv=None):
         return 0
     print(f"Suite {suite.name!r}: {suite.description}\n{len(jobs)} runs -> {out}")
     start = time.perf_counter()
-    prepare_synthetic(suite)
+    if args.suite == "custom":
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"Split: {write_split(suite.tasks[0], out / 'split.csv')}")
+    prepare_synthetic(suite, args.n_per_cell)
     ran = run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
                    progress=not args.no_progress)
     wall = time.perf_counter() - start

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sklearn.utils import Bunch
 
 from aimfair_plugin._io import atomic_path
 from aimfair_plugin.datasets import read_images
@@ -39,11 +40,14 @@ from aimfair_plugin.synth import balanced_group_counts
 
 @dataclass(frozen=True)
 class Method:
-    """A method: its table label, its family, and the parameters it adds to the suite's recipe."""
+    """A method: its table label, its family, the parameters it adds to the suite's recipe, and which group
+    labels it reads: "none" (label-free), "validation" (the group-labelled validation split) or "training"
+    (the training split's: an oracle). The runner hands a method only the labels it declares."""
 
     label: str
     family: str  # "baseline", "synthetic" or "finetune"
     params: dict = field(default_factory=dict)
+    group_labels: str = "none"
 
 
 METHODS = {
@@ -51,8 +55,9 @@ METHODS = {
     "cvar_dro": Method("CVaR DRO", "baseline", {"alpha": 0.2}),
     "lff": Method("LfF", "baseline"),
     "jtt": Method("JTT", "baseline", {"identification_epochs": 2, "upweight": 20}),
-    "fairif": Method("FairIF", "baseline"),
-    "group_dro": Method("Group DRO (oracle: training group labels)", "baseline", {"step_size": 0.01}),
+    "fairif": Method("FairIF", "baseline", group_labels="validation"),
+    "group_dro": Method("Group DRO (oracle: training group labels)", "baseline", {"step_size": 0.01},
+                        group_labels="training"),
     "synthetic_only": Method("Trained on Synthetic Data", "synthetic"),
     "supplementation": Method("Data Supplementation", "synthetic"),
     "linear_probe": Method("Linear Probe", "finetune", {"strategy": "linear_probe"}),
@@ -120,6 +125,18 @@ def save_png_images(X, folder, start=0):
                 tmp, format="PNG")
         paths.append(str(path))
     return np.array(paths)
+
+
+def visible_data(job, data):
+    """What a job's method may read of a task: the training and validation splits, the provider and the spec,
+    with the group labels its method declares (``Method.group_labels``); never the test split."""
+    seen = METHODS[job["method"]].group_labels
+    hidden = {"X_test", "y_test", "s_test"}
+    if seen != "training":
+        hidden |= {"s_train"}
+    if seen == "none":
+        hidden |= {"s_val", "s_val_train"}
+    return Bunch(**{key: value for key, value in data.items() if key not in hidden})
 
 
 def fit_method(job, data, cache_dir):

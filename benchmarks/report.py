@@ -33,6 +33,7 @@ def records_frame(records):
     for r in records:
         row = {k: r[k] for k in ("suite", "task", "method", "method_name", "variant", "seed", "n_train", "n_test",
                                  "wall_s", "device", "settings_hash")}
+        row["group_labels"] = r.get("group_labels", "")  # the group labels the method read ("" in older records)
         row.update(r["metrics"])
         for name, values in (r.get("validation") or {}).items():
             row.update({f"val_{name}_{k}": v for k, v in values.items() if k in METRICS})

@@ -30,7 +30,7 @@ from aimfair_plugin._device import resolve_device
 from aimfair_plugin._io import atomic_write
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 
-from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides
+from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides, visible_data
 from .tasks import load_task
 
 BACKENDS = ("loky", "dask", "ray")
@@ -62,7 +62,8 @@ def make_jobs(suite, *, device="auto"):
     for task in suite.tasks:
         synthetic = [m for m in order if METHODS[m].family != "baseline"]
         if task.get("provider") is None and synthetic:
-            raise ValueError(f"Task {task['name']!r} has no synthetic-data provider, which {synthetic} need.")
+            raise ValueError(f"Task {task['name']!r} has no synthetic-data provider, which {synthetic} need "
+                             "(for your own data: --synthetic-dir or --pipeline).")
         for seed in suite.seeds:
             for method in order:
                 finetunes = METHODS[method].family == "finetune"
@@ -144,7 +145,7 @@ def run_job(job, cache_dir, n_threads=None):
     if job.get("pretrain_only"):
         pretrained_erm(job, data, cache_dir)
         return None
-    model = fit_method(job, data, cache_dir)
+    model = fit_method(job, visible_data(job, data), cache_dir)
     test = evaluate(job["method"], model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
     validation = {name: evaluate(job["method"], model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"],
                                  eo_agg="mean")
@@ -152,7 +153,8 @@ def run_job(job, cache_dir, n_threads=None):
     metrics = {k: v for k, v in test.items() if k != "method"}
     record = {
         "suite": job["suite"], "task": job["task"]["name"], "method": job["method"],
-        "method_name": METHODS[job["method"]].label, "variant": job["variant"],
+        "method_name": METHODS[job["method"]].label, "group_labels": METHODS[job["method"]].group_labels,
+        "variant": job["variant"],
         "variant_params": job["variant_params"], "seed": job["seed"], "metrics": metrics,
         # read by model selection only (benchmarks.selection); the test metrics above never are
         "validation": {name: {k: v for k, v in m.items() if k != "method"} for name, m in validation.items()},

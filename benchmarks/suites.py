@@ -245,8 +245,34 @@ def prompts():
         tuned={"synthetic_only": tuned["synthetic_only"]}, tuned_from=source)
 
 
+# Your own data (aimfair-bench custom): the label-free baselines, the oracle, and the fine-tuning family with
+# a random mask of AIM-Fair's size next to AIM-Fair.
+CUSTOM_METHODS = ("erm", "cvar_dro", "jtt", "fairif", "group_dro", "linear_probe", "full", "random_matched",
+                  "aimfair", "normalized")
+
+
+def custom(task=None):
+    """A suite on the user's own images: ``task`` comes from :func:`benchmarks.custom.metadata_task`.
+
+    The paper's recipe (ResNet-18, 224 px, 15 + 10 epochs, k = 55); without a synthetic-data provider only
+    the methods that need none run. 3 seeds; the split is the task's and the same for every seed.
+    """
+    if task is None:
+        raise ValueError("The custom suite is built from your files: aimfair-bench custom --metadata FILE.csv "
+                         "[--synthetic-dir DIR | --pipeline MODEL ...].")
+    methods = CUSTOM_METHODS
+    if task.get("provider") is None:
+        methods = tuple(m for m in CUSTOM_METHODS if METHODS[m].family == "baseline")
+    return Suite(
+        "custom", f"Your own images ({task['metadata']}, {task['n_train']} training images): label-free baselines, "
+        "the Group DRO oracle and" + (" fine-tuning on synthetic data" if task.get("provider") else " no synthetic "
+        "data") + ", the paper's recipe, 3 seeds.",
+        [task], methods, (0, 1, 2), dict(PAPER_RECIPE, image_size=task["image_size"]), dict(PAPER_FINETUNE),
+        variants={"random_matched": [{"match": "aimfair"}]})
+
+
 SUITES = {"quick": quick, "tune": tune, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria,
-          "baselines": baselines, "adult": adult, "prompts": prompts}
+          "baselines": baselines, "adult": adult, "prompts": prompts, "custom": custom}
 
 
 TUNED_SUITES = ("quick", "baselines")  # builders that take tuned_path

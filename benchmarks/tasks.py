@@ -19,6 +19,7 @@ Every method is tested on the same test split, which no selection ever reads.
 """
 
 import json
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from aimfair_plugin.datasets import (
 from aimfair_plugin.synth import (
     ContextualPromptBuilder,
     DiffusersProvider,
+    ImageFolderProvider,
     PlainPromptBuilder,
     RenderedDigitsProvider,
     SyntheticDataProvider,
@@ -49,9 +51,11 @@ from aimfair_plugin.synth import (
 )
 
 from ._standin import heldout_provider
+from .custom import load_metadata_task
 
-DATASETS = ("coloured_mnist", "coloured_fashion", "celeba", "utkface", "adult")
-PROVIDERS = ("rendered_digits", "heldout", "diffusers")  # a task without synthetic data has provider None
+DATASETS = ("coloured_mnist", "coloured_fashion", "celeba", "utkface", "adult", "metadata")
+# a task without synthetic data has provider None
+PROVIDERS = ("rendered_digits", "heldout", "folder", "diffusers")
 
 
 def split_validation(data, n_val_per_cell, seed):
@@ -177,7 +181,8 @@ class MemoizedProvider(SyntheticDataProvider):
 def make_provider(spec, data, seed):
     """The task's synthetic-data provider (see ``PROVIDERS``; None for a task without synthetic data).
 
-    A ``rendered_digits`` provider renders contextual prompts (``n_prompts`` per cell, with or without
+    A ``folder`` provider reads ``{root}/{y}_{s}/*.png`` (:class:`ImageFolderProvider`). A
+    ``rendered_digits`` provider renders contextual prompts (``n_prompts`` per cell, with or without
     ``head_poses``: angle and position), or one plain prompt per cell with ``"prompts": "plain"``.
     """
     provider = spec.get("provider")
@@ -197,8 +202,17 @@ def make_provider(spec, data, seed):
         images, labels = data.pool
         return heldout_provider(data, images, labels, image_size=spec["image_size"],
                                 max_images=provider.get("max_images"), random_state=seed)
+    if kind == "folder":
+        return ImageFolderProvider(provider["root"], image_size=spec["image_size"])
     if kind == "diffusers":
-        if spec["dataset"] == "celeba":
+        if spec["dataset"] == "metadata":
+            prompts = ContextualPromptBuilder(
+                tuple(provider["target_words"]), tuple(provider["protected_words"]),
+                dataset=provider.get("prompt_vocabulary", "celeba"), n_prompts=provider.get("n_prompts", 50),
+                random_state=0)
+            folder = "custom_" + "_".join(re.sub(r"[^A-Za-z0-9]+", "-", w).strip("-")
+                                          for w in (*provider["target_words"], *provider["protected_words"]))
+        elif spec["dataset"] == "celeba":
             prompts = ContextualPromptBuilder(spec["target"], spec["protected"], dataset="celeba",
                                               n_prompts=provider.get("n_prompts", 50), random_state=0)
             folder = f"celeba_{spec['target']}_{spec['protected']}"
@@ -224,6 +238,8 @@ def load_task(spec, seed):
         raise ValueError(f"Unknown dataset {spec['dataset']!r}; expected one of {DATASETS}.")
     if spec["dataset"] == "adult":
         data = _adult(spec, seed)
+    elif spec["dataset"] == "metadata":
+        data = load_metadata_task(spec, seed)
     else:
         data = _colored(spec, seed) if spec["dataset"].startswith("coloured") else _faces(spec, seed)
     data.provider = make_provider(spec, data, seed)
