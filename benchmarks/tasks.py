@@ -16,6 +16,9 @@ sets, both disjoint from train and test:
   rule reads its worst-group accuracy; FairIF also fits its influence weights on it, as in its paper.
 
 Every method is tested on the same test split, which no selection ever reads.
+
+A ``"dataset": "metadata"`` task is the user's own images, from a CSV of paths, labels and splits (see
+:mod:`benchmarks.custom`); there the user's validation split is both validation sets.
 """
 
 import json

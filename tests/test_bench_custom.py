@@ -1,6 +1,8 @@
 """``aimfair-bench custom``: a benchmark task from a metadata CSV and a folder of synthetic images."""
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +245,65 @@ def test_split_is_stratified_seeded_and_edits_to_the_metadata_are_noticed(own_da
     capped = load_metadata_task(dict(spec, n_train=20, metadata_sha256=metadata_task(
         own_data / "meta.csv", y_values=("no", "yes"), val_share=0.1, test_share=0.25)["metadata_sha256"]), 0)
     assert len(capped.y_train) == 20 and len(set(zip(capped.y_train, capped.s_train))) == 4
+
+
+# -- the README's examples, as written ------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(name):
+    """The code block that follows ``<!-- readme-example: NAME -->`` in the README."""
+    after = README.read_text().split(f"<!-- readme-example: {name} -->", 1)[1]
+    return re.search(r"```\w*\n(.*?)```", after, re.S).group(1)
+
+
+def test_readme_image_folder_example_and_command_work_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for y, y_name in enumerate(("not_smiling", "smiling")):
+        for s, s_name in enumerate(("female", "male")):
+            folder, synthetic = Path("data/images", y_name, s_name), Path("data/synthetic", f"{y}_{s}")
+            folder.mkdir(parents=True)
+            synthetic.mkdir(parents=True)
+            for i in range(12):
+                square(y, s, 100 + 10 * i).save(folder / f"{i:04d}.png")
+            for i in range(20):
+                square(y, s, 210).save(synthetic / f"{i:05d}.png")
+    exec(readme_block("image-folder"), {})
+    meta = pd.read_csv("data/meta.csv")
+    assert len(meta) == 48 and meta["path"].iloc[0] == "images/not_smiling/female/0000.png"
+    command = shlex.split(readme_block("image-folder-command").replace("\\\n", " "))
+    assert command[0] == "aimfair-bench"
+    toy = ["--seeds", "0", "--image-size", "16", "--width", "4", "--epochs", "1", "--finetune-epochs", "1",
+           "--no-progress", "--n-jobs", "1"]
+    assert main(command[1:] + toy) == 0
+    frame = pd.read_csv("results/mine/records.csv")
+    assert sorted(frame["method"]) == ["aimfair", "erm", "full", "jtt"]
+    split = pd.read_csv("results/mine/split.csv")  # default shares 0.1 / 0.2 of 12 per cell: 1 / 2 / 9
+    assert split.groupby("split").size().to_dict() == {"test": 8, "train": 36, "val": 4}
+    smiling = split["path"].str.contains("/smiling/")
+    assert (split.loc[smiling, "y"] == 1).all() and (split.loc[~smiling, "y"] == 0).all()
+
+
+def test_readme_celeba_example_works_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("celeba/img_align_celeba").mkdir(parents=True)
+    names, rows, parts = ["5_o_Clock_Shadow", "Male", "Smiling", "Young"], [], []
+    for i in range(48):
+        name = f"{i + 1:06d}.jpg"
+        Image.new("RGB", (18, 22), (40 * (i % 4), 90, 30)).save(Path("celeba/img_align_celeba") / name)
+        values = [-1, 1 if i % 2 else -1, 1 if (i >> 1) % 2 else -1, 1]
+        rows.append(name + " " + " ".join(f"{v:2d}" for v in values))
+        parts.append(f"{name} {0 if i < 32 else 1 if i < 40 else 2}")
+    Path("celeba/list_attr_celeba.txt").write_text(f"48\n{' '.join(names)} \n" + "\n".join(rows) + "\n")
+    Path("celeba/list_eval_partition.txt").write_text("\n".join(parts) + "\n")
+    exec(readme_block("celeba"), {})
+    spec = metadata_task("celeba/meta.csv", image_size=16)
+    assert spec["split"] is None and spec["n_train"] == 32
+    data = load_metadata_task(spec, seed=0)
+    assert len(data.y_val) == 8 and len(data.y_test) == 8
+    first = Path(data.X_train[0])
+    assert first.name == "000001.jpg" and first.is_file()
+    index = np.array([int(Path(p).stem) - 1 for p in data.X_train])
+    np.testing.assert_array_equal(data.y_train, (index >> 1) % 2)  # Smiling
+    np.testing.assert_array_equal(data.s_train, index % 2)  # Male
