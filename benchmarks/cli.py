@@ -23,6 +23,7 @@ import torch
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from aimfair_plugin._device import resolve_device
 
+from .domain_gap import gap_measures, gap_summary, plot_domain_gap
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
 from .methods import METHODS
 from .report import markdown_report, records_frame, summarise
@@ -321,6 +322,15 @@ def main(argv=None):
     print("\n" + report)
     if suite.name == "tune":
         print(f"Tuned settings (group_val): {write_tuned(out, summary, frame, suite.seeds)}")
+    if suite.name == "domain-gap":
+        measures = gap_measures(jobs, records, out / "cache", suite.finetune["synthetic_ratio"])
+        measures.to_csv(out / "gap_measures.csv", index=False)
+        means, diffs = gap_summary(measures, paired)
+        print("\nGap measures per level (mean over seeds):\n" + means.round(2).to_string(index=False))
+        print("\nWST(method) - WST(full fine-tuning), group_val rule, 95 % paired t interval:\n"
+              + diffs.round(2).to_string(index=False))
+        if not args.no_plots:
+            print(f"Plot: {plot_domain_gap(measures, paired, out / 'domain_gap.png')}")
     if not args.no_plots:
         made = [plot_tradeoff(summary, out / "tradeoff.png"), plot_topk(summary, out / "topk.png"),
                 plot_mask_blocks(records, out / "mask_blocks.png")]

@@ -3,14 +3,15 @@
 Every method fits on one task (see :mod:`benchmarks.tasks`) for one seed and returns a fitted model
 with ``predict``. Three families:
 
-- trained from scratch on real data without group labels: ERM and the baselines (CVaR DRO, LfF, JTT,
+- trained from scratch on real data without group labels: ERM and the baselines (CVaR DRO, LfF, JTT, AFR,
   FairIF; FairIF also gets the labelled validation split, as in its paper), and Group DRO, the oracle that
   reads the training data's group labels (an upper reference, not a competitor);
 - trained from scratch with synthetic data: on the balanced synthetic set only, or on real + balanced
   synthetic data together (data supplementation);
 - fine-tuning the ERM model on balanced synthetic data with :class:`SelectiveFinetuneMitigator`:
   linear probe, full fine-tuning, random tensors, sub-tuning (update one block / freeze one block),
-  selective fine-tuning with the cosine criterion, and AIM-Fair (absolute difference).
+  selective fine-tuning with the cosine criterion, AIM-Fair (absolute difference), and Auto-RGN (every
+  tensor at a learning rate scaled by its relative gradient norm).
 
 The ERM model is pre-trained once per (task, seed) and shared through a disk cache keyed by the data
 and every pre-training parameter, so the ERM record and every fine-tuning run use the same model.
@@ -26,6 +27,7 @@ from sklearn.utils import Bunch
 from aimfair_plugin._io import atomic_path
 from aimfair_plugin.datasets import read_images
 from aimfair_plugin.estimators import (
+    AFRClassifier,
     CVaRDROClassifier,
     GroupDROClassifier,
     ImageClassifier,
@@ -58,6 +60,7 @@ METHODS = {
     "fairif": Method("FairIF", "baseline", group_labels="validation"),
     "group_dro": Method("Group DRO (oracle: training group labels)", "baseline", {"step_size": 0.01},
                         group_labels="training"),
+    "afr": Method("AFR", "baseline", {"gamma": 4.0, "reg_lambda": 0.0}),
     "synthetic_only": Method("Trained on Synthetic Data", "synthetic"),
     "supplementation": Method("Data Supplementation", "synthetic"),
     "linear_probe": Method("Linear Probe", "finetune", {"strategy": "linear_probe"}),
@@ -69,6 +72,7 @@ METHODS = {
     "aimfair": Method("AIM-Fair (Absolute Difference)", "finetune", {"criterion": "abs_diff"}),
     "normalized": Method("Selective Fine-Tuning (Normalized Gaps)", "finetune", {"criterion": "normalized"}),
     "ratio": Method("Selective Fine-Tuning (Gap Ratio)", "finetune", {"criterion": "abs_diff", "selection": "ratio"}),
+    "auto_rgn": Method("Auto-RGN (Surgical Fine-Tuning)", "finetune", {"strategy": "auto_rgn"}),
     # A random mask of the size another method's mask has for the same seed and settings; the variant
     # names the method ("match") and, optionally, its top_k ("match_top_k").
     "random_matched": Method("Random Selection (Same Size)", "finetune", {"strategy": "random"}),
@@ -80,6 +84,7 @@ BASELINE_CLASSES = {
     "jtt": JTTClassifier,
     "fairif": InfluenceReweightingClassifier,
     "group_dro": GroupDROClassifier,
+    "afr": AFRClassifier,
 }
 
 
@@ -147,14 +152,15 @@ def fit_method(job, data, cache_dir):
         return pretrained_erm(job, data, cache_dir, **recipe_overrides(job))
     if method.family == "baseline":
         params = {**job["recipe"], **job["params"]}
-        if job["method"] == "fairif":  # its stage one is the ERM model of the seed: read it from the cache
+        if job["method"] in ("fairif", "afr"):  # stage one is an ERM model: shared through the cache
             params["memory"] = str(cache_dir)
         model = BASELINE_CLASSES[job["method"]](random_state=job["seed"], device=job["device"], **params)
         if job["method"] == "fairif":
             return model.fit(X, y, X_val=data.X_val, y_val=data.y_val, sensitive_features_val=data.s_val)
         if job["method"] == "group_dro":  # the oracle: reads the training data's group labels
             return model.fit(X, y, sensitive_features=data.s_train)
-        return model.fit(X, y)
+        # a fit of (X, y) alone: tasks that differ only in their synthetic data (the domain-gap levels) share it
+        return fit_cached(model, X, y, memory=str(cache_dir))
     if method.family == "synthetic":
         X_syn, y_syn, _ = _balanced_synthetic(job, data)
         if job["method"] == "supplementation":

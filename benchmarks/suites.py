@@ -245,6 +245,39 @@ def prompts():
         tuned={"synthetic_only": tuned["synthetic_only"]}, tuned_from=source)
 
 
+# The domain-gap suite: rendered digits pushed away from the real ones (RenderedDigitsProvider(style_shift=g)).
+GAP_LEVELS = (0.0, 0.5, 1.0, 1.5)
+DOMAIN_GAP_METHODS = ("erm", "jtt", "afr", "synthetic_only", "linear_probe", "full", "aimfair", "normalized",
+                      "ratio", "random_matched", "auto_rgn")
+AFR_GRID = [{"gamma": g, "reg_lambda": r} for g in (1.0, 4.0, 10.0) for r in (0.0, 0.1)]
+
+
+def domain_gap(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
+    """Does choosing which tensors to tune matter when the synthetic images are far from the real ones?
+
+    One task per style-shift level (the tasks differ only in their provider), the quick suite's data, ERM
+    recipe and tuned baselines; every fine-tuning method over the learning rates {0.001, 0.003}, AFR over
+    ``AFR_GRID``, each chosen on validation data; the gap-ratio rule at 48 tensors (the smallest intersection
+    at k = 55) and a random mask of AIM-Fair's size; 5 seeds.
+    """
+    tuned, source = load_tuned(tuned_path)
+    base = embedded_task()
+    tasks = [dict(base, name=f"coloured MNIST, style shift {g}", provider={**base["provider"], "style_shift": g})
+             for g in levels]
+    finetuning = [m for m in DOMAIN_GAP_METHODS if METHODS[m].family == "finetune"]
+    tuned = {m: {k: v for k, v in params.items() if k != "finetune_lr"}
+             for m, params in tuned.items() if m in DOMAIN_GAP_METHODS and m not in finetuning}
+    return Suite(
+        "domain-gap", "The domain-gap study: coloured MNIST with rendered-digit synthetic data pushed away from the "
+        f"real digits' style (stripes, lightening, blur) at levels {', '.join(map(str, levels))}; ERM, JTT and "
+        "synthetic-only at their tuned settings, AFR over a grid, linear probe, full fine-tuning, AIM-Fair "
+        "(abs_diff), the normalized criterion, the gap-ratio rule, a random mask of AIM-Fair's size and Auto-RGN "
+        "with the fine-tuning rate searched over {0.001, 0.003}; chosen on validation data; 5 seeds.",
+        tasks, DOMAIN_GAP_METHODS, (0, 1, 2, 3, 4), dict(EMBEDDED_RECIPE), dict(EMBEDDED_FINETUNE),
+        variants={"random_matched": [{"match": "aimfair"}], "ratio": [{"top_k": 48}], "afr": copy.deepcopy(AFR_GRID)},
+        finetune_lrs=(0.001, 0.003), tuned=tuned, tuned_from=source)
+
+
 # Your own data (aimfair-bench custom): the label-free baselines, the oracle, and the fine-tuning family with
 # a random mask of AIM-Fair's size next to AIM-Fair.
 CUSTOM_METHODS = ("erm", "cvar_dro", "jtt", "fairif", "group_dro", "linear_probe", "full", "random_matched",
@@ -272,10 +305,11 @@ def custom(task=None):
 
 
 SUITES = {"quick": quick, "tune": tune, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria,
-          "baselines": baselines, "adult": adult, "prompts": prompts, "custom": custom}
+          "baselines": baselines, "adult": adult, "prompts": prompts, "custom": custom,
+          "domain-gap": domain_gap}
 
 
-TUNED_SUITES = ("quick", "baselines")  # builders that take tuned_path
+TUNED_SUITES = ("quick", "baselines", "domain-gap")  # builders that take tuned_path
 
 
 def build_suite(name, **kwargs):

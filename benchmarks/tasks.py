@@ -186,7 +186,8 @@ def make_provider(spec, data, seed):
 
     A ``folder`` provider reads ``{root}/{y}_{s}/*.png`` (:class:`ImageFolderProvider`). A
     ``rendered_digits`` provider renders contextual prompts (``n_prompts`` per cell, with or without
-    ``head_poses``: angle and position), or one plain prompt per cell with ``"prompts": "plain"``.
+    ``head_poses``: angle and position), or one plain prompt per cell with ``"prompts": "plain"``; its
+    ``style_shift`` (default 0) moves the images away from the real digits' style (the domain-gap knob).
     """
     provider = spec.get("provider")
     if provider is None:
@@ -200,7 +201,9 @@ def make_provider(spec, data, seed):
                 5, ("red", "blue"), dataset="digits", n_prompts=provider.get("n_prompts", 50),
                 head_poses=provider.get("head_poses", True), random_state=seed)
         key = json.dumps([provider, spec["image_size"], seed], sort_keys=True)
-        return MemoizedProvider(RenderedDigitsProvider(prompts, image_size=spec["image_size"]), key)
+        rendered = RenderedDigitsProvider(prompts, image_size=spec["image_size"],
+                                          style_shift=provider.get("style_shift", 0.0))
+        return MemoizedProvider(rendered, key)
     if kind == "heldout":
         images, labels = data.pool
         return heldout_provider(data, images, labels, image_size=spec["image_size"],

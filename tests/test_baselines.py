@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from aimfair_plugin.estimators import (
+    AFRClassifier,
     CVaRDROClassifier,
     GroupDROClassifier,
     ImageClassifier,
@@ -17,6 +18,7 @@ from aimfair_plugin.estimators import (
     JTTClassifier,
     LfFClassifier,
 )
+from aimfair_plugin.estimators._afr import afr_weights
 from aimfair_plugin.estimators._dro import cvar_weights
 from aimfair_plugin.estimators._fairif import lissa, solve_weights
 
@@ -234,6 +236,7 @@ BASELINES = [
     (LfFClassifier, {"gce_q": 0.5}, {"gce_q": 2.0}),
     (InfluenceReweightingClassifier, {"lissa_iterations": 5}, {"influence_layers": "middle"}),
     (GroupDROClassifier, {"step_size": 0.1}, {"step_size": -1.0}),
+    (AFRClassifier, {"gamma": 2.0, "reg_lambda": 0.1, "memory": None}, {"holdout_fraction": 1.5}),
 ]
 
 
@@ -264,3 +267,45 @@ def test_baselines_share_the_backbone_parameters_clone_pickle_and_reproduce(cls,
         _fit(cls(**own, **{**TINY, "width": 0}), small_mnist)
     with pytest.raises(TypeError):
         cls(not_a_parameter=1)
+
+
+# -- AFR ---------------------------------------------------------------------------------------------------
+
+
+def test_afr_weights_match_hand_computed_values():
+    p_true, y = np.array([0.9, 0.2, 0.5, 0.6]), np.array([0, 0, 1, 1])
+    e = np.exp(-2 * p_true)  # gamma = 2
+    expected = np.array([e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1]), e[2] / (e[2] + e[3]), e[3] / (e[2] + e[3])]) / 2
+    np.testing.assert_allclose(afr_weights(p_true, y, 2.0), expected)
+    np.testing.assert_allclose(afr_weights(p_true, y, 0.0), [0.25] * 4)  # gamma 0: class-balanced uniform
+    # three of class 0, one of class 1: each class still carries half
+    w = afr_weights([0.1, 0.1, 0.1, 0.9], [0, 0, 0, 1], 5.0)
+    np.testing.assert_allclose(w, [1 / 6, 1 / 6, 1 / 6, 0.5])
+
+
+def test_afr_stage_one_never_sees_the_held_out_part_and_only_the_last_layer_changes(small_mnist, monkeypatch):
+    X, y = small_mnist.X_train[:200], small_mnist.y_train[:200]
+    seen = []
+    fit = ImageClassifier.fit
+
+    def spy(self, X_fit, y_fit, sample_weight=None):
+        seen.append(X_fit)
+        return fit(self, X_fit, y_fit, sample_weight=sample_weight)
+
+    monkeypatch.setattr(ImageClassifier, "fit", spy)
+    model = AFRClassifier(gamma=4.0, memory=None, **TINY).fit(X, y)
+    assert len(seen) == 1 and len(seen[0]) == 160 and len(model.holdout_indices_) == 40
+    held = {X[i].tobytes() for i in model.holdout_indices_}
+    assert not held & {x.tobytes() for x in seen[0]}
+    # stratified hold-out; weights sum to 1 with each class carrying half
+    assert np.isclose(model.afr_weights_.sum(), 1.0)
+    for c in (0, 1):
+        assert np.isclose(model.afr_weights_[y[model.holdout_indices_] == c].sum(), 0.5)
+    # the ERM model gets the weights from its probability of the true class: lower probability, larger weight
+    probs = model.stage_one_estimator_.predict_proba(X[model.holdout_indices_])
+    p_true = probs[np.arange(40), y[model.holdout_indices_]]
+    np.testing.assert_allclose(model.afr_weights_, afr_weights(p_true, y[model.holdout_indices_], 4.0), rtol=1e-4)
+    # only fc differs from the ERM model
+    erm = dict(model.stage_one_estimator_.net_.module_.named_parameters())
+    for name, param in model.net_.module_.named_parameters():
+        assert torch.equal(param, erm[name]) != name.startswith("fc."), name

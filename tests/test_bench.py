@@ -485,3 +485,21 @@ def test_benchmark_png_writer_round_trips_through_the_one_decoder(tmp_path):
     assert [Path(p).name for p in paths] == ["00005.png", "00006.png", "00007.png"]
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))  # written atomically, nothing left
     np.testing.assert_allclose(read_images(paths), X, atol=0.5 / 255 + 1e-6)  # 8-bit rounding only
+
+
+def test_domain_gap_suite_runs_writes_gap_measures_and_its_plot(tmp_path, untuned):
+    out = tmp_path / "gap"
+    args = ["domain-gap", "--out", str(out), "--tuned", str(untuned), *TOY, "--tasks", "shift 0.0", "shift 1.5",
+            "--methods", "erm", "synthetic_only", "full", "aimfair", "auto_rgn", "--finetune-lrs", "0.01"]
+    assert main(args) == 0
+    frame = pd.read_csv(out / "records.csv")
+    assert sorted(set(frame["task"])) == ["coloured MNIST, style shift 0.0", "coloured MNIST, style shift 1.5"]
+    measures = pd.read_csv(out / "gap_measures.csv")
+    assert list(measures["level"]) == [0.0, 1.5]
+    # the stronger shift is farther from the real images in pixels
+    assert measures["pixel_gap"].iloc[1] > measures["pixel_gap"].iloc[0]
+    assert measures["synthetic_only_acc"].notna().all() and measures["erm_synthetic_acc"].between(0, 100).all()
+    assert (out / "domain_gap.png").stat().st_size > 0
+    # ERM is shared by the two levels (same real data and seed): one model, the same test metrics
+    erm = frame[frame["method"] == "erm"]
+    assert erm["ACC"].nunique() == 1 and erm["WST"].nunique() == 1

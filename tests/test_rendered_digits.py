@@ -90,3 +90,26 @@ def test_bad_prompts_raise(prompts, match):
 def test_bad_image_shape_raises():
     with pytest.raises(ValueError, match="RGB"):
         RenderedDigitsProvider().sample({(0, 0): 1}, image_shape=(1, 28, 28))
+
+
+def test_style_shift_moves_images_away_from_real_digits_monotonically():
+    from aimfair_plugin.datasets import make_colored_mnist
+
+    real = make_colored_mnist(n_train=400, n_test=100, minority_share=0.5, image_size=32, random_state=0)
+    counts = {(0, 0): 40, (0, 1): 40, (1, 0): 40, (1, 1): 40}
+    plain = RenderedDigitsProvider().sample(counts, random_state=0)
+    distances = []
+    for g in (0.0, 0.5, 1.0, 1.5):
+        X, y, s = RenderedDigitsProvider(style_shift=g).sample(counts, random_state=0)
+        np.testing.assert_array_equal(y, plain[1])
+        np.testing.assert_array_equal(s, plain[2])
+        assert X.dtype == np.float32 and X.min() >= 0 and X.max() <= 1
+        if g == 0:
+            np.testing.assert_array_equal(X, plain[0])
+        # per cell: distance between the mean synthetic image and the mean real image of that cell
+        distances.append(np.mean([
+            np.linalg.norm(X[(y == a) & (s == b)].mean(0) - real.X_train[(real.y_train == a) & (real.s_train == b)].mean(0))
+            for a, b in counts]))
+    assert np.all(np.diff(distances) > 0), distances
+    with pytest.raises(ValueError, match="style_shift"):
+        RenderedDigitsProvider(style_shift=3.0).sample(counts, random_state=0)

@@ -1,5 +1,7 @@
 """Estimators: the ERM image classifier, the AIM-Fair mitigator and the baselines users compare against."""
 
+from ._afr import AFRClassifier
+from ._auto_rgn import AutoRGNAdam, AutoRGNSGD
 from ._cache import fit_cached
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
@@ -9,6 +11,9 @@ from ._lff import LfFClassifier
 from ._selective import SelectiveFinetuneMitigator
 
 __all__ = [
+    "AFRClassifier",
+    "AutoRGNAdam",
+    "AutoRGNSGD",
     "CVaRDROClassifier",
     "GroupDROClassifier",
     "ImageClassifier",

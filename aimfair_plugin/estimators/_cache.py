@@ -34,13 +34,13 @@ def fingerprint(*parts):
 
 
 def pretraining_fingerprint(estimator, X, y):
-    """Cache key of ``estimator.fit(X, y)``: the data plus every constructor parameter.
+    """Cache key of ``estimator.fit(X, y)``: the estimator's class, the data and every constructor parameter.
 
     Shared by :class:`SelectiveFinetuneMitigator` and the benchmark runner, so
     a benchmark's ERM run and every fine-tuning run of the same seed reuse one
     pre-trained model.
     """
-    return fingerprint("pretrain", X, y, sorted(estimator.get_params().items()))
+    return fingerprint("pretrain", type(estimator).__name__, X, y, sorted(estimator.get_params().items()))
 
 
 class ProcessCache:

@@ -276,15 +276,17 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         """Extra keyword arguments for ``net_class`` (none for plain ERM)."""
         return {}
 
-    def _make_net(self, module, *, max_epochs, lr, lr_milestones, batch_size=None, callbacks=()):
-        """A skorch net around ``module`` with this estimator's optimiser settings."""
+    def _make_net(self, module, *, max_epochs, lr, lr_milestones, batch_size=None, callbacks=(),
+                  optimizer_class=None):
+        """A skorch net around ``module`` with this estimator's optimiser settings (``optimizer_class``: a
+        variant of the optimiser ``self.optimizer`` names, taking the same options, e.g. its Auto-RGN one)."""
         schedule = LRScheduler(policy=MultiStepLR, milestones=list(lr_milestones), gamma=self.lr_gamma)
         progress = [("progress", ProgressBar())] if self.verbose else []
         return self.net_class(
             module=module,
             criterion=nn.CrossEntropyLoss,
             criterion__reduction="none",
-            optimizer=OPTIMIZERS[self.optimizer],
+            optimizer=optimizer_class or OPTIMIZERS[self.optimizer],
             optimizer__weight_decay=self.weight_decay,
             **({"optimizer__momentum": self.momentum} if self.optimizer == "sgd" else {}),
             lr=lr,

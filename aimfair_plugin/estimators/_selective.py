@@ -18,6 +18,7 @@ from .._deprecation import renamed_attribute
 from .._validation import validate_declared
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts
+from ._auto_rgn import AUTO_RGN_OPTIMIZERS
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._classifier import ImageClassifier, seed_torch, validate_labels
 from ..datasets import check_image_files
@@ -32,7 +33,7 @@ from ._masking import (
     select_tensors,
 )
 
-STRATEGIES = ("selective", "full", "linear_probe", "random", "update_block", "freeze_block")
+STRATEGIES = ("selective", "full", "linear_probe", "random", "update_block", "freeze_block", "auto_rgn")
 BLOCKS = BLOCK_ORDER
 
 
@@ -143,11 +144,16 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         largest bias gap / domain gap, one score wanting both, with ``top_k``
         as the mask size (a budget). The ratio is unchanged by a per-tensor
         factor on both gaps, so ``abs_diff`` and ``"normalized"`` agree there.
-    strategy : {"selective", "full", "linear_probe", "random", "update_block", "freeze_block"}
-        ``"selective"`` is AIM-Fair; the others are the paper's comparison
+    strategy : {"selective", "full", "linear_probe", "random", "update_block", "freeze_block", "auto_rgn"}
+        ``"selective"`` is AIM-Fair; the next five are the paper's comparison
         strategies on the same pipeline: fully fine-tuning, head only,
         random tensors, and sub-tuning that updates only / freezes only
-        ``block``.
+        ``block``. ``"auto_rgn"`` is surgical fine-tuning's Auto-RGN (Lee et
+        al., ICLR 2023): every tensor is tuned, at each step with
+        ``finetune_lr`` times its relative gradient norm ``||g|| / ||θ||``
+        divided by the largest over the tensors (``AutoRGNSGD`` /
+        ``AutoRGNAdam``); it chooses what to tune from S2 alone.
+        ``gradient_gaps_["lr_factor"]`` then holds each tensor's mean factor.
     block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}, optional
         Required by the two block strategies.
     bias_ratio : float, default=0.9
@@ -439,7 +445,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     def _strategy_mask(self, gaps, k, rng):
         blocks = gaps["block"].to_numpy()
-        if self.strategy == "full":
+        if self.strategy in ("full", "auto_rgn"):  # Auto-RGN tunes every tensor, each at its own rate
             return np.ones(len(gaps), dtype=bool)
         if self.strategy == "linear_probe":
             return blocks == "fc"
@@ -472,9 +478,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         estimator.net_ = estimator._make_net(
             module, max_epochs=self.finetune_epochs, lr=self.finetune_lr, lr_milestones=(),
             batch_size=self.finetune_batch_size,
+            optimizer_class=AUTO_RGN_OPTIMIZERS[estimator.optimizer] if self.strategy == "auto_rgn" else None,
         )
         try:
             estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
+            if self.strategy == "auto_rgn":  # which tensors Auto-RGN tuned, and how fast
+                self.gradient_gaps_["lr_factor"] = estimator.net_.optimizer_.mean_factors_
         finally:
             for hook in hooks:
                 hook.remove()

@@ -18,7 +18,7 @@ renders thousands of images per second on a CPU.
 import functools
 import os
 import re
-from numbers import Integral
+from numbers import Integral, Real
 from importlib import resources
 
 import numpy as np
@@ -138,6 +138,29 @@ def render(specs, image_size, rng):
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
+# What one unit of ``style_shift`` does (the gap knob): blend in diagonal grey stripes, lighten every pixel toward
+# white, and blur with a sigma relative to a 32 px image.
+STYLE_SHIFT = {"stripes": 0.35, "lighten": 0.25, "blur": 0.6}
+MAX_STYLE_SHIFT = 2.5
+
+
+def shift_style(X, strength):
+    """Move rendered images further from real photographs of digits: ``strength`` (0 = unchanged) scales a
+    stripe texture, a lightening and a blur (``STYLE_SHIFT``). Deterministic; float32 ``(N, 3, H, W)`` in [0, 1]."""
+    if strength == 0:
+        return X
+    n, c, h, w = X.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    period = max(3.0, h / 8)
+    stripes = (0.5 + 0.5 * np.sin(2 * np.pi * (rows + cols) / period)).astype(np.float32)
+    blend = min(1.0, STYLE_SHIFT["stripes"] * strength)
+    x = (1 - blend) * X + blend * stripes[None, None]
+    x = x + min(1.0, STYLE_SHIFT["lighten"] * strength) * (1 - x)
+    sigma = STYLE_SHIFT["blur"] * strength * h / 32
+    x = _blur(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(n * c, 1, h, w), sigma)
+    return np.clip(x.reshape(n, c, h, w).numpy(), 0.0, 1.0).astype(np.float32)
+
+
 def parse_prompt(prompt):
     """Rendering values for one prompt: the digits it allows, its background colour and its style."""
     digits = sorted(digits_named(prompt))
@@ -185,6 +208,13 @@ class RenderedDigitsProvider(SyntheticDataProvider):
         s = 1, the same colours as the real coloured MNIST.
     image_size : int, default=32
         Side of the images when ``sample`` is given no ``image_shape``.
+    style_shift : float, default=0.0
+        How far the images are pushed from the real digits' style (the
+        benchmark's domain-gap knob, 0 to 2.5): a diagonal stripe texture
+        blended in with weight ``0.35 * style_shift``, every pixel lightened
+        by ``0.25 * style_shift`` of its distance to white, and a Gaussian
+        blur of sigma ``0.6 * style_shift`` pixels at 32 px. The labels and
+        the background colour, so the cells, are unchanged.
 
     Examples
     --------
@@ -196,13 +226,15 @@ class RenderedDigitsProvider(SyntheticDataProvider):
 
     _parameter_constraints = {"prompts": [None, dict, str, os.PathLike, HasMethods(["build"])],
                               "target": [Interval(Integral, 0, 9, closed="both"), tuple, list, set],
-                              "colors": [tuple, list], "image_size": [Interval(Integral, 8, None, closed="left")]}
+                              "colors": [tuple, list], "image_size": [Interval(Integral, 8, None, closed="left")],
+                              "style_shift": [Interval(Real, 0, MAX_STYLE_SHIFT, closed="both")]}
 
-    def __init__(self, prompts=None, *, target=5, colors=("red", "blue"), image_size=32):
+    def __init__(self, prompts=None, *, target=5, colors=("red", "blue"), image_size=32, style_shift=0.0):
         self.prompts = prompts
         self.target = target
         self.colors = colors
         self.image_size = image_size
+        self.style_shift = style_shift
 
     def resolved_prompts(self):
         """The prompt dict this provider renders from."""
@@ -239,5 +271,5 @@ class RenderedDigitsProvider(SyntheticDataProvider):
             ss += [cell[1]] * int(count)
         if not specs:
             return np.empty((0, *image_shape), np.float32), np.empty(0, int), np.empty(0, int)
-        X = render(specs, tuple(image_shape[1:]), rng)
+        X = shift_style(render(specs, tuple(image_shape[1:]), rng), self.style_shift)
         return X, np.asarray(ys, dtype=int), np.asarray(ss, dtype=int)
