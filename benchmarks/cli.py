@@ -23,7 +23,7 @@ import torch
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from aimfair_plugin._device import resolve_device
 
-from .domain_gap import gap_measures, gap_summary, plot_domain_gap
+from .domain_gap import GAP_REFERENCES, gap_measures, gap_summary, plot_domain_gap
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
 from .methods import METHODS
 from .report import markdown_report, records_frame, summarise
@@ -325,6 +325,9 @@ def main(argv=None):
     if suite.name == "domain-gap":
         measures = gap_measures(jobs, records, out / "cache", suite.finetune["synthetic_ratio"])
         measures.to_csv(out / "gap_measures.csv", index=False)
+        # every method against each of the competitors that choose what to tune differently
+        versus = paired_frame(frame, summary, references=GAP_REFERENCES)
+        versus.to_csv(out / "gap_paired.csv", index=False)
         means, diffs = gap_summary(measures, paired)
         print("\nGap measures per level (mean over seeds):\n" + means.round(2).to_string(index=False))
         print("\nWST(method) - WST(full fine-tuning), group_val rule, 95 % paired t interval:\n"

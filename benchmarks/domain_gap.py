@@ -24,6 +24,9 @@ from .methods import _balanced_synthetic, pretrained_erm
 from .tasks import load_task
 
 LEVEL_KEY = "style_shift"
+# The references ``gap_paired.csv`` pairs every method with: full fine-tuning, a random mask of AIM-Fair's size,
+# Auto-RGN and head-only tuning.
+GAP_REFERENCES = ("full", "random_matched", "auto_rgn", "linear_probe")
 
 
 def level_of(task):

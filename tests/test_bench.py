@@ -500,6 +500,9 @@ def test_domain_gap_suite_runs_writes_gap_measures_and_its_plot(tmp_path, untune
     assert measures["pixel_gap"].iloc[1] > measures["pixel_gap"].iloc[0]
     assert measures["synthetic_only_acc"].notna().all() and measures["erm_synthetic_acc"].between(0, 100).all()
     assert (out / "domain_gap.png").stat().st_size > 0
+    versus = pd.read_csv(out / "gap_paired.csv")  # every method against full fine-tuning and Auto-RGN, per level
+    assert {"Fully Fine-Tuning", "Auto-RGN (Surgical Fine-Tuning)"} <= set(versus["reference"])
+    assert set(versus["task"]) == set(frame["task"])
     # ERM is shared by the two levels (same real data and seed): one model, the same test metrics
     erm = frame[frame["method"] == "erm"]
     assert erm["ACC"].nunique() == 1 and erm["WST"].nunique() == 1
