@@ -211,6 +211,20 @@ def test_topk_plot(tmp_path):
     assert plot_topk(summary[summary["variant"] != "top_k=58"], tmp_path / "none.png") is None
 
 
+def test_tradeoff_zoom_is_never_empty_when_the_lowest_eo_is_inaccurate():
+    from benchmarks.plots import _zoom_limits
+
+    # the lowest EO (5.0) belongs to a method 30 points below the best accuracy: the zoom keeps the accurate two
+    rows = pd.DataFrame({"ACC_mean": [90.0, 88.0, 60.0], "ACC_std": [1.0, 2.0, 3.0], "EO_mean": [20.0, 25.0, 5.0],
+                         "EO_std": [1.0, float("nan"), 1.0], "WST_mean": [70.0, 60.0, 40.0], "WST_std": [2.0] * 3})
+    (x_lo, x_hi), (y_lo, y_hi) = _zoom_limits(rows, "EO", lower_is_better=True)
+    assert x_lo < 19.0 and x_hi > 25.0 and y_lo < 86.0 and y_hi > 91.0
+    assert all(math.isfinite(v) for v in (x_lo, x_hi, y_lo, y_hi))
+    assert x_lo > 5.0 and y_lo > 60.0  # the inaccurate method is outside the zoom
+    (x_lo, x_hi), _ = _zoom_limits(rows, "WST", lower_is_better=False)
+    assert x_lo < 58.0 and x_hi > 72.0
+
+
 def metrics_of(out, jobs):
     return {record_path(out, r).parent.name: r["metrics"] for r in collect_records(out, jobs)}
 
