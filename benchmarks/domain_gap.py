@@ -1,13 +1,13 @@
 """The domain-gap suite's own outputs: how far each level's synthetic images are from the real ones, and the plot.
 
-``gap_measures`` takes three measures per (level, seed), each on the balanced synthetic set a run of that seed
+``gap_measures`` takes four measures per (level, seed), each on the balanced synthetic set a run of that seed
 trains on:
 
 - ``pixel_gap``: distance between the mean synthetic and the mean real training image of each (y, s) cell,
   averaged over cells (the images themselves, no model);
-- ``erm_synthetic_acc``: accuracy of the seed's pre-trained ERM model on the synthetic set, i.e. how well what
-  the model learnt on real images carries over to the synthetic ones (a measure taken from the model that
-  fine-tuning starts from);
+- ``erm_synthetic_acc`` / ``erm_synthetic_wst``: accuracy and worst-group accuracy of the seed's pre-trained
+  ERM model on the synthetic set, i.e. how well what the model learnt on real images carries over to the
+  synthetic ones (measures taken from the model that fine-tuning starts from);
 - ``synthetic_only_acc``: real-test accuracy of the model trained on the synthetic images alone (from the
   ``synthetic_only`` records).
 
@@ -45,7 +45,7 @@ def pixel_gap(X_syn, y_syn, s_syn, X_real, y_real, s_real):
 
 
 def gap_measures(jobs, records, cache_dir, synthetic_ratio=1.0):
-    """One row per (task, level, seed) with the three measures (see the module docstring); reads the ERM models
+    """One row per (task, level, seed) with the four measures (see the module docstring); reads the ERM models
     the runs left in ``cache_dir``."""
     rows = []
     erm_jobs = {(j["task"]["name"], j["seed"]): j for j in jobs if j["method"] == "erm"}
