@@ -13,8 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from torch.utils.data import DataLoader
 
 from .._device import resolve_device
-from ._cache import cached_fit, resolve_cache
-from ._classifier import ImageClassifier, backbone_params, with_backbone_params
+from ._classifier import ImageClassifier, fit_stage_one, head_inputs, with_backbone_params
 from ._data import loader_options
 
 
@@ -98,13 +97,8 @@ class AFRClassifier(ImageClassifier):
         except ValueError as exc:
             raise ValueError(f"AFR cannot hold out {self.holdout_fraction} of {len(X)} samples with both classes "
                              f"on each side: {exc}") from exc
-        self.holdout_indices_ = np.sort(held)
-        stage_one = ImageClassifier(**backbone_params(self))
-        if weights is None and isinstance(self.random_state, Integral):
-            stage_one = cached_fit(resolve_cache(self.memory), stage_one, X[np.sort(first)], y[np.sort(first)])[0]
-        else:
-            stage_one.fit(X[np.sort(first)], y[np.sort(first)],
-                          sample_weight=None if weights is None else weights[np.sort(first)])
+        self.holdout_indices_, first = np.sort(held), np.sort(first)
+        stage_one = fit_stage_one(self, X[first], y[first], None if weights is None else weights[first])
         self.stage_one_estimator_ = stage_one
         for name, value in vars(stage_one).items():  # fitted state (net_, classes_, image_shape_, ...)
             if name.endswith("_") and not name.startswith("_"):
@@ -133,13 +127,9 @@ class AFRClassifier(ImageClassifier):
                             **loader_options(self.num_workers, dataset, device, persistent=False))
         was_training = module.training
         module.eval()
-        features = []
-        with torch.no_grad():
-            for batch in loader:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                features.append(module.features(x.to(device)).double())
+        features = head_inputs(module, loader, device, dtype=torch.float64)[0]
         module.train(was_training)
-        return torch.cat(features)
+        return features
 
     def _retrain_last_layer(self, features, y, w):
         fc = self.net_.module_.fc

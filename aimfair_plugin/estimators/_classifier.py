@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from .._device import autocast, resolve_device
 from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
+from ._cache import cached_fit, resolve_cache
 from ._data import (
     ImageDataset,
     WorkerInvariantLoader,
@@ -421,6 +422,31 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 def backbone_params(estimator):
     """The :class:`ImageClassifier` parameters of ``estimator`` (a baseline shares them)."""
     return {name: getattr(estimator, name) for name in ImageClassifier._get_param_names()}
+
+
+def fit_stage_one(estimator, X, y, sample_weight=None):
+    """The ERM model a two-stage baseline (FairIF, AFR) starts from: an :class:`ImageClassifier` with
+    ``estimator``'s backbone parameters fit on ``(X, y)``, read from ``estimator.memory`` when an identical one
+    was trained before (only without sample weights and with an integer ``random_state``; otherwise there is
+    nothing reusable to look up)."""
+    model = ImageClassifier(**backbone_params(estimator))
+    if sample_weight is not None or not isinstance(estimator.random_state, Integral):
+        return model.fit(X, y, sample_weight=sample_weight)
+    return cached_fit(resolve_cache(estimator.memory), model, X, y)[0]
+
+
+def head_inputs(module, loader, device, dtype=torch.float32):
+    """What ``module``'s last layer reads (``module.features``) for every batch of ``loader``, in order,
+    without gradients, as ``dtype``; returns ``(features, targets)``, ``targets`` None when the batches hold
+    images only. The caller puts ``module`` in evaluation mode."""
+    features, targets = [], []
+    with torch.no_grad():
+        for batch in loader:
+            pair = isinstance(batch, (tuple, list))
+            features.append(module.features((batch[0] if pair else batch).to(device)).to(dtype))
+            if pair and len(batch) > 1:
+                targets.append(torch.as_tensor(batch[1]))
+    return torch.cat(features), (torch.cat(targets) if targets else None)
 
 
 def with_backbone_params(**own_params):

@@ -31,8 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from .._device import resolve_device
 from .._deprecation import renamed_attribute
-from ._cache import cached_fit, resolve_cache
-from ._classifier import ImageClassifier, backbone_params, validate_labels, with_backbone_params
+from ._classifier import ImageClassifier, fit_stage_one, head_inputs, validate_labels, with_backbone_params
 from ._data import loader_options
 
 
@@ -236,7 +235,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         """Stage one (ERM), influence weights from the validation set, stage two (weighted retraining)."""
         X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
         X_val, val_paths, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
-        self.stage_one_estimator_ = self._stage_one(X, y, sample_weight)
+        self.stage_one_estimator_ = fit_stage_one(self, X, y, sample_weight)
         module = self.stage_one_estimator_.net_.module_.eval()
         device = resolve_device(self.device)
         y_train = np.searchsorted(self.classes_, y)
@@ -292,21 +291,9 @@ class InfluenceReweightingClassifier(ImageClassifier):
         standard ResNet-18's 512 features, 41 MB for 20,000 images, less than one batch of 224 px images), so
         the LiSSA loop runs the last layer only instead of the whole network 200+ times.
         """
-        features, labels = [], []
         loader = DataLoader(dataset, batch_size=self.lissa_batch_size, shuffle=False,
                             **self._loader_options(dataset, device))
-        with torch.no_grad():
-            for x, target in loader:
-                features.append(module.features(x.to(device)).float())
-                labels.append(torch.as_tensor(target))
-        return TensorDataset(torch.cat(features), torch.cat(labels))
-
-    def _stage_one(self, X, y, sample_weight):
-        """The ERM model of stage one, from ``memory`` when an identical one was trained before."""
-        estimator = ImageClassifier(**backbone_params(self))
-        if sample_weight is not None or not isinstance(self.random_state, Integral):
-            return estimator.fit(X, y, sample_weight=sample_weight)  # nothing reusable to look up
-        return cached_fit(resolve_cache(self.memory), estimator, X, y)[0]
+        return TensorDataset(*head_inputs(module, loader, device))
 
     def _validation_gaps(self, module, params, val, s_val, y_val, device):
         """Smoothed TPR and TNR gaps (group 0 - group 1) and the gradients v of group 1 - group 0."""
