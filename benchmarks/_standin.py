@@ -11,8 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aimfair_plugin.datasets import load_mnist_5k
-from aimfair_plugin.datasets._colored import binarize_target, colorize, resize_gray
+from aimfair_plugin.datasets import binarize_target, colorize, load_mnist_5k, resize_gray
 from aimfair_plugin.synth import ArrayProvider
 
 

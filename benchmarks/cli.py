@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
-from aimfair_plugin._device import resolve_device
+from aimfair_plugin.utils import resolve_device
 
-from .domain_gap import GAP_REFERENCES, gap_measures, gap_summary, plot_domain_gap
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
+from .domain_gap import GAP_REFERENCES, gap_measures, gap_summary, plot_domain_gap
 from .methods import METHODS
+from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
-from .selection import RULES, paired_frame, select_variants, selected_frame
 from .runner import BACKENDS, collect_records, make_jobs, run_jobs
+from .selection import RULES, paired_frame, select_variants, selected_frame
 from .suites import SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
@@ -323,7 +323,7 @@ def main(argv=None):
     if suite.name == "tune":
         print(f"Tuned settings (group_val): {write_tuned(out, summary, frame, suite.seeds)}")
     if suite.name == "domain-gap":
-        measures = gap_measures(jobs, records, out / "cache", suite.finetune["synthetic_ratio"])
+        measures = gap_measures(jobs, records, out / "cache")
         measures.to_csv(out / "gap_measures.csv", index=False)
         # every method against each of the competitors that choose what to tune differently
         versus = paired_frame(frame, summary, references=GAP_REFERENCES)

@@ -29,9 +29,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
-from aimfair_plugin._io import atomic_write
 from aimfair_plugin.datasets import CELLS, check_image_files
 from aimfair_plugin.synth import ImageFolderProvider
+from aimfair_plugin.utils import atomic_write
 
 REQUIRED_COLUMNS = ("path", "y", "s")
 SPLITS = ("train", "val", "test")

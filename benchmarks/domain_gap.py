@@ -18,9 +18,10 @@ seeds (each method at the variant the ``group_val`` rule chose), next to the gap
 import numpy as np
 import pandas as pd
 
+from aimfair_plugin.datasets import read_images
 from aimfair_plugin.metrics import fairness_report
 
-from .methods import _balanced_synthetic, pretrained_erm
+from .methods import METHODS, finetune_synthetic, pretrained_erm
 from .tasks import load_task
 
 LEVEL_KEY = "style_shift"
@@ -44,18 +45,22 @@ def pixel_gap(X_syn, y_syn, s_syn, X_real, y_real, s_real):
     return float(np.mean(gaps))
 
 
-def gap_measures(jobs, records, cache_dir, synthetic_ratio=1.0):
+def gap_measures(jobs, records, cache_dir):
     """One row per (task, level, seed) with the four measures (see the module docstring); reads the ERM models
-    the runs left in ``cache_dir``."""
+    the runs left in ``cache_dir``. The synthetic set is the one a fine-tuning job of the seed trains on,
+    drawn by the mitigator itself (:func:`benchmarks.methods.finetune_synthetic`)."""
     rows = []
-    erm_jobs = {(j["task"]["name"], j["seed"]): j for j in jobs if j["method"] == "erm"}
+    erm_jobs = {(j.task["name"], j.seed): j for j in jobs if j.method == "erm"}
+    finetune_jobs = {(j.task["name"], j.seed): j for j in jobs if METHODS[j.method].finetunes}
     synthetic_only = {(r["task"], r["seed"]): r["metrics"]["ACC"] for r in records if r["method"] == "synthetic_only"}
     for (task, seed), job in erm_jobs.items():
-        data = load_task(job["task"], seed)
+        data = load_task(job.task, seed)
         erm = pretrained_erm(job, data, cache_dir)  # the suite-recipe model every fine-tuning run starts from
-        X_syn, y_syn, s_syn = _balanced_synthetic({**job, "finetune": {"synthetic_ratio": synthetic_ratio}}, data)
+        synthetic = finetune_synthetic(finetune_jobs.get((task, seed), job), data, cache_dir)
+        X_syn = read_images(synthetic.X, image_size=synthetic.size) if synthetic.is_paths else synthetic.X
+        y_syn, s_syn = synthetic.y, synthetic.s
         report = fairness_report(y_syn, erm.predict(X_syn), sensitive_features=s_syn)
-        rows.append({"task": task, "level": level_of(job["task"]), "seed": seed,
+        rows.append({"task": task, "level": level_of(job.task), "seed": seed,
                      "pixel_gap": pixel_gap(X_syn, y_syn, s_syn, data.X_train, data.y_train, data.s_train),
                      "erm_synthetic_acc": float(report["ACC"]), "erm_synthetic_wst": float(report["WST"]),
                      "synthetic_only_acc": synthetic_only.get((task, seed), np.nan)})

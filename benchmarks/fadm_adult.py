@@ -15,7 +15,7 @@ five race domains. For each held-out domain, on the other four:
 then tested on the held-out domain's real rows: ACC, R_DP and R_EOp (FADM Eqs. 12-13; min/max ratios of
 the positive rate and the true-positive rate between the sexes; 1 is fair).
 
-Run: ``python -m benchmarks.fadm_adult [--seeds 0] [--n-synthetic 10000] [--out results/fadm_adult]``.
+Run: ``python -m aimfair_bench.fadm_adult [--seeds 0] [--n-synthetic 10000] [--out results/fadm_adult]``.
 """
 
 import argparse
@@ -141,7 +141,8 @@ def main(argv=None):
     table = tables(frame)
     extra = frame.groupby("method", sort=False)[["sensitive_entropy", "real_sex_reader_entropy", "positive_share",
                                                  "fit_s", "sample_s"]].mean()
-    text = (f"FADM on Adult (meta_learning={params['meta_learning']}), leave one race domain out, seeds {args.seeds}, {args.n_synthetic} generated rows per "
+    text = (f"FADM on Adult (meta_learning={params['meta_learning']}), leave one race domain out, seeds {args.seeds}, "
+            f"{args.n_synthetic} generated rows per "
             f"fold, downstream logistic regression (ACC in %, R_DP / R_EOp in [0, 1]):\n\n"
             f"{table.set_index('Method').T.to_markdown()}\n\nMeans over folds: entropy (nats, max ln 2 = 0.69) of FADM's own "
             f"sensitive classifier on the generated rows and of a sex classifier trained on the real source rows "

@@ -12,7 +12,7 @@ what a GridSearchCV over k costs relative to one fit.
 The comparison of methods that this script once also ran is the ``criteria`` suite (``aimfair-bench
 criteria``), which selects on validation data and pairs every selective mask with a random mask of its size.
 
-Run: ``python -m benchmarks.mask_cost [--seeds 0 1 2] [--out results/mask_cost]``.
+Run: ``python -m aimfair_bench.mask_cost [--seeds 0 1 2] [--out results/mask_cost]``.
 """
 
 import argparse

@@ -19,13 +19,12 @@ and every pre-training parameter, so the ERM record and every fine-tuning run us
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from PIL import Image
 from sklearn.utils import Bunch
 
-from aimfair_plugin._io import atomic_path
-from aimfair_plugin.datasets import read_images
+from aimfair_plugin.datasets import read_images, write_images
 from aimfair_plugin.estimators import (
     AFRClassifier,
     CVaRDROClassifier,
@@ -37,56 +36,7 @@ from aimfair_plugin.estimators import (
     SelectiveFinetuneMitigator,
     fit_cached,
 )
-from aimfair_plugin.synth import balanced_group_counts
-
-
-@dataclass(frozen=True)
-class Method:
-    """A method: its table label, its family, the parameters it adds to the suite's recipe, and which group
-    labels it reads: "none" (label-free), "validation" (the group-labelled validation split) or "training"
-    (the training split's: an oracle). The runner hands a method only the labels it declares."""
-
-    label: str
-    family: str  # "baseline", "synthetic" or "finetune"
-    params: dict = field(default_factory=dict)
-    group_labels: str = "none"
-
-
-METHODS = {
-    "erm": Method("ERM", "baseline"),
-    "cvar_dro": Method("CVaR DRO", "baseline", {"alpha": 0.2}),
-    "lff": Method("LfF", "baseline"),
-    "jtt": Method("JTT", "baseline", {"identification_epochs": 2, "upweight": 20}),
-    "fairif": Method("FairIF", "baseline", group_labels="validation"),
-    "group_dro": Method("Group DRO (oracle: training group labels)", "baseline", {"step_size": 0.01},
-                        group_labels="training"),
-    "afr": Method("AFR", "baseline", {"gamma": 4.0, "reg_lambda": 0.0}),
-    "synthetic_only": Method("Trained on Synthetic Data", "synthetic"),
-    "supplementation": Method("Data Supplementation", "synthetic"),
-    "linear_probe": Method("Linear Probe", "finetune", {"strategy": "linear_probe"}),
-    "full": Method("Fully Fine-Tuning", "finetune", {"strategy": "full"}),
-    "random": Method("Random Selection", "finetune", {"strategy": "random"}),
-    "update_block": Method("Sub-Tuning (Updating One Block)", "finetune", {"strategy": "update_block"}),
-    "freeze_block": Method("Sub-Tuning (Freezing One Block)", "finetune", {"strategy": "freeze_block"}),
-    "cosine": Method("Selective Fine-Tuning (Cosine Similarity)", "finetune", {"criterion": "cosine"}),
-    "aimfair": Method("AIM-Fair (Absolute Difference)", "finetune", {"criterion": "abs_diff"}),
-    "normalized": Method("Selective Fine-Tuning (Normalized Gaps)", "finetune", {"criterion": "normalized"}),
-    "ratio": Method("Selective Fine-Tuning (Gap Ratio)", "finetune", {"criterion": "abs_diff", "selection": "ratio"}),
-    "auto_rgn": Method("Auto-RGN (Surgical Fine-Tuning)", "finetune", {"strategy": "auto_rgn"}),
-    # A random mask of the size another method's mask has for the same seed and settings; the variant
-    # names the method ("match") and, optionally, its top_k ("match_top_k").
-    "random_matched": Method("Random Selection (Same Size)", "finetune", {"strategy": "random"}),
-}
-BASELINE_CLASSES = {
-    "erm": ImageClassifier,
-    "cvar_dro": CVaRDROClassifier,
-    "lff": LfFClassifier,
-    "jtt": JTTClassifier,
-    "fairif": InfluenceReweightingClassifier,
-    "group_dro": GroupDROClassifier,
-    "afr": AFRClassifier,
-}
-
+from aimfair_plugin.synth import balanced_group_counts, synthetic_set_size
 
 # Job parameters that belong to the backbone recipe (ImageClassifier) rather than to the method itself.
 RECIPE_KEYS = frozenset(ImageClassifier._get_param_names())
@@ -98,12 +48,12 @@ def base_estimator(job, **overrides):
     ``overrides`` (e.g. a tuned ``lr``) change the recipe; without them this is the suite's recipe, the model
     every fine-tuning method of the seed starts from.
     """
-    return ImageClassifier(random_state=job["seed"], device=job["device"], **{**job["recipe"], **overrides})
+    return ImageClassifier(random_state=job.seed, device=job.device, **{**job.recipe, **overrides})
 
 
 def recipe_overrides(job):
     """The recipe parameters a job's variant changes (a tuned learning rate, an optimiser...)."""
-    return {k: v for k, v in job["params"].items() if k in RECIPE_KEYS}
+    return {k: v for k, v in job.params.items() if k in RECIPE_KEYS}
 
 
 def pretrained_erm(job, data, cache_dir, **overrides):
@@ -111,31 +61,215 @@ def pretrained_erm(job, data, cache_dir, **overrides):
     return fit_cached(base_estimator(job, **overrides), data.X_train, data.y_train, memory=str(cache_dir))
 
 
-def _balanced_synthetic(job, data):
-    n = max(4, int(round(job["finetune"]["synthetic_ratio"] * len(data.y_train))))
+def balanced_synthetic(job, data):
+    """The balanced synthetic set the methods trained on synthetic data draw (the provider seeded with the
+    job's seed, the mitigator's size rule); fine-tuning draws its own through the mitigator
+    (:func:`finetune_synthetic`)."""
+    n = synthetic_set_size(len(data.y_train), job.finetune["synthetic_ratio"])
     shape = (3, data.spec["image_size"], data.spec["image_size"])
-    return data.provider.sample(balanced_group_counts(n), image_shape=shape, random_state=job["seed"])
+    return data.provider.sample(balanced_group_counts(n), image_shape=shape, random_state=job.seed)
 
 
-def save_png_images(X, folder, start=0):
-    """Write float images in [0, 1] as 8-bit PNG files ``{folder}/{start + i:05d}.png``, each atomically (an
-    interruption leaves no partial file); returns their paths. Used wherever a benchmark needs images on disk."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(X, start):
-        path = folder / f"{i:05d}.png"
-        with atomic_path(path) as tmp:
-            Image.fromarray((np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(
-                tmp, format="PNG")
-        paths.append(str(path))
-    return np.array(paths)
+def mitigator(job, data, cache_dir, settings=None):
+    """The job's :class:`SelectiveFinetuneMitigator`, starting from the seed's ERM model, with ``settings``
+    (default: the suite's fine-tuning settings updated by the job's parameters)."""
+    settings = {**job.finetune, **job.params} if settings is None else settings
+    return SelectiveFinetuneMitigator(data.provider, estimator=base_estimator(job), memory=str(cache_dir),
+                                      random_state=job.seed, device=job.device, **settings)
+
+
+def finetune_synthetic(job, data, cache_dir):
+    """The balanced synthetic set S2 a fine-tuning job of this seed trains on, drawn by the mitigator itself."""
+    return mitigator(job, data, cache_dir).draw_synthetic(data.X_train, data.y_train)[0]
+
+
+# -- how each kind of method is fitted ---------------------------------------------------------------------
+
+
+def fit_erm(method, job, data, cache_dir):
+    """ERM: the cached pre-training (with the variant's recipe changes)."""
+    return pretrained_erm(job, data, cache_dir, **recipe_overrides(job))
+
+
+def fit_baseline(method, job, data, cache_dir):
+    """A baseline trained from scratch on the real data; it receives the fit arguments ``method.fit_arguments``
+    gives (group labels or validation data it declares). A fit of (X, y) alone is cached: tasks that differ only
+    in their synthetic data (the domain-gap levels) share it."""
+    params = {**job.recipe, **job.params}
+    if method.shares_erm_cache:  # stage one is an ERM model: shared through the cache
+        params["memory"] = str(cache_dir)
+    model = method.estimator(random_state=job.seed, device=job.device, **params)
+    extra = method.fit_arguments(data) if method.fit_arguments else {}
+    if extra:
+        return model.fit(data.X_train, data.y_train, **extra)
+    return fit_cached(model, data.X_train, data.y_train, memory=str(cache_dir))
+
+
+def fit_synthetic_only(method, job, data, cache_dir):
+    """The backbone trained from scratch on the balanced synthetic set alone."""
+    X_syn, y_syn, _ = balanced_synthetic(job, data)
+    return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+
+
+def fit_supplementation(method, job, data, cache_dir):
+    """The backbone trained from scratch on the real data plus the balanced synthetic set."""
+    X, y = data.X_train, data.y_train
+    X_syn, y_syn, _ = balanced_synthetic(job, data)
+    if X.ndim == 1 and X_syn.ndim != 1:  # real images are paths: write the synthetic ones next to them
+        X_syn = write_images(X_syn, Path(cache_dir) / "supplementation" / job.settings_hash)
+    elif X.ndim != 1 and X_syn.ndim == 1:  # real arrays, synthetic files: decode them at the real size
+        X_syn = read_images(X_syn, image_size=X.shape[2:])
+    X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
+    return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+
+
+def fit_finetune(method, job, data, cache_dir):
+    """The mitigator with the method's strategy settings, fine-tuning the seed's ERM model."""
+    return mitigator(job, data, cache_dir).fit(data.X_train, data.y_train)
+
+
+def fit_random_matched(method, job, data, cache_dir):
+    """A random mask of the size another method's mask has for the same seed and settings (the variant names
+    the method, ``match``, and optionally its ``match_top_k``)."""
+    params = dict(job.params)
+    match, match_top_k = params.pop("match"), params.pop("match_top_k", None)
+    matched = METHODS.get(match)
+    if matched is None or matched.fit is not fit_finetune or match == "random_matched":
+        raise ValueError(f"random_matched can match a selective fine-tuning method, not {match!r}.")
+    select = {**job.finetune, **matched.params, "finetune_epochs": 0}
+    if match_top_k is not None:
+        select["top_k"] = match_top_k
+    size = mitigator(job, data, cache_dir, select).fit(data.X_train, data.y_train).n_selected_
+    return mitigator(job, data, cache_dir, {**job.finetune, **params, "top_k": size}).fit(data.X_train, data.y_train)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark method and everything the runner, the report and the plots read of it.
+
+    label : str
+        Its row label in the tables (the paper's name).
+    fit : callable ``(method, job, data, cache_dir) -> fitted model``
+        How a job of this method is fitted (one of the ``fit_*`` functions, or your own).
+    estimator : class, optional
+        The estimator :func:`fit_baseline` builds (with the recipe and the job's parameters).
+    params : dict
+        The parameters it adds to the suite's recipe (a baseline) or fine-tuning settings (a fine-tuning method).
+    group_labels : {"none", "validation", "training"}
+        Which group labels it reads: none (label-free), the group-labelled validation split, or the training
+        split's (an oracle). The runner hands a method only the labels it declares.
+    fit_arguments : callable ``data -> dict``, optional
+        Extra arguments of ``fit`` (validation data, training group labels), read from what the method sees.
+    starts_from_erm : bool
+        Whether it starts from (or reads) the suite-recipe ERM model of its seed; such jobs run after ERM.
+    shares_erm_cache : bool
+        Whether its stage one is the ERM model and is read from the benchmark's cache.
+    finetunes : bool
+        Whether it fine-tunes with the mitigator, so that the suite's ``finetune_lrs`` search applies to it.
+    uses_synthetic : bool
+        Whether it needs the task's synthetic-data provider (its record then holds the suite's fine-tuning
+        settings, which include the synthetic-set size).
+    cost : float
+        Rough run time relative to ERM (measured on the embedded task); orders parallel work, longest first.
+    tables : dict table name -> row position
+        Where it appears in the paper-layout tables ("1", "3", "4").
+    reference : bool
+        Whether every method is paired against it (ERM, full fine-tuning).
+    selective : bool
+        A selective-fine-tuning configuration (compared with same-size random masks).
+    style : dict
+        Its matplotlib marker style in every plot.
+    """
+
+    label: str
+    fit: Callable
+    estimator: type = None
+    params: dict = field(default_factory=dict)
+    group_labels: str = "none"
+    fit_arguments: Callable = None
+    starts_from_erm: bool = False
+    shares_erm_cache: bool = False
+    finetunes: bool = False
+    uses_synthetic: bool = False
+    cost: float = 1.0
+    tables: dict = field(default_factory=dict)
+    reference: bool = False
+    selective: bool = False
+    style: dict = field(default_factory=dict)
+
+
+def _baseline(label, estimator, params=None, **fields):
+    return Method(label, fit_baseline, estimator, params or {}, **fields)
+
+
+def _synthetic(label, fit, **fields):
+    return Method(label, fit, uses_synthetic=True, **fields)
+
+
+def _finetune(label, params, fit=fit_finetune, **fields):
+    return Method(label, fit, SelectiveFinetuneMitigator, params, starts_from_erm=True, finetunes=True,
+                  uses_synthetic=True, **fields)
+
+
+def _style(marker, color, **extra):
+    return {"marker": marker, "color": color, "markersize": 9, **extra}
+
+
+METHODS = {
+    "erm": Method("ERM", fit_erm, ImageClassifier, tables={"1": 0, "3": 0}, reference=True,
+                  style=_style("o", "#1f77b4")),
+    "cvar_dro": _baseline("CVaR DRO", CVaRDROClassifier, {"alpha": 0.2}, cost=1.1, tables={"1": 1},
+                          style=_style("s", "#ff7f0e")),
+    "lff": _baseline("LfF", LfFClassifier, cost=2.5, tables={"1": 2}, style=_style("D", "#2ca02c")),
+    "jtt": _baseline("JTT", JTTClassifier, {"identification_epochs": 2, "upweight": 20}, cost=1.2, tables={"1": 3},
+                     style=_style("^", "#d62728")),
+    "fairif": _baseline("FairIF", InfluenceReweightingClassifier, group_labels="validation",
+                        fit_arguments=lambda d: {"X_val": d.X_val, "y_val": d.y_val, "sensitive_features_val": d.s_val},
+                        starts_from_erm=True, shares_erm_cache=True, cost=1.8, tables={"1": 4},
+                        style=_style("v", "#9467bd")),
+    "group_dro": _baseline("Group DRO (oracle: training group labels)", GroupDROClassifier, {"step_size": 0.01},
+                           group_labels="training", fit_arguments=lambda d: {"sensitive_features": d.s_train},
+                           tables={"1": 6}, style=_style("<", "#8c564b")),
+    "afr": _baseline("AFR", AFRClassifier, {"gamma": 4.0, "reg_lambda": 0.0}, shares_erm_cache=True,
+                     style=_style(">", "#e377c2")),
+    "synthetic_only": _synthetic("Trained on Synthetic Data", fit_synthetic_only, tables={"3": 1},
+                                 style=_style("p", "#7f7f7f")),
+    "supplementation": _synthetic("Data Supplementation", fit_supplementation, cost=1.8, tables={"3": 2},
+                                  style=_style("P", "#bcbd22")),
+    "linear_probe": _finetune("Linear Probe", {"strategy": "linear_probe"}, cost=0.3, tables={"3": 3},
+                              style=_style("X", "#17becf")),
+    "full": _finetune("Fully Fine-Tuning", {"strategy": "full"}, tables={"3": 4}, reference=True,
+                      style=_style("h", "#000000")),
+    "random": _finetune("Random Selection", {"strategy": "random"}, tables={"4": 0}, style=_style("H", "#8b4513")),
+    "update_block": _finetune("Sub-Tuning (Updating One Block)", {"strategy": "update_block"}, tables={"4": 1},
+                              style=_style("d", "#4b0082")),
+    "freeze_block": _finetune("Sub-Tuning (Freezing One Block)", {"strategy": "freeze_block"}, tables={"4": 2},
+                              style=_style("8", "#9acd32")),
+    "cosine": _finetune("Selective Fine-Tuning (Cosine Similarity)", {"criterion": "cosine"}, tables={"4": 3},
+                        selective=True, style=_style("1", "#ff1493")),
+    "aimfair": _finetune("AIM-Fair (Absolute Difference)", {"criterion": "abs_diff"},
+                         tables={"1": 5, "3": 5, "4": 4}, selective=True,
+                         style=_style("*", "red", markersize=18, markeredgecolor="black", zorder=5)),
+    "normalized": _finetune("Selective Fine-Tuning (Normalized Gaps)", {"criterion": "normalized"}, selective=True,
+                            style=_style("3", "#b8860b")),
+    "ratio": _finetune("Selective Fine-Tuning (Gap Ratio)", {"criterion": "abs_diff", "selection": "ratio"},
+                       selective=True, style=_style("4", "#2f4f4f")),
+    "auto_rgn": _finetune("Auto-RGN (Surgical Fine-Tuning)", {"strategy": "auto_rgn"}, style=_style("+", "#ff6347")),
+    "random_matched": _finetune("Random Selection (Same Size)", {"strategy": "random"}, fit=fit_random_matched,
+                                style=_style("x", "#000080")),
+}
+
+
+def table_methods(table):
+    """The method keys of a paper-layout table ("1", "3" or "4"), in the table's row order."""
+    rows = [(m.tables[table], key) for key, m in METHODS.items() if table in m.tables]
+    return [key for _, key in sorted(rows)]
 
 
 def visible_data(job, data):
     """What a job's method may read of a task: the training and validation splits, the provider and the spec,
     with the group labels its method declares (``Method.group_labels``); never the test split."""
-    seen = METHODS[job["method"]].group_labels
+    seen = METHODS[job.method].group_labels
     hidden = {"X_test", "y_test", "s_test"}
     if seen != "training":
         hidden |= {"s_train"}
@@ -145,48 +279,20 @@ def visible_data(job, data):
 
 
 def fit_method(job, data, cache_dir):
-    """Fit the job's method on ``data``; returns the fitted model."""
-    method = METHODS[job["method"]]  # job["params"] already holds method.params and the variant's
-    X, y = data.X_train, data.y_train
-    if job["method"] == "erm":
-        return pretrained_erm(job, data, cache_dir, **recipe_overrides(job))
-    if method.family == "baseline":
-        params = {**job["recipe"], **job["params"]}
-        if job["method"] in ("fairif", "afr"):  # stage one is an ERM model: shared through the cache
-            params["memory"] = str(cache_dir)
-        model = BASELINE_CLASSES[job["method"]](random_state=job["seed"], device=job["device"], **params)
-        if job["method"] == "fairif":
-            return model.fit(X, y, X_val=data.X_val, y_val=data.y_val, sensitive_features_val=data.s_val)
-        if job["method"] == "group_dro":  # the oracle: reads the training data's group labels
-            return model.fit(X, y, sensitive_features=data.s_train)
-        # a fit of (X, y) alone: tasks that differ only in their synthetic data (the domain-gap levels) share it
-        return fit_cached(model, X, y, memory=str(cache_dir))
-    if method.family == "synthetic":
-        X_syn, y_syn, _ = _balanced_synthetic(job, data)
-        if job["method"] == "supplementation":
-            if X.ndim == 1 and X_syn.ndim != 1:  # real images are paths: write the synthetic ones next to them
-                X_syn = save_png_images(X_syn, Path(cache_dir) / "supplementation" / job["settings_hash"])
-            elif X.ndim != 1 and X_syn.ndim == 1:  # real arrays, synthetic files: decode them at the real size
-                X_syn = read_images(X_syn, image_size=X.shape[2:])
-            X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
-        return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
-    params = {**job["finetune"], **job["params"]}
-    if job["method"] == "random_matched":
-        params["top_k"] = matched_size(job, data, cache_dir, params.pop("match"), params.pop("match_top_k", None))
-    mitigator = SelectiveFinetuneMitigator(
-        data.provider, estimator=base_estimator(job), memory=str(cache_dir), random_state=job["seed"],
-        device=job["device"], **params)
-    return mitigator.fit(X, y)
+    """Fit the job's method on ``data`` (what it may see); returns the fitted model."""
+    method = METHODS[job.method]  # job.params already holds method.params and the variant's
+    return method.fit(method, job, data, cache_dir)
 
 
-def matched_size(job, data, cache_dir, match, match_top_k):
-    """How many tensors ``match`` selects for this job's seed and settings (selection only, no fine-tuning)."""
-    if METHODS[match].family != "finetune" or match == "random_matched":
-        raise ValueError(f"random_matched can match a selective fine-tuning method, not {match!r}.")
-    params = {**job["finetune"], **METHODS[match].params, "finetune_epochs": 0}
-    if match_top_k is not None:
-        params["top_k"] = match_top_k
-    mitigator = SelectiveFinetuneMitigator(
-        data.provider, estimator=base_estimator(job), memory=str(cache_dir), random_state=job["seed"],
-        device=job["device"], **params).fit(data.X_train, data.y_train)
-    return mitigator.n_selected_
+def register_method(key, method):
+    """Add ``method`` to the registry under ``key`` (suites then name it like a built-in one); returns it.
+
+    Adding a method to the benchmark is this one call (or one entry in :data:`METHODS`): the runner, the
+    report and the plots read its fields.
+    """
+    if not isinstance(method, Method):
+        raise TypeError(f"register_method needs a Method, got {type(method).__name__}.")
+    if key in METHODS:
+        raise ValueError(f"A method {key!r} is already registered.")
+    METHODS[key] = method
+    return method

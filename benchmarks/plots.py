@@ -15,27 +15,12 @@ import pandas as pd
 from aimfair_plugin.nets import BLOCK_ORDER
 
 from .methods import METHODS
-from .selection import select_variants
-
-MARKERS = ["o", "s", "D", "^", "v", "<", ">", "p", "P", "X", "h", "H", "d", "8", "1", "2", "3", "4", "+", "x"]
-# 20 distinguishable colours (matplotlib's tab10 and ten more).
-COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#000000", "#8b4513", "#4b0082", "#9acd32", "#ff1493", "#00ced1", "#b8860b", "#2f4f4f",
-           "#ff6347", "#000080"]
+from .selection import REFERENCES, select_variants
 
 
 def method_style(method):
-    """The marker and colour of a method in every plot: fixed by its place in ``METHODS``, so no two share both.
-
-    AIM-Fair is a large red star.
-    """
-    i = list(METHODS).index(method)
-    if i >= min(len(MARKERS), len(COLOURS)):
-        raise ValueError(f"No plot style for method #{i} ({method!r}); add markers and colours.")
-    style = dict(marker=MARKERS[i], color=COLOURS[i], markersize=9)
-    if method == "aimfair":
-        style.update(marker="*", color="red", markersize=18, markeredgecolor="black", zorder=5)
-    return style
+    """The marker style of a method in every plot: its ``Method.style`` (matplotlib's default marker if empty)."""
+    return {"marker": "o", "markersize": 9, **METHODS[method].style}
 
 
 def _pyplot():
@@ -125,7 +110,7 @@ def plot_topk(summary, path):
     fig, axes = plt.subplots(len(tasks), 3, figsize=(14, 4 * len(tasks)), squeeze=False)
     for row_axes, task in zip(axes, tasks):
         part = rows[rows["task"] == task].sort_values("k")
-        refs = summary[(summary["task"] == task) & summary["method"].isin(["erm", "full"])]
+        refs = summary[(summary["task"] == task) & summary["method"].isin(REFERENCES)]
         for ax, metric in zip(row_axes, ("ACC", "WST", "EO")):
             ax.errorbar(part["k"], part[f"{metric}_mean"], yerr=part[f"{metric}_std"].fillna(0), marker="o",
                         capsize=3, color="tab:red", label="AIM-Fair")
@@ -148,7 +133,7 @@ def plot_mask_blocks(records, path):
     rows = []
     for r in records:
         mask = r.get("mask")
-        if not mask or r["method"] not in ("aimfair", "cosine"):
+        if not mask or r["method"] not in ("aimfair", "cosine"):  # the paper's Fig. 8: its two selective methods
             continue
         for block, total in mask["tensors_per_block"].items():
             rows.append({"task": r["task"], "run": f"{METHODS[r['method']].label} {r['variant']}".strip(),

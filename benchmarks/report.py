@@ -14,15 +14,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from .methods import METHODS
-from .selection import RULES, paired_frame, paired_sentences, select_variants
+from .methods import METHODS, table_methods
+from .selection import REFERENCES, RULES, paired_frame, paired_sentences, select_variants
 
 METRICS = ["ACC", "WST", "EO", "STD", "AD", "AOD", "EOD"]
 CELLS = ["cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1"]
-# Rows of the paper's tables, in the paper's order (methods a suite did not run are left out).
-TABLE1 = ["erm", "cvar_dro", "lff", "jtt", "fairif", "aimfair", "group_dro"]  # the oracle last
-TABLE3 = ["erm", "synthetic_only", "supplementation", "linear_probe", "full", "aimfair"]
-TABLE4 = ["random", "update_block", "freeze_block", "cosine", "aimfair"]
 EO_NOTE = ("EO is the paper's Eq. 9 (mean of the TPR and FPR gaps between the protected groups); "
            "ACC, WST, EO, STD and cell accuracies in %.")
 
@@ -80,8 +76,9 @@ def _labelled(summary, keys, rule):
     return chosen[chosen["method"].isin(keys)]
 
 
-def table1(summary, rule, methods=TABLE1):
+def table1(summary, rule, methods=None):
     """Paper's Table 1 under a selection rule: methods x tasks, ACC / WST / EO per task."""
+    methods = table_methods("1") if methods is None else methods
     chosen = _labelled(summary, methods, rule)
     if chosen.empty:
         return None
@@ -129,9 +126,6 @@ def all_runs_table(summary):
     return pd.DataFrame(rows)
 
 
-SELECTIVE = ("aimfair", "cosine", "normalized", "ratio")
-
-
 def _mean_std(values):
     return f"{values.mean():.2f} ± {values.std():.2f}" if len(values) > 1 else f"{values.mean():.2f}"
 
@@ -156,7 +150,8 @@ def selection_evidence(frame):
     for task, part in frame.groupby("task", sort=False):
         lines = []
         random = part[part["method"] == "random_matched"]
-        for (lr, method, params), runs in part[part["method"].isin(SELECTIVE)].groupby(
+        selective = [key for key, m in METHODS.items() if m.selective]
+        for (lr, method, params), runs in part[part["method"].isin(selective)].groupby(
                 ["finetune_lr", "method", "params"], sort=False):
             top_k, bn_frozen, _, _ = _config(params)
             twin = random[(random["finetune_lr"] == lr) & random["params"].map(
@@ -173,7 +168,7 @@ def selection_evidence(frame):
                 "Random EO": _mean_std(merged["EO_random"]), "ΔWST vs random": _mean_std(d_wst),
                 "ΔACC vs random": _mean_std(d_acc),
                 "seeds": len(merged)})
-        for method in ("erm", "full"):
+        for method in REFERENCES:
             for lr, runs in part[part["method"] == method].groupby("finetune_lr", dropna=False, sort=False):
                 lines.append({"lr": "" if pd.isna(lr) else lr, "Method": METHODS[method].label, "k": "",
                               "ACC": _mean_std(runs["ACC"]), "WST": _mean_std(runs["WST"]),
@@ -231,8 +226,8 @@ def markdown_report(frame, title, paired=None):
         t1 = table1(summary, rule)
         if t1 is not None and len(t1) > 1:
             parts += [f"## Table 1 layout: comparison with other methods [rule: {rule}, {note}]", _markdown(t1)]
-        for name, methods, heading in (("3", TABLE3, "training strategies"), ("4", TABLE4, "partial fine-tuning")):
-            for task, table in cell_table(summary, methods, rule).items():
+        for name, heading in (("3", "training strategies"), ("4", "partial fine-tuning")):
+            for task, table in cell_table(summary, table_methods(name), rule).items():
                 if len(table) > 2:
                     parts += [f"## Table {name} layout: {heading} ({task}) [rule: {rule}]", _markdown(table)]
     paired = paired_frame(frame, summary) if paired is None else paired

@@ -12,12 +12,15 @@ pre-trained model in ``{out}/cache`` instead of training it again; runs that do 
 baselines, training on synthetic data) share the first phase with ERM.
 """
 
+import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -26,9 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 import aimfair_plugin
-from aimfair_plugin._device import resolve_device
-from aimfair_plugin._io import atomic_write
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
+from aimfair_plugin.utils import atomic_write, resolve_device
 
 from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides, visible_data
 from .tasks import load_task
@@ -52,61 +54,106 @@ def settings_hash(settings):
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Job:
+    """One (task, method, variant, seed) run of a suite.
+
+    ``to_settings()`` is everything that determines its result (the record's ``settings``); its hash names the
+    record, so a re-run skips a job whose record has the same hash. ``suite``, ``variant`` (the label) and
+    ``variant_params`` (what the variant changes, shown in tables) describe it without changing the result.
+    """
+
+    task: dict
+    method: str
+    params: dict
+    seed: int
+    recipe: dict
+    finetune: dict
+    device: str = "auto"
+    tuned_from: str = None
+    suite: str = ""
+    variant: str = ""
+    variant_params: dict = field(default_factory=dict)
+    pretrain_only: bool = False
+
+    def to_settings(self):
+        """The settings dict (JSON-plain) that determines the run's result."""
+        settings = {
+            "task": self.task, "method": self.method, "params": self.params, "seed": int(self.seed),
+            "recipe": self.recipe, "finetune": self.finetune if METHODS[self.method].uses_synthetic else None,
+            "device": self.device,
+        }
+        if self.tuned_from is not None:
+            settings["tuned_from"] = self.tuned_from
+        # A JSON round trip makes every value plain (tuples -> lists), as the record stores it.
+        return json.loads(json.dumps(settings))
+
+    @property
+    def settings_hash(self):
+        return settings_hash(self.to_settings())
+
+
+def _plain_json(value):
+    return json.loads(json.dumps(value))
+
+
+def _variants(suite, key):
+    """``(shown, params, finetune)`` of each variant of method ``key``: what its label shows, its parameters,
+    and its fine-tuning settings (a tuned or searched ``finetune_lr`` moves from the parameters to them)."""
+    method = METHODS[key]
+    lrs = list(suite.finetune_lrs) if method.finetunes and suite.finetune_lrs else [None]
+    tuned = suite.tuned.get(key, {})
+    for variant, lr in itertools.product(suite.variants.get(key, [{}]), lrs):
+        shown = {**tuned, **variant, **({"finetune_lr": lr} if lr is not None and len(lrs) > 1 else {})}
+        params = {**method.params, **tuned, **variant}
+        finetune = dict(suite.finetune)
+        if "finetune_lr" in params:  # a tuned fine-tuning lr is a fine-tuning setting
+            finetune["finetune_lr"] = params.pop("finetune_lr")
+        if lr is not None:  # a searched one wins
+            finetune["finetune_lr"] = lr
+        yield shown, params, finetune
+
+
 def make_jobs(suite, *, device="auto"):
-    """All jobs of a suite, ERM first within each (task, seed)."""
+    """All jobs of a suite (a list of :class:`Job`), ERM first within each (task, seed)."""
     unknown = [m for m in suite.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; expected some of {list(METHODS)}.")
     order = sorted(suite.methods, key=lambda m: (m != "erm", list(METHODS).index(m)))
-    jobs = []
+    synthetic = [m for m in order if METHODS[m].uses_synthetic]
     for task in suite.tasks:
-        synthetic = [m for m in order if METHODS[m].family != "baseline"]
         if task.get("provider") is None and synthetic:
             raise ValueError(f"Task {task['name']!r} has no synthetic-data provider, which {synthetic} need "
                              "(for your own data: --synthetic-dir or --pipeline).")
-        for seed in suite.seeds:
-            for method in order:
-                finetunes = METHODS[method].family == "finetune"
-                lrs = list(suite.finetune_lrs) if finetunes and suite.finetune_lrs else [None]
-                tuned = suite.tuned.get(method, {})
-                for variant in suite.variants.get(method, [{}]):
-                    for lr in lrs:
-                        shown = {**tuned, **variant,
-                                 **({"finetune_lr": lr} if lr is not None and len(lrs) > 1 else {})}
-                        params = {**METHODS[method].params, **tuned, **variant}
-                        finetune = dict(suite.finetune)
-                        if "finetune_lr" in params:  # a tuned fine-tuning lr is a fine-tuning setting
-                            finetune["finetune_lr"] = params.pop("finetune_lr")
-                        if lr is not None:  # a searched one wins
-                            finetune["finetune_lr"] = lr
-                        settings = {
-                            "task": task, "method": method, "params": params,
-                            "seed": int(seed), "recipe": suite.recipe,
-                            "finetune": finetune if METHODS[method].family != "baseline" else None,
-                            "device": device,
-                        }
-                        if tuned:
-                            settings["tuned_from"] = suite.tuned_from
-                        # A JSON round trip makes every job a plain, hashable-as-text dict (tuples -> lists).
-                        settings = json.loads(json.dumps(settings))
-                        jobs.append({**settings, "finetune": settings["finetune"] or {}, "suite": suite.name,
-                                     "variant": variant_label(shown), "variant_params": json.loads(json.dumps(shown)),
-                                     "settings_hash": settings_hash(settings), "settings": settings})
-    return jobs
+    variants = {key: list(_variants(suite, key)) for key in order}
+    tuned_from = suite.tuned_from if suite.tuned else None
+    return [
+        Job(task=_plain_json(task), method=key, params=_plain_json(params), seed=int(seed),
+            recipe=_plain_json(suite.recipe),
+            finetune=_plain_json(finetune) if METHODS[key].uses_synthetic else {}, device=device,
+            tuned_from=tuned_from if suite.tuned.get(key) else None, suite=suite.name,
+            variant=variant_label(shown), variant_params=_plain_json(shown))
+        for task, seed in itertools.product(suite.tasks, suite.seeds)
+        for key in order
+        for shown, params, finetune in variants[key]
+    ]
 
 
 def record_path(out, item):
     """Where the record of a job (or a record itself: its task is then a name) lives."""
-    task = item["task"]["name"] if isinstance(item["task"], dict) else item["task"]
-    name = item["method"] + (f"__{_slug(item['variant'])}" if item["variant"] else "")
-    return Path(out) / "records" / _slug(task) / name / f"seed{item['seed']}.json"
+    if isinstance(item, Job):
+        task, method, variant, seed = item.task["name"], item.method, item.variant, item.seed
+    else:
+        task, method, variant, seed = item["task"], item["method"], item["variant"], item["seed"]
+    name = method + (f"__{_slug(variant)}" if variant else "")
+    return Path(out) / "records" / _slug(task) / name / f"seed{seed}.json"
 
 
 def is_done(out, job):
     """Whether a record of this job with the same settings exists (an unreadable file counts as missing)."""
     path = record_path(out, job)
     try:
-        return json.loads(path.read_text())["settings_hash"] == job["settings_hash"]
+        return json.loads(path.read_text())["settings_hash"] == job.settings_hash
     except (OSError, ValueError, KeyError):
         return False
 
@@ -141,29 +188,29 @@ def run_job(job, cache_dir, n_threads=None):
     if n_threads:
         torch.set_num_threads(n_threads)
     start = time.perf_counter()
-    data = load_task(job["task"], job["seed"])
-    if job.get("pretrain_only"):
+    data = load_task(job.task, job.seed)
+    if job.pretrain_only:
         pretrained_erm(job, data, cache_dir)
         return None
     model = fit_method(job, visible_data(job, data), cache_dir)
-    test = evaluate(job["method"], model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
-    validation = {name: evaluate(job["method"], model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"],
+    test = evaluate(job.method, model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
+    validation = {name: evaluate(job.method, model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"],
                                  eo_agg="mean")
                   for name, split in VALIDATION_SETS.items()}
     metrics = {k: v for k, v in test.items() if k != "method"}
     record = {
-        "suite": job["suite"], "task": job["task"]["name"], "method": job["method"],
-        "method_name": METHODS[job["method"]].label, "group_labels": METHODS[job["method"]].group_labels,
-        "variant": job["variant"],
-        "variant_params": job["variant_params"], "seed": job["seed"], "metrics": metrics,
+        "suite": job.suite, "task": job.task["name"], "method": job.method,
+        "method_name": METHODS[job.method].label, "group_labels": METHODS[job.method].group_labels,
+        "variant": job.variant,
+        "variant_params": job.variant_params, "seed": job.seed, "metrics": metrics,
         # read by model selection only (benchmarks.selection); the test metrics above never are
         "validation": {name: {k: v for k, v in m.items() if k != "method"} for name, m in validation.items()},
         "n_test": int(len(data.y_test)), "n_train": int(len(data.y_train)),
         "n_val_train": int(len(data.y_val_train)), "n_val_group": int(len(data.y_val)),
-        "wall_s": round(time.perf_counter() - start, 2), "device": str(resolve_device(job["device"])),
+        "wall_s": round(time.perf_counter() - start, 2), "device": str(resolve_device(job.device)),
         "torch": torch.__version__, "aimfair_plugin": aimfair_plugin.__version__,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings_hash": job["settings_hash"], "settings": job["settings"],
+        "settings_hash": job.settings_hash, "settings": job.to_settings(),
     }
     if hasattr(model, "mask_report_"):
         gaps = model.gradient_gaps_
@@ -206,8 +253,8 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     # baselines and synthetic-data runs trained from scratch); phase 2: what starts from it. Longest first,
     # so parallel workers finish together.
     first = [j for j in todo if not needs_pretrained_erm(j)] + pretraining_jobs(todo)
-    phases = [sorted(first, key=lambda j: -COST.get(j["method"], 1)),
-              sorted([j for j in todo if needs_pretrained_erm(j)], key=lambda j: -COST.get(j["method"], 1))]
+    phases = [sorted(first, key=lambda j: -METHODS[j.method].cost),
+              sorted([j for j in todo if needs_pretrained_erm(j)], key=lambda j: -METHODS[j.method].cost)]
     workers = os.cpu_count() if n_jobs == -1 else n_jobs
     threads = max(1, torch.get_num_threads() // workers) if backend == "loky" else None
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="runs", unit="run", disable=not progress)
@@ -235,13 +282,9 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     return len(todo)
 
 
-# Rough relative run times (ERM = 1), measured on the embedded task; only used to order parallel work.
-COST = {"lff": 2.5, "fairif": 1.8, "supplementation": 1.8, "cvar_dro": 1.1, "jtt": 1.2, "linear_probe": 0.3}
-
-
 def needs_pretrained_erm(job):
     """Whether a job starts from (or reads) the suite-recipe ERM model of its seed."""
-    return job["method"] in ("fairif", "random_matched") or METHODS[job["method"]].family == "finetune"
+    return METHODS[job.method].starts_from_erm
 
 
 def pretraining_jobs(jobs):
@@ -250,9 +293,9 @@ def pretraining_jobs(jobs):
     needs = {}
     for job in jobs:
         if needs_pretrained_erm(job):
-            needs.setdefault((job["task"]["name"], job["seed"]), job)
-    trained = {(j["task"]["name"], j["seed"]) for j in jobs if j["method"] == "erm" and not recipe_overrides(j)}
-    return [{**job, "pretrain_only": True} for key, job in needs.items() if key not in trained]
+            needs.setdefault((job.task["name"], job.seed), job)
+    trained = {(j.task["name"], j.seed) for j in jobs if j.method == "erm" and not recipe_overrides(j)}
+    return [dataclasses.replace(job, pretrain_only=True) for key, job in needs.items() if key not in trained]
 
 
 def _finish(out, record, bar):

@@ -20,7 +20,7 @@ replacement there): a narrow ResNet-18
 the peak resident memory of the process (``getrusage(RUSAGE_SELF)``), of its largest DataLoader worker
 (``RUSAGE_CHILDREN``), and the wall time.
 
-Run: ``python -m benchmarks.scale [--sizes 1000 4000 16000] [--data results/scale_data]``.
+Run: ``python -m aimfair_bench.scale [--sizes 1000 4000 16000] [--data results/scale_data]``.
 """
 
 import argparse
@@ -35,10 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aimfair_plugin._io import atomic_path
-from aimfair_plugin._resize import resize_images
-
-from .methods import save_png_images
+from aimfair_plugin.datasets import resize_images, write_images
+from aimfair_plugin.utils import atomic_path
 
 REAL = 2000
 PER_CELL = 4000
@@ -47,15 +45,15 @@ CELLS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def write_real(folder, chunk=100):
-    from benchmarks.suites import embedded_task
-    from benchmarks.tasks import load_task
+    from .suites import embedded_task
+    from .tasks import load_task
 
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "labels.csv").is_file():
         return
     data = load_task(dict(embedded_task(n_train=REAL), image_size=28), 0)
     for start in range(0, REAL, chunk):
-        save_png_images(resize_images(data.X_train[start : start + chunk], (SIZE, SIZE)), folder, start)
+        write_images(resize_images(data.X_train[start : start + chunk], (SIZE, SIZE)), folder, start=start)
     labels = pd.DataFrame({"file": [f"{i:05d}.png" for i in range(REAL)], "y": data.y_train, "s": data.s_train})
     with atomic_path(folder / "labels.csv") as tmp:
         labels.to_csv(tmp, index=False)
@@ -72,7 +70,7 @@ def write_synthetic(root, per_cell=PER_CELL, chunk=200):
         for start in range(done - done % chunk, per_cell, chunk):
             X, _, _ = provider.sample({cell: chunk}, image_shape=(3, SIZE, SIZE), random_state=start + 7919 * cell[0]
                                       + 104729 * cell[1])
-            save_png_images(X, folder, start)
+            write_images(X, folder, start=start)
 
 
 def link_subset(root, subset, per_cell):

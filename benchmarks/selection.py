@@ -30,7 +30,7 @@ SELECTED_COLUMNS = ["task", "method", "rule", "variant", "n_seeds", "ACC_mean", 
                     "EO_mean", "EO_std"]
 PAIRED_COLUMNS = ["task", "method", "reference", "rule", "metric", "mean_diff", "ci_low", "ci_high", "n_seeds"]
 PAIRED_METRICS = ("WST", "ACC", "EO")
-REFERENCES = ("erm", "full")
+REFERENCES = tuple(key for key, method in METHODS.items() if method.reference)  # every method is paired with these
 CONFIDENCE = 0.95
 
 

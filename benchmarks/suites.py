@@ -114,7 +114,7 @@ TUNE_GRIDS = {
 def tune():
     """Every method of the quick suite over its grid (``TUNE_GRIDS``; each fine-tuning method over
     ``FINETUNE_LRS`` x its paper variants), 3 seeds; writes ``OUT/tuned.json`` from the ``group_val`` choices."""
-    finetuning = [m for m in PAPER_METHODS if METHODS[m].family == "finetune"]
+    finetuning = [m for m in PAPER_METHODS if METHODS[m].finetunes]
     variants = dict(TUNE_GRIDS)
     for m in finetuning:
         variants[m] = [{**v, "finetune_lr": lr} for v in PAPER_VARIANTS.get(m, [{}]) for lr in FINETUNE_LRS]
@@ -150,7 +150,8 @@ def paper():
                 "n_prompts": 50, "num_inference_steps": 50, "guidance_scale": 9.0, "batch_size": 8,
                 "generation_size": None, "seed": 0}
     celeba = [{"name": f"CelebA T={t} P={p}", "dataset": "celeba", "root": None, "target": t, "protected": p,
-               "n_train": 20000, "n_val_train": 2000, "n_test": None, "n_val_per_cell": 100, "minority_share": 0.1, "image_size": 224,
+               "n_train": 20000, "n_val_train": 2000, "n_test": None, "n_val_per_cell": 100, "minority_share": 0.1,
+               "image_size": 224,
                "provider": dict(provider)}
               for t, p in (("Smiling", "Male"), ("Smiling", "Young"), ("Young", "Male"))]
     utkface = {"name": "UTKFace T=Female P=White", "dataset": "utkface", "root": None, "n_train": 10000,
@@ -266,7 +267,7 @@ def domain_gap(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
     base = embedded_task()
     tasks = [dict(base, name=f"coloured MNIST, style shift {g}", provider={**base["provider"], "style_shift": g})
              for g in levels]
-    finetuning = [m for m in DOMAIN_GAP_METHODS if METHODS[m].family == "finetune"]
+    finetuning = [m for m in DOMAIN_GAP_METHODS if METHODS[m].finetunes]
     tuned = {m: {k: v for k, v in params.items() if k != "finetune_lr"}
              for m, params in tuned.items() if m in DOMAIN_GAP_METHODS and m not in finetuning}
     return Suite(
@@ -298,7 +299,7 @@ def custom(task=None):
                          "[--synthetic-dir DIR | --pipeline MODEL ...].")
     methods = CUSTOM_METHODS
     if task.get("provider") is None:
-        methods = tuple(m for m in CUSTOM_METHODS if METHODS[m].family == "baseline")
+        methods = tuple(m for m in CUSTOM_METHODS if not METHODS[m].uses_synthetic)
     return Suite(
         "custom", f"Your own images ({task['metadata']}, {task['n_train']} training images): label-free baselines, "
         "the Group DRO oracle and" + (" fine-tuning on synthetic data" if task.get("provider") else " no synthetic "

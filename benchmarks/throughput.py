@@ -15,7 +15,7 @@ each, in one process, and the ratio plugin / plain images-per-second is reported
 side (the least disturbed run, as ``timeit`` does) and as the median of the per-pair ratios. On CUDA both
 use bfloat16 autocast.
 
-Run: ``python -m benchmarks.throughput [--repeats 4] [--epochs 2] [--device auto]``.
+Run: ``python -m aimfair_bench.throughput [--repeats 4] [--epochs 2] [--device auto]``.
 """
 
 import argparse
@@ -29,12 +29,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from aimfair_plugin._device import autocast, resolve_device
-from aimfair_plugin.datasets import read_image
+from aimfair_plugin.datasets import read_image, write_images
 from aimfair_plugin.estimators import ImageClassifier
-from aimfair_plugin.estimators._data import resolve_num_workers
+from aimfair_plugin.utils import autocast, resolve_device, resolve_num_workers
 
-from .methods import save_png_images
 from .suites import EMBEDDED_RECIPE, embedded_task
 from .tasks import load_task
 
@@ -126,7 +124,7 @@ def main(argv=None):
           f"{X.shape[-1]} px, {args.epochs} epochs x {args.repeats} alternating repeats, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.inputs:
-            inputs = save_png_images(X, folder) if kind == "paths" else X
+            inputs = write_images(X, folder) if kind == "paths" else X
             plain_s, plugin_s, workers = measure(inputs, y, params=params, epochs=args.epochs,
                                                  repeats=args.repeats, device=device, module=module)
             n = len(X) * args.epochs

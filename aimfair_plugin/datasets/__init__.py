@@ -3,20 +3,21 @@
 from ._adult import adult_design_matrix, load_adult
 from ._bias import CELLS, cell_shares, make_balanced_subset, make_biased_subset, shares_to_counts
 from ._celeba import load_celeba
-from ._colored import BACKGROUND_COLORS, binarize_target
-from ._images import check_image_files, read_image, read_images
+from ._colored import BACKGROUND_COLORS, binarize_target, colorize, resize_gray
 from ._fashion import load_fashion_mnist, make_colored_fashion_mnist
+from ._images import check_image_files, read_image, read_images, resize_images, write_images
 from ._mnist import load_mnist_5k, make_colored_mnist
 from ._utkface import load_utkface
 
 __all__ = [
     "BACKGROUND_COLORS",
+    "CELLS",
     "adult_design_matrix",
     "binarize_target",
-    "load_adult",
-    "CELLS",
     "cell_shares",
     "check_image_files",
+    "colorize",
+    "load_adult",
     "load_celeba",
     "load_fashion_mnist",
     "load_mnist_5k",
@@ -27,5 +28,8 @@ __all__ = [
     "make_colored_mnist",
     "read_image",
     "read_images",
+    "resize_gray",
+    "resize_images",
     "shares_to_counts",
+    "write_images",
 ]

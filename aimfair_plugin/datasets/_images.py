@@ -93,3 +93,26 @@ def check_image_files(paths):
                 img.verify()
         except UNREADABLE as exc:
             raise ValueError(f"Cannot read image {path}: {exc}") from exc
+
+
+def write_images(X, folder, *, start=0):
+    """Write float images ``(n, C, H, W)`` in [0, 1] as 8-bit PNG files ``{folder}/{start + i:05d}.png``.
+
+    Each file is written atomically (an interruption leaves no partial file); values are clipped to [0, 1]
+    and rounded, so :func:`read_image` gives back the pixels to within 1/255. Returns the paths as an array of
+    ``str``, the form every estimator and provider takes image files in.
+    """
+    from pathlib import Path
+
+    from .._io import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(np.asarray(X), start):
+        path = folder / f"{i:05d}.png"
+        with atomic_path(path) as tmp:
+            pixels = (np.clip(image, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+            Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(tmp, format="PNG")
+        paths.append(str(path))
+    return np.array(paths)

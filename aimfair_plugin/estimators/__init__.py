@@ -1,25 +1,65 @@
 """Estimators: the ERM image classifier, the AIM-Fair mitigator and the baselines users compare against."""
 
+import inspect
+
+from sklearn.base import BaseEstimator
+
 from ._afr import AFRClassifier
 from ._auto_rgn import AutoRGNAdam, AutoRGNSGD
 from ._cache import fit_cached
+from ._callbacks import MaskedFinetune
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
 from ._jtt import JTTClassifier
 from ._lff import LfFClassifier
-from ._selective import SelectiveFinetuneMitigator
+from ._selective import SelectiveFinetuneMitigator, SyntheticSet
+from ._strategies import (
+    AutoRGNMask,
+    FreezeBlockMask,
+    FullMask,
+    LinearProbeMask,
+    MaskStrategy,
+    RandomMask,
+    SelectiveMask,
+    UpdateBlockMask,
+)
 
 __all__ = [
     "AFRClassifier",
     "AutoRGNAdam",
+    "AutoRGNMask",
     "AutoRGNSGD",
     "CVaRDROClassifier",
+    "FreezeBlockMask",
+    "FullMask",
     "GroupDROClassifier",
     "ImageClassifier",
     "InfluenceReweightingClassifier",
     "JTTClassifier",
     "LfFClassifier",
+    "LinearProbeMask",
+    "MaskStrategy",
+    "MaskedFinetune",
+    "RandomMask",
     "SelectiveFinetuneMitigator",
+    "SelectiveMask",
+    "SyntheticSet",
+    "UpdateBlockMask",
+    "all_estimators",
     "fit_cached",
 ]
+
+
+def all_estimators():
+    """``[(name, class), ...]`` of every scikit-learn estimator this package exports, sorted by name.
+
+    Built from ``__all__``, as scikit-learn's ``sklearn.utils.all_estimators`` is from its modules: a new
+    estimator is registered by exporting it. Persistence (``from_pretrained``), the contract tests and
+    scikit-learn's checks all read this list.
+    """
+    namespace = globals()
+    return sorted(
+        (name, namespace[name]) for name in __all__
+        if inspect.isclass(namespace[name]) and issubclass(namespace[name], BaseEstimator)
+    )

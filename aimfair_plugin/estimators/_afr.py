@@ -72,6 +72,8 @@ class AFRClassifier(ImageClassifier):
         Rows of ``X`` used for reweighting (never seen by stage one).
     afr_weights_ : ndarray of float
         Their weights, in the order of ``holdout_indices_`` (sum 1).
+    n_iter_ : int
+        L-BFGS iterations the last-layer retraining ran (at most ``max_iter``).
 
     References
     ----------
@@ -89,7 +91,8 @@ class AFRClassifier(ImageClassifier):
     }
 
     def fit(self, X, y, sample_weight=None):
-        X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
+        data = self._validate_fit_input(X, y, sample_weight)
+        X, y, weights = data.images.X, data.y, data.sample_weight
         seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
         rows = np.arange(len(X))
         try:
@@ -103,7 +106,7 @@ class AFRClassifier(ImageClassifier):
         for name, value in vars(stage_one).items():  # fitted state (net_, classes_, image_shape_, ...)
             if name.endswith("_") and not name.startswith("_"):
                 setattr(self, name, copy.deepcopy(value))
-        features = self._holdout_features(X[self.holdout_indices_], is_paths)
+        features = self._holdout_features(data.images[self.holdout_indices_])
         y_held = np.searchsorted(self.classes_, y[self.holdout_indices_])
         fc = self.net_.module_.fc
         with torch.no_grad():
@@ -117,12 +120,12 @@ class AFRClassifier(ImageClassifier):
         self._retrain_last_layer(features, y_held, w)
         return self
 
-    def _holdout_features(self, X, is_paths):
+    def _holdout_features(self, images):
         """What the ERM model's last layer reads for each held-out example (float64, ``n x d``), streamed batch
         by batch through the network in evaluation mode."""
         module = self.net_.module_
         device = resolve_device(self.device)
-        dataset = self._dataset(X, is_paths)
+        dataset = self._dataset(images)
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
                             **loader_options(self.num_workers, dataset, device, persistent=False))
         was_training = module.training
@@ -148,6 +151,7 @@ class AFRClassifier(ImageClassifier):
             return loss
 
         optimizer.step(objective)
+        self.n_iter_ = int(optimizer.state[optimizer._params[0]]["n_iter"])  # L-BFGS iterations run
         with torch.no_grad():
             fc.weight.copy_(weight.to(fc.weight.dtype))
             fc.bias.copy_(bias.to(fc.bias.dtype))

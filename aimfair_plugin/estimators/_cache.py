@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.utils.validation import check_memory
 
 
-
 def fingerprint(*parts):
     """Stable hex digest of arrays, strings and plain Python values."""
     digest = hashlib.sha1()

@@ -3,6 +3,7 @@
 import inspect
 import os
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,15 +21,7 @@ from .._device import autocast, resolve_device
 from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
 from ._cache import cached_fit, resolve_cache
-from ._data import (
-    ImageDataset,
-    WorkerInvariantLoader,
-    check_image_size,
-    check_images,
-    image_shape,
-    loader_options,
-)
-
+from ._data import ImageInput, WorkerInvariantLoader, check_image_size, loader_options
 
 CHANNELS_LAST_MIN_WIDTH = 16
 
@@ -111,6 +104,14 @@ def validate_labels(y, n_samples):
 
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+
+
+class FitInput(NamedTuple):
+    """Checked training input: the images, the labels (as given) and the per-sample weights (or None)."""
+
+    images: ImageInput
+    y: np.ndarray
+    sample_weight: np.ndarray = None
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -252,47 +253,49 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     net_class = WeightedImageNet
 
     def _check_X(self, X, *, reset=None):
-        """``(X, is_paths)``. Tabular input goes through scikit-learn's ``validate_data`` (its messages for
-        sparse, complex, object, empty and 1-D input; ``n_features_in_`` set when ``reset``, checked when
-        ``reset=False``); images through :func:`check_images`. ``reset=None`` validates only (no state)."""
+        """The checked :class:`ImageInput`. Tabular input goes through scikit-learn's ``validate_data`` (its
+        messages for sparse, complex, object, empty and 1-D input; ``n_features_in_`` set when ``reset``,
+        checked when ``reset=False``); images through :func:`check_images`, read at ``image_size``.
+        ``reset=None`` validates only (no state)."""
         if self.arch != "logistic":
-            return check_images(X)
+            return ImageInput.check(X, self.image_size)
         if reset is None:
-            return check_array(X, dtype=np.float32), False
-        return validate_data(self, X, dtype=np.float32, reset=reset), False
+            return ImageInput(check_array(X, dtype=np.float32), False)
+        return ImageInput(validate_data(self, X, dtype=np.float32, reset=reset), False)
 
-    def _dataset(self, X, is_paths, y=None, sample_weight=None, train=False, extras=None):
-        tabular = self.arch == "logistic"
-        return ImageDataset(
-            X,
-            y,
-            sample_weight=sample_weight,
-            is_paths=is_paths,
-            size=None if tabular else check_image_size(self.image_size),
-            augment=train and self.augment and not tabular,
-            extras=extras,
-        )
+    def _dataset(self, images, y=None, sample_weight=None, train=False, extras=None):
+        """The dataset of checked ``images``; augmented when ``train`` and the estimator augments images."""
+        augment = train and self.augment and self.arch != "logistic"
+        return images.dataset(y, sample_weight=sample_weight, augment=augment, extras=extras)
 
     def _net_kwargs(self):
         """Extra keyword arguments for ``net_class`` (none for plain ERM)."""
         return {}
 
-    def _make_net(self, module, *, max_epochs, lr, lr_milestones, batch_size=None, callbacks=(),
-                  optimizer_class=None):
-        """A skorch net around ``module`` with this estimator's optimiser settings (``optimizer_class``: a
-        variant of the optimiser ``self.optimizer`` names, taking the same options, e.g. its Auto-RGN one)."""
-        schedule = LRScheduler(policy=MultiStepLR, milestones=list(lr_milestones), gamma=self.lr_gamma)
+    def _make_net(self, module, *, lr_milestones=None, callbacks=(), **net_options):
+        """A skorch net around ``module`` with this estimator's optimiser settings.
+
+        ``lr_milestones`` defaults to the estimator's; ``callbacks`` are added after the learning-rate schedule
+        (and the progress bar); ``net_options`` override skorch's keyword arguments (``max_epochs``, ``lr``,
+        ``batch_size``, ``optimizer``: a variant of the optimiser ``self.optimizer`` names that takes the same
+        options, e.g. its Auto-RGN one).
+        """
+        milestones = self.lr_milestones if lr_milestones is None else lr_milestones
+        schedule = LRScheduler(policy=MultiStepLR, milestones=list(milestones), gamma=self.lr_gamma)
         progress = [("progress", ProgressBar())] if self.verbose else []
+        options = {
+            "optimizer": OPTIMIZERS[self.optimizer],
+            "lr": self.lr,
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            **{k: v for k, v in net_options.items() if v is not None},
+        }
         return self.net_class(
             module=module,
             criterion=nn.CrossEntropyLoss,
             criterion__reduction="none",
-            optimizer=optimizer_class or OPTIMIZERS[self.optimizer],
             optimizer__weight_decay=self.weight_decay,
             **({"optimizer__momentum": self.momentum} if self.optimizer == "sgd" else {}),
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size or self.batch_size,
             train_split=None,
             iterator_train__shuffle=True,
             num_workers=self.num_workers,
@@ -300,6 +303,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             classes=list(range(len(self.classes_))),
             device=resolve_device(self.device),
             verbose=self.verbose,
+            **options,
             **self._net_kwargs(),
         )
 
@@ -332,36 +336,31 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
-        return self._fit_net(X, is_paths, y, weights)
+        return self._fit_net(self._validate_fit_input(X, y, sample_weight))
 
     def _validate_fit_input(self, X, y, sample_weight):
-        """Checked ``(X, is_paths, y, weights)``; sets ``classes_``."""
+        """The checked :class:`FitInput` (images, labels, weights rescaled to mean 1); sets ``classes_``."""
         self._validate_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
-        X, is_paths = self._check_X(X, reset=True)
-        y = validate_labels(y, len(X))
-        weights = validate_sample_weight(sample_weight, len(X))
+        images = self._check_X(X, reset=True)
+        y = validate_labels(y, len(images))
+        weights = validate_sample_weight(sample_weight, len(images))
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y needs at least two classes; got 1 class: {self.classes_.tolist()}.")
-        return X, is_paths, y, weights
+        return FitInput(images, y, weights)
 
-    def _fit_net(self, X, is_paths, y, weights, extras=None, lr=None):
-        """Build a fresh net and train it on checked input (labels in ``classes_``); ``lr`` overrides ``self.lr``."""
+    def _fit_net(self, data, extras=None, lr=None):
+        """Build a fresh net and train it on a checked :class:`FitInput` (labels in ``classes_``); ``lr``
+        overrides ``self.lr``."""
         seed_torch(self.random_state)
-        self.image_shape_ = image_shape(X, is_paths, check_image_size(self.image_size))
+        self.image_shape_ = data.images.shape
         if self.arch != "logistic":  # the pixels per image the network sees (tabular: set by validate_data)
             self.n_features_in_ = int(np.prod(self.image_shape_))
-        self.net_ = self._make_net(
-            self._build_module(self.image_shape_[0]),
-            max_epochs=self.max_epochs,
-            lr=self.lr if lr is None else lr,
-            lr_milestones=self.lr_milestones,
-        )
-        y_encoded = np.searchsorted(self.classes_, y)
-        self.net_.fit(self._dataset(X, is_paths, y_encoded, weights, train=True, extras=extras), y=None)
+        self.net_ = self._make_net(self._build_module(self.image_shape_[0]), lr=lr)
+        y_encoded = np.searchsorted(self.classes_, data.y)
+        self.net_.fit(self._dataset(data.images, y_encoded, data.sample_weight, train=True, extras=extras), y=None)
         return self
 
     @property
@@ -371,11 +370,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_predict_input(self, X):
         check_is_fitted(self, "net_")
-        X, is_paths = self._check_X(X, reset=False)
-        shape = image_shape(X, is_paths, check_image_size(self.image_size))
-        if shape[0] != self.image_shape_[0]:
-            raise ValueError(f"X has {shape[0]} channels but the model was fitted on {self.image_shape_[0]}.")
-        return self._dataset(X, is_paths)
+        images = self._check_X(X, reset=False)
+        channels = images.shape[0]
+        if channels != self.image_shape_[0]:
+            raise ValueError(f"X has {channels} channels but the model was fitted on {self.image_shape_[0]}.")
+        return self._dataset(images)
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the logits), shape (n_samples, n_classes)."""

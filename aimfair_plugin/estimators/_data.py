@@ -3,6 +3,7 @@
 import multiprocessing
 import numbers
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -75,6 +76,46 @@ def check_images(X, *, tabular=False):
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite pixel values.")
     return X, False
+
+
+@dataclass(frozen=True, eq=False)
+class ImageInput:
+    """Checked images and how to read them: what travels together from ``fit`` to every dataset built on it.
+
+    ``X`` is a float32 array ``(n, C, H, W)`` (or a tabular ``(n, d)`` matrix) or a 1-D array of file paths;
+    ``is_paths`` says which; ``size`` is the ``(height, width)`` images are decoded or resized to (None: as
+    they are).
+    """
+
+    X: np.ndarray
+    is_paths: bool
+    size: tuple = None
+
+    @classmethod
+    def check(cls, X, size=None):
+        """:func:`check_images` on ``X``, with ``size`` checked by :func:`check_image_size`."""
+        X, is_paths = check_images(X)
+        return cls(X, is_paths, check_image_size(size))
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        """The images at ``index`` (an index array or a slice), read the same way."""
+        return ImageInput(self.X[index], self.is_paths, self.size)
+
+    @property
+    def shape(self):
+        """``(C, H, W)`` of the images the network sees (``(d,)`` for a feature matrix)."""
+        return image_shape(self.X, self.is_paths, self.size)
+
+    def value_range(self):
+        """``(min, max)`` of the pixel values; ``(0.0, 1.0)`` for files, which are always decoded to [0, 1]."""
+        return value_range(self.X, self.is_paths)
+
+    def dataset(self, y=None, **options):
+        """An :class:`ImageDataset` of these images (``options``: sample_weight, augment, extras)."""
+        return ImageDataset(self.X, y, is_paths=self.is_paths, size=self.size, **options)
 
 
 def value_range(X, is_paths):

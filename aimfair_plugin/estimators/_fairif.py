@@ -30,7 +30,6 @@ from torch.func import functional_call, jvp
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from .._device import resolve_device
-from .._deprecation import renamed_attribute
 from ._classifier import ImageClassifier, fit_stage_one, head_inputs, validate_labels, with_backbone_params
 from ._data import loader_options
 
@@ -157,18 +156,18 @@ class InfluenceReweightingClassifier(ImageClassifier):
         "auto": 1.5 times the largest Hessian eigenvalue, estimated by power
         iteration on a minibatch.
     lissa_damping : float, default=0.1
-        Added to the Hessian's diagonal (keeps it positive definite);
-        the tune suite's ``group_val`` choice on the embedded benchmark (README "Tuning"), over {0.01, 0.1}.
+        Added to the Hessian's diagonal: keeps it positive definite and the
+        LiSSA recursion stable; the package's tuning choice (README "Tuning").
     lissa_batch_size : int, default=256
     max_weight : float or None, default=5.0
         Cap on each sample's weight (weights have mean 1 before the cap;
-        ``None`` = no cap). Single influence weights can be very large
-        (up to 74 on the embedded benchmark), and stage two is unstable with
-        them at the backbone's learning rate. The default is the tune suite's
-        choice over {None, 5}.
+        ``None`` = no cap). Single influence weights can be far above the
+        mean, and stage two is unstable with them at the backbone's learning
+        rate; a cap of 5 keeps the reweighting without letting a few samples
+        dominate (README "Tuning").
     stage_two_lr : float or None, default=None
-        Learning rate of the weighted retraining (``None`` = ``lr``; the
-        tune suite chose ``lr``, 0.05, over 0.005).
+        Learning rate of the weighted retraining (``None`` = ``lr``: the
+        weighted retraining is an ordinary training run).
     memory : "process", str path, joblib.Memory or None, default=None
         Cache for the stage-one ERM model, keyed by the data and every
         backbone parameter (the same key :class:`SelectiveFinetuneMitigator`
@@ -191,7 +190,6 @@ class InfluenceReweightingClassifier(ImageClassifier):
     lissa_scale_ : float
     """
 
-    stage_one_ = renamed_attribute("stage_one_estimator_", "stage_one_")
     _parameter_constraints = {
         **ImageClassifier._parameter_constraints,
         "influence_layers": [StrOptions({"last", "all"})],
@@ -213,11 +211,11 @@ class InfluenceReweightingClassifier(ImageClassifier):
                 "InfluenceReweightingClassifier.fit needs X_val, y_val and sensitive_features_val: a small "
                 "validation set that carries the protected attribute."
             )
-        X_val, is_paths = self._check_X(X_val)
-        y_val = validate_labels(y_val, len(X_val))
+        val = self._check_X(X_val)
+        y_val = validate_labels(y_val, len(val))
         s_val = np.asarray(sensitive_features_val)
-        if s_val.ndim != 1 or len(s_val) != len(X_val):
-            raise ValueError(f"sensitive_features_val must be 1-D with one value per validation sample ({len(X_val)}).")
+        if s_val.ndim != 1 or len(s_val) != len(val):
+            raise ValueError(f"sensitive_features_val must be 1-D with one value per validation sample ({len(val)}).")
         if len(self.classes_) != 2 or not np.isin(y_val, self.classes_).all():
             raise ValueError("FairIF equalises TPR and TNR: it needs a binary target, the same labels in y and y_val.")
         groups = np.unique(s_val)
@@ -229,18 +227,19 @@ class InfluenceReweightingClassifier(ImageClassifier):
             for g in (0, 1):
                 if not np.any((y_enc == cls) & (s_enc == g)):
                     raise ValueError(f"The validation set has no sample with y={self.classes_[cls]}, s={groups[g]}.")
-        return X_val, is_paths, y_enc, s_enc
+        return val, y_enc, s_enc
 
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sensitive_features_val=None):
         """Stage one (ERM), influence weights from the validation set, stage two (weighted retraining)."""
-        X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
-        X_val, val_paths, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
+        data = self._validate_fit_input(X, y, sample_weight)
+        X, y, weights = data.images.X, data.y, data.sample_weight
+        val_images, y_val, s_val = self._check_validation(X_val, y_val, sensitive_features_val)
         self.stage_one_estimator_ = fit_stage_one(self, X, y, sample_weight)
         module = self.stage_one_estimator_.net_.module_.eval()
         device = resolve_device(self.device)
         y_train = np.searchsorted(self.classes_, y)
-        train = self.stage_one_estimator_._dataset(X, is_paths, y_train)
-        val = self.stage_one_estimator_._dataset(X_val, val_paths, y_val)
+        train = self.stage_one_estimator_._dataset(data.images, y_train)
+        val = self.stage_one_estimator_._dataset(val_images, y_val)
         if self.influence_layers == "last":
             # Only ``fc`` varies: its inputs are fixed, so compute them once instead of in every LiSSA step.
             net = module.fc
@@ -269,7 +268,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
                          iterations=self.lissa_iterations, repeats=self.lissa_repeats, random_state=rng)
                    for d in directions]
         influence = np.stack([self._directional_losses(loss_on, params, batches, a) for a in inverse])
-        n = len(X)
+        n = len(y)
         eps = solve_weights(gaps, influence, self.reg_lambda)
         w = np.clip(1.0 / n + eps, 0.0, None)
         if self.max_weight is not None:
@@ -279,7 +278,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         predicted = gaps + influence @ (w - 1.0 / n)
         self.predicted_gaps_ = dict(zip(("TPR", "TNR"), np.round(predicted, 6).tolist()))
         final = self.sample_weights_ if weights is None else self.sample_weights_ * weights
-        return self._fit_net(X, is_paths, y, final.astype(np.float32), lr=self.stage_two_lr)
+        return self._fit_net(data._replace(sample_weight=final.astype(np.float32)), lr=self.stage_two_lr)
 
     def _loader_options(self, dataset, device):
         return loader_options(self.num_workers, dataset, device, persistent=False)  # each loader makes one pass

@@ -86,9 +86,9 @@ class LfFClassifier(ImageClassifier):
     Parameters
     ----------
     gce_q : float in (0, 1], default=0.7
-        Exponent of the generalized cross-entropy of the biased network;
-        the paper's value and the tune suite's ``group_val`` choice on the embedded benchmark (README "Tuning") over {0.3, 0.7} x {SGD lr 0.01, SGD
-        lr 0.05, Adam lr 0.001} (it chose SGD at lr 0.01).
+        Exponent of the generalized cross-entropy of the biased network: the
+        larger, the more it leans on the easy (shortcut) examples. The LfF
+        paper's value, also the package's tuning choice (README "Tuning").
     ema : float in [0, 1), default=0.7
         Momentum of the per-sample loss averages.
     **backbone
@@ -109,8 +109,8 @@ class LfFClassifier(ImageClassifier):
                 "ema": float(self.ema)}
 
     def fit(self, X, y, sample_weight=None):
-        X, is_paths, y, weights = self._validate_fit_input(X, y, sample_weight)
-        self._train_labels = np.searchsorted(self.classes_, y)
-        self._fit_net(X, is_paths, y, weights, extras={"index": np.arange(len(X))})
+        data = self._validate_fit_input(X, y, sample_weight)
+        self._train_labels = np.searchsorted(self.classes_, data.y)
+        self._fit_net(data, extras={"index": np.arange(len(data.y))})
         del self._train_labels
         return self

@@ -38,15 +38,47 @@ def _tuples(params):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
+def _fitted_attributes(estimator):
+    """The public fitted attributes (``name_``) held on the instance, the network aside."""
+    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_") and k != "net_"}
+
+
+def _encode_fitted(name, value, directory):
+    """A JSON entry for one fitted attribute; a fitted estimator is written to its own folder ``directory/name``."""
+    from ._classifier import ImageClassifier
+
+    if isinstance(value, ImageClassifier):
+        save_classifier(value, directory / name)
+        return {"estimator": name}
+    if isinstance(value, np.ndarray):
+        return {"array": [_plain(v) for v in value.tolist()], "dtype": value.dtype.str if value.dtype != object
+                else "object"}
+    try:
+        return {"value": json.loads(json.dumps(value, default=_plain))}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Cannot save the fitted attribute {name} ({type(value).__name__}) in {CONFIG}.") from exc
+
+
+def _decode_fitted(entry, directory, device):
+    if "estimator" in entry:
+        return load_classifier(directory / entry["estimator"], device=device)
+    if "array" in entry:
+        return np.array(entry["array"], dtype=object if entry["dtype"] == "object" else np.dtype(entry["dtype"]))
+    return entry["value"]
+
+
 def save_classifier(estimator, directory):
-    """Write a fitted :class:`ImageClassifier` (or baseline) to ``directory``; returns the path."""
+    """Write a fitted :class:`ImageClassifier` (or baseline) to ``directory``; returns the path.
+
+    Every public fitted attribute is written: arrays and plain values in ``config.json``, fitted estimators
+    (a stage-one model) in a folder of their own, the network's weights in ``model.safetensors``.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     params = {k: _plain(v) for k, v in estimator.get_params(deep=False).items()}
-    fitted = {"classes_": estimator.classes_.tolist(), "image_shape_": list(estimator.image_shape_),
-              "n_features_in_": int(estimator.n_features_in_)}
+    fitted = {name: _encode_fitted(name, value, directory) for name, value in _fitted_attributes(estimator).items()}
     config = {"format": FORMAT, "class": type(estimator).__name__, "params": params, "fitted": fitted}
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in estimator.net_.module_.state_dict().items()}
@@ -55,10 +87,11 @@ def save_classifier(estimator, directory):
 
 
 def _classifier_class(name):
-    from . import _classifier, _dro, _fairif, _jtt, _lff
+    """The exported classifier class called ``name`` (from the estimator registry), or None."""
+    from . import all_estimators
+    from ._classifier import ImageClassifier
 
-    classes = {cls.__name__: cls for module in (_classifier, _dro, _fairif, _jtt, _lff)
-               for cls in vars(module).values() if isinstance(cls, type) and issubclass(cls, _classifier.ImageClassifier)}
+    classes = {n: cls for n, cls in all_estimators() if issubclass(cls, ImageClassifier)}
     return classes.get(name)
 
 
@@ -75,15 +108,13 @@ def load_classifier(directory, *, device=None):
     if device is not None:
         params["device"] = device
     estimator = cls(**{**params, "pretrained": None})  # the weights come from the folder, not a checkpoint
-    fitted = config["fitted"]
-    estimator.classes_ = np.asarray(fitted["classes_"])
-    estimator.image_shape_ = tuple(fitted["image_shape_"])
-    estimator.n_features_in_ = fitted["n_features_in_"]
+    for name, entry in config["fitted"].items():
+        setattr(estimator, name, _decode_fitted(entry, directory, device))
+    estimator.image_shape_ = tuple(estimator.image_shape_)
     module = estimator._build_module(estimator.image_shape_[0])
     module.load_state_dict(load_file(str(directory / WEIGHTS)))
     estimator.set_params(pretrained=params.get("pretrained"))
-    estimator.net_ = estimator._make_net(module, max_epochs=estimator.max_epochs, lr=estimator.lr,
-                                         lr_milestones=estimator.lr_milestones)
+    estimator.net_ = estimator._make_net(module)
     estimator.net_.initialize()
     return estimator
 

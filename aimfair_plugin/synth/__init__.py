@@ -1,10 +1,16 @@
 """Synthetic-data providers for the AIM-Fair mitigator, the prompts that drive them, and FADM for tables."""
 
-from ._base import ArrayProvider, SyntheticDataProvider, balanced_group_counts, biased_group_counts
-from ._prompts import ContextualPromptBuilder, PlainPromptBuilder, load_prompts, save_prompts
+from ._base import (
+    ArrayProvider,
+    SyntheticDataProvider,
+    balanced_group_counts,
+    biased_group_counts,
+    synthetic_set_size,
+)
 from ._diffusers import DiffusersProvider
 from ._fadm import FairTabularDiffusion
 from ._folder import ImageFolderProvider
+from ._prompts import ContextualPromptBuilder, PlainPromptBuilder, load_prompts, save_prompts
 from ._rendered import RenderedDigitsProvider
 from ._tabular import TabularEncoder
 from ._tiny import build_tiny_text_to_image_pipeline
@@ -24,4 +30,5 @@ __all__ = [
     "build_tiny_text_to_image_pipeline",
     "load_prompts",
     "save_prompts",
+    "synthetic_set_size",
 ]

@@ -15,6 +15,13 @@ def balanced_group_counts(n_total):
     return dict(zip(CELLS, shares_to_counts(np.full(4, 0.25), n_total).tolist()))
 
 
+def synthetic_set_size(n_real, synthetic_ratio=1.0):
+    """Images in each synthetic set (S1, S2) for ``n_real`` real training images: ``synthetic_ratio * n_real``
+    rounded, at least 4 (one per cell). The rule :class:`~aimfair_plugin.estimators.SelectiveFinetuneMitigator`
+    draws by."""
+    return max(4, int(round(float(synthetic_ratio) * int(n_real))))
+
+
 def biased_group_counts(n_total, bias_ratio):
     """``{(y, s): count}`` where each class keeps ``bias_ratio`` of its images in its majority cell.
 

@@ -29,7 +29,6 @@ wait for each other before reading. See ``python -m aimfair_plugin.synth.generat
 import copy
 import json
 import os
-import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -110,9 +109,6 @@ class DiffusersProvider(SyntheticDataProvider):
         the cache as ``"seed"``.
     verbose : int, default=1
         0 hides the progress bar.
-    seed : int, optional
-        Deprecated name of ``random_state`` (warns with ``FutureWarning``;
-        removed in the next release).
 
     Examples
     --------
@@ -138,7 +134,6 @@ class DiffusersProvider(SyntheticDataProvider):
         device="auto",
         random_state=0,
         verbose=1,
-        seed=None,
     ):
         self.pipeline = pipeline
         self.prompts = prompts
@@ -151,7 +146,6 @@ class DiffusersProvider(SyntheticDataProvider):
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
-        self.seed = seed
         self.verbose = verbose
 
     def __deepcopy__(self, memo):
@@ -179,16 +173,11 @@ class DiffusersProvider(SyntheticDataProvider):
         "device": [str, torch.device],
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
-        "seed": [None, Interval(Integral, 0, None, closed="left")],
     }
 
     @property
     def base_seed(self):
-        """The base of the per-image seeds: ``random_state`` (or the deprecated ``seed``, with a warning)."""
-        if self.seed is not None:
-            warnings.warn("DiffusersProvider(seed=...) is deprecated; use random_state=... (same meaning).",
-                          FutureWarning, stacklevel=3)
-            return int(self.seed)
+        """The base of the per-image seeds: ``random_state``."""
         return int(self.random_state)
 
     def cache_settings(self):

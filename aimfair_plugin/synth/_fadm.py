@@ -28,9 +28,8 @@ from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from .._deprecation import renamed_parameter
-from .._validation import check_int, validate_declared
 from .._device import resolve_device
+from .._validation import check_int, validate_declared
 from ._tabular import TabularEncoder
 
 
@@ -105,9 +104,6 @@ class FairTabularDiffusion(BaseEstimator):
     device : str, default="auto"
     verbose : int, default=0
         1 shows progress bars for training and sampling.
-    epochs : int, optional
-        Deprecated name of ``max_epochs`` (``FutureWarning``; removed in the
-        next release).
 
     Attributes
     ----------
@@ -147,7 +143,6 @@ class FairTabularDiffusion(BaseEstimator):
         random_state=None,
         device="auto",
         verbose=0,
-        epochs=None,
     ):
         self.n_steps = n_steps
         self.guidance_label = guidance_label
@@ -164,7 +159,6 @@ class FairTabularDiffusion(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
-        self.epochs = epochs
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -174,7 +168,6 @@ class FairTabularDiffusion(BaseEstimator):
         "guidance_fair": [Interval(Real, 0, None, closed="left")],
         "meta_learning": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "epochs": [None, Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
@@ -284,7 +277,7 @@ class FairTabularDiffusion(BaseEstimator):
 
     def _batches(self, n, domain_idx, rng):
         """Index arrays per iteration: (B_in, B_out) with meta-learning, (batch, None) without."""
-        epochs = renamed_parameter(self, "max_epochs", "epochs")
+        epochs = self.max_epochs
         iterations = max(1, epochs * n // self.batch_size)
         if not self.meta_learning:
             order = np.concatenate([rng.permutation(n) for _ in range(epochs + 1)])
@@ -312,7 +305,7 @@ class FairTabularDiffusion(BaseEstimator):
         models = self._losses()
         optims = [torch.optim.Adam(m.parameters(), lr=self.lr) for _, m, _ in models]
         batches = self._batches(len(data["y"]), domain_idx, rng)
-        per_epoch = max(1, len(batches) // renamed_parameter(self, "max_epochs", "epochs"))
+        per_epoch = max(1, len(batches) // self.max_epochs)
         rows, sums = [], {name: 0.0 for name, _, _ in models}
         for it, (b_in, b_out) in enumerate(tqdm(batches, desc="FADM training", disable=not self.verbose)):
             batch_in = self._noisy(data, b_in, scheduler, device, gen)

@@ -11,23 +11,22 @@ attributes the prompt leaves uncontrolled.
 import json
 import os
 import re
-from numbers import Integral
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils import check_random_state
 
 from .._io import atomic_write
 from ..datasets import CELLS, binarize_target
-from ._digit_styles import phrase_pattern
-from ._digit_styles import POSE_GROUPS, STYLE_GROUPS, digits_named
+from ._digit_styles import POSE_GROUPS, STYLE_GROUPS, digits_named, phrase_pattern
 
 # Words for the value 0 and the value 1 of an attribute; the first of each list
 # goes into template prompts, the others are accepted in an LLM's reply.

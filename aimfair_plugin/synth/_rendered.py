@@ -18,8 +18,8 @@ renders thousands of images per second on a CPU.
 import functools
 import os
 import re
-from numbers import Integral, Real
 from importlib import resources
+from numbers import Integral, Real
 
 import numpy as np
 import torch

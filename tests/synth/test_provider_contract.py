@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from aimfair_plugin.datasets import read_images
-
 from aimfair_plugin.synth import (
     ArrayProvider,
     ContextualPromptBuilder,

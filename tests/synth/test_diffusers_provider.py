@@ -40,7 +40,8 @@ def _cached(provider):
 def test_generates_browsable_cache_with_manifest(tiny_pipeline_path, tmp_path):
     provider = _provider(tiny_pipeline_path, tmp_path / "c")
     X, y, s = provider.sample(COUNTS, random_state=0)
-    assert X.shape == (6,) and read_images(X, image_size=16).shape == (6, 3, 16, 16) and y.tolist() == [0, 0, 0, 1, 1, 1] and s.tolist() == [0, 0, 0, 1, 1, 1]
+    assert X.shape == (6,) and read_images(X, image_size=16).shape == (6, 3, 16, 16)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1] and s.tolist() == [0, 0, 0, 1, 1, 1]
     files = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*"))
     assert files == [
         "0_0", "0_0/00000.png", "0_0/00001.png", "0_0/00002.png", "0_0/manifest.jsonl",

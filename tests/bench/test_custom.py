@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import benchmarks.runner
-from benchmarks.cli import main
-from benchmarks.custom import TaskDataError, assign_splits, load_metadata_task, metadata_task, read_metadata
+import aimfair_bench.runner
+from aimfair_bench.cli import main
+from aimfair_bench.custom import TaskDataError, assign_splits, load_metadata_task, metadata_task, read_metadata
 
 PER_CELL = 20  # real images per (y, s) cell
 SYNTHETIC_PER_CELL = 24
@@ -60,15 +60,16 @@ def command(root, out, *extra):
 # -- end to end ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_custom_suite_runs_end_to_end_hides_group_labels_and_resumes(own_data, tmp_path, monkeypatch, capsys):
     seen = {}
-    fit = benchmarks.runner.fit_method
+    fit = aimfair_bench.runner.fit_method
 
     def spy(job, data, cache_dir):
-        seen[job["method"]] = set(data)
+        seen[job.method] = set(data)
         return fit(job, data, cache_dir)
 
-    monkeypatch.setattr(benchmarks.runner, "fit_method", spy)
+    monkeypatch.setattr(aimfair_bench.runner, "fit_method", spy)
     out = tmp_path / "results"
     methods = ["erm", "jtt", "fairif", "group_dro", "full", "aimfair"]
     assert main(command(own_data, out, "--methods", *methods)) == 0
@@ -104,6 +105,7 @@ def test_custom_suite_runs_end_to_end_hides_group_labels_and_resumes(own_data, t
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "records").rglob("*.json")}
 
 
+@pytest.mark.slow
 def test_custom_suite_generates_synthetic_images_with_a_diffusers_pipeline(own_data, tmp_path, tiny_pipeline_path,
                                                                            capsys):
     out = tmp_path / "results"
@@ -249,7 +251,7 @@ def test_split_is_stratified_seeded_and_edits_to_the_metadata_are_noticed(own_da
 
 # -- the README's examples, as written ------------------------------------------------------------------------
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_block(name):
@@ -258,6 +260,7 @@ def readme_block(name):
     return re.search(r"```\w*\n(.*?)```", after, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_image_folder_example_and_command_work_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for y, y_name in enumerate(("not_smiling", "smiling")):

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmarks.cli import main
-from benchmarks.report import cell_table, markdown_report, records_frame, summarise, table1
-from benchmarks.runner import collect_records, is_done, make_jobs, record_path, run_job, run_jobs, settings_hash
-from benchmarks.suites import build_suite
+from aimfair_bench.cli import main
+from aimfair_bench.report import cell_table, markdown_report, records_frame, summarise, table1
+from aimfair_bench.runner import collect_records, is_done, make_jobs, record_path, run_job, run_jobs, settings_hash
+from aimfair_bench.suites import build_suite
 
 TOY = ["--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val-per-cell", "10", "--n-val-train", "40",
        "--image-size", "16", "--width", "4", "--epochs", "1", "--finetune-epochs", "1", "--no-progress", "--n-jobs", "1"]
@@ -51,19 +51,19 @@ def test_jobs_cover_tasks_seeds_methods_and_variants_with_erm_first():
     jobs = make_jobs(suite)
     per_seed = 5 + 2 + 5 + 2 + 4 + 4  # baselines, synthetic, lp/full/cosine/normalized/aimfair, random x2, blocks
     assert len(jobs) == 2 * per_seed
-    assert [j["method"] for j in jobs if j["seed"] == 0][0] == "erm"
-    labels = {j["variant"] for j in jobs if j["method"] == "update_block"}
+    assert [j.method for j in jobs if j.seed == 0][0] == "erm"
+    labels = {j.variant for j in jobs if j.method == "update_block"}
     assert labels == {f"block=layer{i}" for i in range(1, 5)}
-    assert len({j["settings_hash"] for j in jobs}) == len(jobs)
-    assert all(j["finetune"] == {} for j in jobs if j["method"] in ("erm", "jtt"))
+    assert len({j.settings_hash for j in jobs}) == len(jobs)
+    assert all(j.finetune == {} for j in jobs if j.method in ("erm", "jtt"))
 
 
 def test_learning_rate_search_makes_variants_and_every_setting_changes_the_hash():
     suite = toy_suite(methods=("erm", "full"))
     suite.finetune_lrs = (0.001, 0.01)
     jobs = make_jobs(suite)
-    assert [j["variant"] for j in jobs[1:]] == ["ft_lr=0.001", "ft_lr=0.01"]
-    assert [j["finetune"].get("finetune_lr") for j in jobs[1:]] == [0.001, 0.01]
+    assert [j.variant for j in jobs[1:]] == ["ft_lr=0.001", "ft_lr=0.01"]
+    assert [j.finetune.get("finetune_lr") for j in jobs[1:]] == [0.001, 0.01]
     base = make_jobs(toy_suite(methods=("aimfair",)))[0]
     for change in ({"finetune_epochs": 2}, {"bias_ratio": 0.9}):
         other = make_jobs(toy_suite(methods=("aimfair",), **change))[0]
@@ -139,6 +139,7 @@ def toy_run(tmp_path_factory, untuned):
     return out
 
 
+@pytest.mark.slow
 def test_run_writes_records_csv_tables_and_plots(toy_run):
     records = sorted(toy_run.glob("records/*/*/seed0.json"))
     assert [p.parent.name for p in records] == ["aimfair", "erm", "full"]
@@ -159,6 +160,7 @@ def test_run_writes_records_csv_tables_and_plots(toy_run):
             assert image.format == "PNG" and image.size[0] > 600
 
 
+@pytest.mark.slow
 def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run, capsys, untuned):
     erm = toy_run / "records" / "coloured_MNIST" / "erm" / "seed0.json"
     before = {p: p.stat().st_mtime_ns for p in toy_run.glob("records/*/*/seed0.json")}
@@ -179,6 +181,7 @@ def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run,
     assert json.loads(full.read_text())["settings"]["finetune"]["finetune_epochs"] == 2
 
 
+@pytest.mark.slow
 def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch, untuned):
     """A fine-tuning job after the ERM job trains nothing from scratch and reproduces its record exactly."""
     from aimfair_plugin.estimators import ImageClassifier
@@ -202,7 +205,7 @@ def test_topk_plot(tmp_path):
     jobs = make_jobs(suite)
     run_jobs(jobs, tmp_path, progress=False)
     records = collect_records(tmp_path, jobs)
-    from benchmarks.plots import plot_topk
+    from aimfair_bench.plots import plot_topk
 
     summary = summarise(records_frame(records))
     assert plot_topk(summary, tmp_path / "topk.png") == tmp_path / "topk.png"
@@ -212,7 +215,7 @@ def test_topk_plot(tmp_path):
 
 
 def test_tradeoff_zoom_is_never_empty_when_the_lowest_eo_is_inaccurate():
-    from benchmarks.plots import _zoom_limits
+    from aimfair_bench.plots import _zoom_limits
 
     # the lowest EO (5.0) belongs to a method 30 points below the best accuracy: the zoom keeps the accurate two
     rows = pd.DataFrame({"ACC_mean": [90.0, 88.0, 60.0], "ACC_std": [1.0, 2.0, 3.0], "EO_mean": [20.0, 25.0, 5.0],
@@ -239,6 +242,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_parallel_loky_and_dask_give_the_sequential_results(tmp_path, one_thread):
     """CPU training is deterministic for a fixed thread count, so the backend must not change any number.
 
@@ -289,6 +293,7 @@ def utkface_root(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_paper_suite_runs_end_to_end_at_toy_scale(tmp_path, celeba_root, utkface_root, tiny_pipeline_path):
     out = tmp_path / "paper"
     args = ["paper", "--out", str(out), "--celeba-root", str(celeba_root), "--utkface-root", str(utkface_root),
@@ -313,8 +318,9 @@ def test_paper_suite_runs_end_to_end_at_toy_scale(tmp_path, celeba_root, utkface
     assert main(args) == 0  # resumes: nothing left to run
 
 
+@pytest.mark.slow
 def test_random_matched_has_the_size_of_the_mask_it_matches_and_the_evidence_table_pairs_them(tmp_path):
-    from benchmarks.report import selection_evidence
+    from aimfair_bench.report import selection_evidence
 
     suite = toy_suite(methods=("erm", "cosine", "random_matched"))
     suite.variants = {"random_matched": [{"match": "cosine"}]}
@@ -338,7 +344,7 @@ def test_random_matched_has_the_size_of_the_mask_it_matches_and_the_evidence_tab
 
 
 def test_task_has_two_validation_sets_disjoint_from_train_and_test():
-    from benchmarks.tasks import load_task
+    from aimfair_bench.tasks import load_task
 
     spec = dict(toy_suite().tasks[0], n_train=400, n_val_train=100)
     data = load_task(spec, 0)
@@ -354,16 +360,16 @@ def test_task_has_two_validation_sets_disjoint_from_train_and_test():
 
 
 def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_path, untuned):
-    from benchmarks.runner import pretraining_jobs
-    from benchmarks.suites import FINETUNE_LRS, PAPER_METHODS, load_tuned
+    from aimfair_bench.runner import pretraining_jobs
+    from aimfair_bench.suites import FINETUNE_LRS, PAPER_METHODS, load_tuned
 
     tune = build_suite("tune")
     assert set(tune.variants) == set(PAPER_METHODS)
     assert all(len(grid) >= 2 for grid in tune.variants.values())
     jobs = make_jobs(tune)
-    lrs = {j["finetune"]["finetune_lr"] for j in jobs if j["method"] == "aimfair"}
+    lrs = {j.finetune["finetune_lr"] for j in jobs if j.method == "aimfair"}
     assert lrs == set(FINETUNE_LRS)
-    assert {j["params"].get("lr") for j in jobs if j["method"] == "cvar_dro"} >= {0.01, 0.05}
+    assert {j.params.get("lr") for j in jobs if j.method == "cvar_dro"} >= {0.01, 0.05}
     # the committed tuned settings cover every method of the quick suite and say where they came from
     tuned, source = load_tuned()
     assert set(tuned) == set(PAPER_METHODS) and source.startswith("aimfair-bench tune")
@@ -371,12 +377,12 @@ def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_
     path.write_text(json.dumps({"source": "test", "methods": {
         "erm": {"params": {"lr": 0.01}}, "random": {"params": {"top_k": 0.85, "finetune_lr": 0.003}}}}))
     quick = make_jobs(toy_suite(methods=("erm", "random", "full"), tuned=path))
-    erm = next(j for j in quick if j["method"] == "erm")
+    erm = next(j for j in quick if j.method == "erm")
     assert erm["params"] == {"lr": 0.01} and erm["settings"]["tuned_from"] == "test"
-    random = [j for j in quick if j["method"] == "random"]
+    random = [j for j in quick if j.method == "random"]
     # the paper's ratios stay variants; only the tuned learning rate is carried over
-    assert [j["params"]["top_k"] for j in random] == [0.55, 0.85]
-    assert {j["finetune"]["finetune_lr"] for j in random} == {0.003}
+    assert [j.params["top_k"] for j in random] == [0.55, 0.85]
+    assert {j.finetune["finetune_lr"] for j in random} == {0.003}
     # ERM at a tuned lr does not train the recipe model fine-tuning starts from: one pre-training per seed does
     pretraining = pretraining_jobs(quick)
     assert len(pretraining) == 1 and pretraining[0]["pretrain_only"] and pretraining[0]["seed"] == 0
@@ -384,13 +390,14 @@ def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_
 
 
 def test_every_method_has_its_own_plot_style():
-    from benchmarks.methods import METHODS
-    from benchmarks.plots import method_style
+    from aimfair_bench.methods import METHODS
+    from aimfair_bench.plots import method_style
 
     styles = [(method_style(m)["marker"], method_style(m)["color"]) for m in METHODS]
     assert len(set(styles)) == len(styles)
 
 
+@pytest.mark.slow
 def test_tune_cli_writes_the_group_val_choice_to_tuned_json(tmp_path):
     out = tmp_path / "tune"
     assert main(["tune", "--out", str(out), "--methods", "erm", "cvar_dro", *TOY, "--no-plots"]) == 0
@@ -405,13 +412,14 @@ def test_tune_cli_writes_the_group_val_choice_to_tuned_json(tmp_path):
     assert set(tuned["methods"]["cvar_dro"]["params"]) == {"alpha", "lr"}
     # the written file drives a quick suite: its CVaR runs use the chosen parameters
     jobs = make_jobs(build_suite("quick", tuned_path=out / "tuned.json"))
-    cvar = next(j for j in jobs if j["method"] == "cvar_dro")
+    cvar = next(j for j in jobs if j.method == "cvar_dro")
     assert cvar["params"] == tuned["methods"]["cvar_dro"]["params"]
 
 
 # -- the suites that replaced the stand-alone scripts ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_group_dro_oracle_is_fit_with_the_training_group_labels(tmp_path, monkeypatch, untuned):
     from aimfair_plugin.estimators import GroupDROClassifier
 
@@ -426,10 +434,10 @@ def test_group_dro_oracle_is_fit_with_the_training_group_labels(tmp_path, monkey
     out = tmp_path / "baselines"
     assert main(["baselines", "--out", str(out), "--methods", "erm", "group_dro", *TOY, "--tuned", str(untuned),
                  "--no-plots"]) == 0
-    from benchmarks.tasks import load_task
+    from aimfair_bench.tasks import load_task
 
-    jobs = [j for j in make_jobs(build_suite("baselines", tuned_path=untuned)) if j["method"] == "group_dro"]
-    assert {j["variant"] for j in jobs} == {"step_size=0.01", "step_size=0.1"}
+    jobs = [j for j in make_jobs(build_suite("baselines", tuned_path=untuned)) if j.method == "group_dro"]
+    assert {j.variant for j in jobs} == {"step_size=0.01", "step_size=0.1"}
     records = pd.read_csv(out / "records.csv")
     assert set(records["method"]) == {"erm", "group_dro"} and len(records) == 3
     task = json.loads(next((out / "records").glob("*/group_dro*/seed0.json")).read_text())["settings"]["task"]
@@ -437,8 +445,9 @@ def test_group_dro_oracle_is_fit_with_the_training_group_labels(tmp_path, monkey
     assert "Group DRO (oracle: training group labels)" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_adult_task_is_tabular_with_both_validation_sets_and_refuses_synthetic_methods(tmp_path):
-    from benchmarks.tasks import load_task
+    from aimfair_bench.tasks import load_task
 
     suite = build_suite("adult")
     spec = dict(suite.tasks[0], n_train=600, n_val_train=100, n_val_per_cell=20)
@@ -461,7 +470,7 @@ def test_adult_task_is_tabular_with_both_validation_sets_and_refuses_synthetic_m
 
 
 def test_prompt_suite_tasks_differ_only_in_their_provider_and_plain_prompts_render():
-    from benchmarks.tasks import load_task
+    from aimfair_bench.tasks import load_task
 
     suite = build_suite("prompts")
     assert suite.methods == ("synthetic_only",) and len(suite.tasks) == 4
@@ -477,8 +486,8 @@ def test_prompt_suite_tasks_differ_only_in_their_provider_and_plain_prompts_rend
 
 
 def test_mask_cost_measures_jaccard_against_the_full_pass(monkeypatch):
-    from benchmarks import mask_cost
-    from benchmarks.tasks import load_task
+    from aimfair_bench import mask_cost
+    from aimfair_bench.tasks import load_task
 
     monkeypatch.setitem(mask_cost.EMBEDDED_RECIPE, "width", 4)
     monkeypatch.setitem(mask_cost.EMBEDDED_RECIPE, "max_epochs", 1)
@@ -491,8 +500,8 @@ def test_mask_cost_measures_jaccard_against_the_full_pass(monkeypatch):
 
 
 def test_benchmark_png_writer_round_trips_through_the_one_decoder(tmp_path):
+    from aimfair_bench.methods import save_png_images
     from aimfair_plugin.datasets import read_images
-    from benchmarks.methods import save_png_images
 
     X = np.random.RandomState(0).rand(3, 3, 8, 8).astype(np.float32)
     paths = save_png_images(X, tmp_path, start=5)
@@ -501,6 +510,7 @@ def test_benchmark_png_writer_round_trips_through_the_one_decoder(tmp_path):
     np.testing.assert_allclose(read_images(paths), X, atol=0.5 / 255 + 1e-6)  # 8-bit rounding only
 
 
+@pytest.mark.slow
 def test_domain_gap_suite_runs_writes_gap_measures_and_its_plot(tmp_path, untuned):
     out = tmp_path / "gap"
     args = ["domain-gap", "--out", str(out), "--tuned", str(untuned), *TOY, "--tasks", "shift 0.0", "shift 1.5",

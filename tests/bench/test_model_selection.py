@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 from scipy import stats
+from test_runner import fake_record
 
-from benchmarks.report import records_frame, summarise
-from benchmarks.selection import (
+from aimfair_bench.report import records_frame, summarise
+from aimfair_bench.selection import (
     PAIRED_COLUMNS,
     SELECTED_COLUMNS,
     paired_frame,
@@ -14,7 +15,6 @@ from benchmarks.selection import (
     selected_frame,
     t_interval,
 )
-from test_bench import fake_record
 
 
 def runs():

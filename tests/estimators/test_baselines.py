@@ -58,9 +58,9 @@ def test_jtt_error_set_and_upweights(small_mnist, monkeypatch):
     seen = {}
     fit_net = JTTClassifier._fit_net
 
-    def spy(self, X_, is_paths, y_, weights, **kwargs):
-        seen["weights"] = weights
-        return fit_net(self, X_, is_paths, y_, weights, **kwargs)
+    def spy(self, data, **kwargs):
+        seen["weights"] = data.sample_weight
+        return fit_net(self, data, **kwargs)
 
     monkeypatch.setattr(JTTClassifier, "_fit_net", spy)
     jtt = JTTClassifier(identification_epochs=1, upweight=7, **TINY).fit(X, y)

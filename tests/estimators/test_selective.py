@@ -51,7 +51,8 @@ def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
     # BatchNorm layers with both affine tensors frozen keep their running statistics.
     frozen_bn = [
         name for name, mod in m.estimator_.net_.module_.named_modules()
-        if isinstance(mod, torch.nn.BatchNorm2d) and not (m.selection_mask_[name + ".weight"] or m.selection_mask_[name + ".bias"])
+        if isinstance(mod, torch.nn.BatchNorm2d)
+        and not (m.selection_mask_[name + ".weight"] or m.selection_mask_[name + ".bias"])
     ]
     assert frozen_bn
     for name in frozen_bn:

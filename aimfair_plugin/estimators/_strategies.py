@@ -1,0 +1,158 @@
+"""Mask strategies: which parameter tensors the mitigator fine-tunes, and with which optimiser.
+
+A strategy is an object; ``SelectiveFinetuneMitigator(strategy=...)`` takes one of these or the name of a
+built-in one (as fairlearn's reductions take a ``Moment`` object or a name for ``constraints``). The protocol
+is small:
+
+``needs_gradient_gaps`` (bool)
+    Whether the mitigator must draw the biased synthetic set S1 and compute the per-tensor gradient gaps
+    before :meth:`mask` is called. Without it S1 is not drawn and the gap columns are NaN.
+``mask(gaps, k, rng)``
+    A boolean array, one entry per row of ``gaps`` (the per-tensor table: ``tensor``, ``block``, ``numel``,
+    ``grad_scale``, ``domain_gap``, ``bias_gap``), True for the tensors to fine-tune. ``k`` is ``top_k``
+    resolved to a count; ``rng`` is the mitigator's seeded ``RandomState``.
+``optimizer_class(optimizer)``
+    The torch optimiser class fine-tuning uses, given the name of the estimator's own optimiser
+    (``"sgd"``/``"adam"``); ``None`` keeps the estimator's.
+``finetune_columns(optimizer)``
+    Extra per-tensor columns for ``gradient_gaps_`` after fine-tuning (a dict name -> array), from the
+    fitted optimiser; ``{}`` for none.
+
+Derive from :class:`MaskStrategy` to get the defaults (no gaps, the estimator's optimiser, no extra columns).
+"""
+
+import numpy as np
+from sklearn.utils._param_validation import InvalidParameterError
+
+from ..nets import BLOCK_ORDER
+from ._auto_rgn import AUTO_RGN_OPTIMIZERS
+from ._masking import SELECTIONS, select_tensors
+
+
+class MaskStrategy:
+    """Base class of the mask strategies; subclasses override :meth:`mask` (and what else they change)."""
+
+    needs_gradient_gaps = False
+
+    def mask(self, gaps, k, rng):
+        raise NotImplementedError
+
+    def optimizer_class(self, optimizer):
+        return None
+
+    def finetune_columns(self, optimizer):
+        return {}
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+
+class SelectiveMask(MaskStrategy):
+    """AIM-Fair's selection from the gradient gaps (``selection`` "intersection" or "ratio", see
+    :func:`~aimfair_plugin.estimators._masking.select_tensors`)."""
+
+    needs_gradient_gaps = True
+
+    def __init__(self, selection="intersection"):
+        if selection not in SELECTIONS:
+            raise InvalidParameterError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
+        self.selection = selection
+
+    def mask(self, gaps, k, rng):
+        return select_tensors(gaps["domain_gap"], gaps["bias_gap"], k, self.selection)
+
+
+class FullMask(MaskStrategy):
+    """Every tensor (full fine-tuning)."""
+
+    def mask(self, gaps, k, rng):
+        return np.ones(len(gaps), dtype=bool)
+
+
+class LinearProbeMask(MaskStrategy):
+    """The classification head (``fc``) only."""
+
+    def mask(self, gaps, k, rng):
+        return gaps["block"].to_numpy() == "fc"
+
+
+class RandomMask(MaskStrategy):
+    """``k`` tensors drawn uniformly without replacement from ``rng``."""
+
+    def mask(self, gaps, k, rng):
+        mask = np.zeros(len(gaps), dtype=bool)
+        mask[rng.choice(len(gaps), size=k, replace=False)] = True
+        return mask
+
+
+class _BlockMask(MaskStrategy):
+    def __init__(self, block):
+        if block not in BLOCK_ORDER:
+            raise InvalidParameterError(f"{type(self).__name__} needs block= one of {BLOCK_ORDER}, got {block!r}.")
+        self.block = block
+
+
+class UpdateBlockMask(_BlockMask):
+    """Sub-tuning: the tensors of one block only."""
+
+    def mask(self, gaps, k, rng):
+        return gaps["block"].to_numpy() == self.block
+
+
+class FreezeBlockMask(_BlockMask):
+    """Sub-tuning: every tensor except those of one block."""
+
+    def mask(self, gaps, k, rng):
+        return gaps["block"].to_numpy() != self.block
+
+
+class AutoRGNMask(FullMask):
+    """Auto-RGN (Lee et al., ICLR 2023): every tensor, each step at the base rate times its relative gradient
+    norm over the largest (:class:`~aimfair_plugin.estimators.AutoRGNSGD` / ``AutoRGNAdam``); the mean factor
+    of each tensor becomes the ``lr_factor`` column."""
+
+    def optimizer_class(self, optimizer):
+        return AUTO_RGN_OPTIMIZERS[optimizer]
+
+    def finetune_columns(self, optimizer):
+        return {"lr_factor": optimizer.mean_factors_}
+
+
+def _selective(mitigator):
+    return SelectiveMask(mitigator.selection)
+
+
+def _block(cls):
+    def build(mitigator):
+        if mitigator.block is None:
+            raise InvalidParameterError(f"strategy={mitigator.strategy!r} needs block= one of {BLOCK_ORDER}.")
+        return cls(mitigator.block)
+
+    return build
+
+
+# The built-in names and how each builds its object from the mitigator's parameters.
+BUILTIN_STRATEGIES = {
+    "selective": _selective,
+    "full": lambda mitigator: FullMask(),
+    "linear_probe": lambda mitigator: LinearProbeMask(),
+    "random": lambda mitigator: RandomMask(),
+    "update_block": _block(UpdateBlockMask),
+    "freeze_block": _block(FreezeBlockMask),
+    "auto_rgn": lambda mitigator: AutoRGNMask(),
+}
+
+
+def resolve_strategy(mitigator):
+    """The strategy object of a mitigator: a built-in name resolved with its parameters, or the object given."""
+    strategy = mitigator.strategy
+    if isinstance(strategy, str):
+        return BUILTIN_STRATEGIES[strategy](mitigator)
+    return strategy
