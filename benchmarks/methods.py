@@ -106,9 +106,13 @@ def fit_baseline(method, job, data, cache_dir):
 
 
 def fit_synthetic_only(method, job, data, cache_dir):
-    """The backbone trained from scratch on the balanced synthetic set alone."""
+    """The backbone trained from scratch on the balanced synthetic set alone; with the parameter
+    ``bn_statistics="real"`` its BatchNorm statistics are then re-estimated on the real training images."""
     X_syn, y_syn, _ = balanced_synthetic(job, data)
-    return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+    model = base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+    if job.params.get("bn_statistics", "finetune") == "real":
+        model.reestimate_batchnorm(data.X_train)
+    return model
 
 
 def fit_supplementation(method, job, data, cache_dir):

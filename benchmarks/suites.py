@@ -282,6 +282,36 @@ def domain_gap(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
         tuned=tuned, tuned_from=source, finetune_lrs=DOMAIN_GAP_LRS)
 
 
+BN_SETTINGS = ("finetune", "real", "eval")
+BATCHNORM_METHODS = ("erm", "synthetic_only", "linear_probe", "full", "aimfair", "normalized", "random_matched",
+                     "auto_rgn")
+
+
+def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
+    """Are BatchNorm statistics what breaks fine-tuning across a domain gap?
+
+    The domain-gap suite's tasks and seeds; every fine-tuning strategy at the domain-gap study's rate 0.001
+    under each ``bn_statistics`` setting of the mitigator: as fine-tuning leaves them ("finetune", the
+    behaviour the domain-gap study measured), re-estimated on the real training images after fine-tuning
+    ("real"), or every layer kept at the pre-trained statistics during fine-tuning ("eval"); and the model
+    trained on synthetic data only, with and without the re-estimation on real images. 5 seeds.
+    """
+    suite = domain_gap(tuned_path, levels)
+    finetuning = [m for m in BATCHNORM_METHODS if METHODS[m].finetunes]
+    variants = {m: [{"bn_statistics": b} for b in BN_SETTINGS] for m in finetuning}
+    variants["random_matched"] = [{"match": "aimfair", "bn_statistics": b} for b in BN_SETTINGS]
+    variants["synthetic_only"] = [{"bn_statistics": b} for b in ("finetune", "real")]
+    return Suite(
+        "batchnorm", "BatchNorm statistics across the domain gap: the domain-gap suite's tasks (style shift "
+        f"{', '.join(map(str, levels))}) and 5 seeds; linear probe, full fine-tuning, AIM-Fair (abs_diff), the "
+        "normalized criterion, a random mask of AIM-Fair's size and Auto-RGN at fine-tuning rate 0.001, each with "
+        "the BatchNorm statistics as fine-tuning leaves them, re-estimated on the real training images, or kept "
+        "at the pre-trained ones; synthetic-only with and without the re-estimation.",
+        suite.tasks, BATCHNORM_METHODS, suite.seeds, suite.recipe, {**suite.finetune, "finetune_lr": 0.001},
+        variants=variants, tuned={m: p for m, p in suite.tuned.items() if m in BATCHNORM_METHODS},
+        tuned_from=suite.tuned_from)
+
+
 # Your own data (aimfair-bench custom): the label-free baselines, the oracle, and the fine-tuning family with
 # a random mask of AIM-Fair's size next to AIM-Fair.
 CUSTOM_METHODS = ("erm", "cvar_dro", "jtt", "fairif", "group_dro", "linear_probe", "full", "random_matched",
@@ -310,10 +340,10 @@ def custom(task=None):
 
 SUITES = {"quick": quick, "tune": tune, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria,
           "baselines": baselines, "adult": adult, "prompts": prompts, "custom": custom,
-          "domain-gap": domain_gap}
+          "domain-gap": domain_gap, "batchnorm": batchnorm}
 
 
-TUNED_SUITES = ("quick", "baselines", "domain-gap")  # builders that take tuned_path
+TUNED_SUITES = ("quick", "baselines", "domain-gap", "batchnorm")  # builders that take tuned_path
 
 
 def build_suite(name, **kwargs):

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from ._afr import AFRClassifier
 from ._auto_rgn import AutoRGNAdam, AutoRGNSGD
 from ._cache import fit_cached
-from ._callbacks import MaskedFinetune
+from ._callbacks import MaskedFinetune, RealBatchNormStatistics, reestimate_batchnorm
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
@@ -42,12 +42,14 @@ __all__ = [
     "MaskStrategy",
     "MaskedFinetune",
     "RandomMask",
+    "RealBatchNormStatistics",
     "SelectiveFinetuneMitigator",
     "SelectiveMask",
     "SyntheticSet",
     "UpdateBlockMask",
     "all_estimators",
     "fit_cached",
+    "reestimate_batchnorm",
 ]
 
 

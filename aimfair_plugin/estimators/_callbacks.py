@@ -21,14 +21,18 @@ class MaskedFinetune(Callback):
         A BatchNorm layer whose weight and bias are both frozen also keeps its running statistics: it
         normalises with them during fine-tuning (a forward pre-hook puts it in evaluation mode). With False
         the running statistics of every BatchNorm layer move toward the fine-tuning data.
+    all_bn_eval : bool, default=False
+        Every BatchNorm layer, tuned or not, normalises with and keeps its running statistics during fine-tuning
+        (its weight and bias may still be tuned).
 
     skorch's ``Freezer`` is not used: it leaves the tensors frozen after training (the returned model could not
     be trained further) and does not handle BatchNorm statistics.
     """
 
-    def __init__(self, mask, freeze_bn_stats=True):
+    def __init__(self, mask, freeze_bn_stats=True, all_bn_eval=False):
         self.mask = mask
         self.freeze_bn_stats = freeze_bn_stats
+        self.all_bn_eval = all_bn_eval
 
     def initialize(self):
         self.hooks_ = []
@@ -41,10 +45,10 @@ class MaskedFinetune(Callback):
             raise ValueError(f"The mask and the module name different tensors: {sorted(unknown)[:5]}.")
         for name, param in module.named_parameters():
             param.requires_grad_(bool(self.mask[name]))
-        if self.freeze_bn_stats:
+        if self.freeze_bn_stats or self.all_bn_eval:
             for bn in module.modules():
-                if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) and not any(
-                        p.requires_grad for p in bn.parameters()):
+                if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) and (self.all_bn_eval or not any(
+                        p.requires_grad for p in bn.parameters())):
                     self.hooks_.append(bn.register_forward_pre_hook(_use_running_stats))
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
@@ -53,3 +57,73 @@ class MaskedFinetune(Callback):
         self.hooks_ = []
         for param in net.module_.parameters():
             param.requires_grad_(True)
+
+
+def reestimate_batchnorm(module, dataset, *, batch_size=128, device="cpu", num_workers=0):
+    """Reset every BatchNorm layer's running statistics and re-estimate them on ``dataset`` (AdaBN).
+
+    Forward passes in training mode without gradients; each layer's statistics become the cumulative average
+    over the batches (``momentum=None``), so the order of the batches does not matter. Only the images are
+    read: the labels of ``dataset`` never reach the module. The weights are unchanged; ``module``'s mode and
+    every layer's momentum are restored. Returns the number of images read (0 when there is no BatchNorm layer,
+    in which case nothing is read).
+    """
+    from torch.utils.data import DataLoader
+
+    from .._device import autocast
+    from ._data import loader_options
+
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return 0
+    momenta = [bn.momentum for bn in layers]
+    was_training = module.training
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        **loader_options(num_workers, dataset, device, persistent=False))
+    n_seen = 0
+    module.train()
+    try:
+        with torch.no_grad(), autocast(device):
+            for batch in loader:
+                images = batch[0] if isinstance(batch, (tuple, list)) else batch
+                if isinstance(images, dict):
+                    images = images["X"]
+                module(images.to(device))
+                n_seen += len(images)
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        module.train(was_training)
+    return n_seen
+
+
+class RealBatchNormStatistics(Callback):
+    """When fine-tuning ends, re-estimate every BatchNorm layer's running statistics on real images.
+
+    Fine-tuning on synthetic images moves the running statistics of the BatchNorm layers it updates toward the
+    synthetic images; when those differ from the real ones, the statistics then normalise real images wrongly
+    and the model can collapse to one class although its weights are fine. Re-estimating them on the real
+    training images (AdaBN, Li et al., 2016) reads the images only, never their labels.
+
+    Parameters
+    ----------
+    dataset : torch Dataset
+        The real images (paths are decoded batch by batch, as everywhere).
+    batch_size : int, default=128
+    num_workers : int or "auto", default="auto"
+    """
+
+    def __init__(self, dataset, batch_size=128, num_workers="auto"):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if self.dataset is None:
+            raise ValueError("RealBatchNormStatistics has no real images (it was used once already).")
+        self.n_images_ = reestimate_batchnorm(net.module_, self.dataset, batch_size=self.batch_size,
+                                              device=net.device, num_workers=self.num_workers)
+        self.dataset = None  # the fitted net does not carry the real images (its pickles stay small)

@@ -392,6 +392,25 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
+    def reestimate_batchnorm(self, X):
+        """Reset the network's BatchNorm running statistics and re-estimate them on the images ``X`` (AdaBN).
+
+        Only the images are read (no labels); the weights are unchanged. Useful when the model was trained on
+        images of another domain (synthetic ones) and is used on ``X``'s domain. A network without BatchNorm
+        layers is left as it is.
+
+        Returns
+        -------
+        self
+        """
+        from ._callbacks import reestimate_batchnorm
+
+        check_is_fitted(self, "net_")
+        reestimate_batchnorm(self.net_.module_, self._dataset(self._check_X(X, reset=False)),
+                             batch_size=self.batch_size, device=resolve_device(self.device),
+                             num_workers=self.num_workers)
+        return self
+
     def save_pretrained(self, directory):
         """Save the fitted model to ``directory`` as ``config.json`` + ``model.safetensors`` (no pickle).
 

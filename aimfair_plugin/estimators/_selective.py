@@ -20,13 +20,14 @@ from ..datasets import check_image_files
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
-from ._callbacks import MaskedFinetune
+from ._callbacks import MaskedFinetune, RealBatchNormStatistics
 from ._classifier import ImageClassifier, seed_torch, validate_labels
 from ._data import ImageInput, check_images
 from ._masking import CRITERIA, SELECTIONS, gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._strategies import BUILTIN_STRATEGIES, resolve_strategy
 
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
+BN_STATISTICS = ("real", "finetune", "eval")
 BLOCKS = BLOCK_ORDER
 
 
@@ -187,6 +188,21 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     mask_max_batches : int, optional
         Cap on the batches per set used for the mean gradients.
     freeze_bn_stats : bool, default=True
+        During fine-tuning, a BatchNorm layer whose weight and bias are both
+        frozen normalises with, and keeps, its running statistics; with
+        False every layer's statistics follow the synthetic images. This is
+        about the statistics *during* fine-tuning; ``bn_statistics`` says
+        what the returned model normalises real images with.
+    bn_statistics : {"real", "finetune", "eval"}, default="finetune"
+        The running statistics of the returned model's BatchNorm layers.
+        ``"real"``: when fine-tuning ends, every layer's statistics are reset
+        and re-estimated on the real training images ``X`` (forward passes
+        without gradients; the labels are not read; AdaBN): the weights are
+        tuned on synthetic images but real images are normalised with real
+        statistics. Costs one more pass over ``X`` (streamed for paths).
+        ``"finetune"``: as fine-tuning leaves them (see
+        ``freeze_bn_stats``). ``"eval"``: every layer keeps the pre-trained
+        model's statistics during fine-tuning (tuned or not).
     memory : "process", str path, joblib.Memory or None, default="process"
         Where pre-trained models and their real-data gradients are reused
         across fits with identical data and pre-training settings (e.g. the
@@ -243,6 +259,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         finetune_batch_size=128,
         mask_max_batches=None,
         freeze_bn_stats=True,
+        bn_statistics="finetune",
         memory="process",
         random_state=None,
         device="auto",
@@ -262,6 +279,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         self.finetune_batch_size = finetune_batch_size
         self.mask_max_batches = mask_max_batches
         self.freeze_bn_stats = freeze_bn_stats
+        self.bn_statistics = bn_statistics
         self.memory = memory
         self.random_state = random_state
         self.device = device
@@ -284,6 +302,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         "finetune_batch_size": [Interval(Integral, 1, None, closed="left")],
         "mask_max_batches": [None, Interval(Integral, 1, None, closed="left")],
         "freeze_bn_stats": ["boolean"],
+        "bn_statistics": [StrOptions(set(BN_STATISTICS))],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "device": [str, torch.device],
@@ -472,11 +491,15 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if self.finetune_epochs == 0:
             return estimator
         seed_torch(state.rng)
-        masked = MaskedFinetune(self.selection_mask_, freeze_bn_stats=self.freeze_bn_stats)
+        callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=self.freeze_bn_stats,
+                                                        all_bn_eval=self.bn_statistics == "eval"))]
+        if self.bn_statistics == "real":  # after the mask is lifted: frozen layers are re-estimated too
+            callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
+                state.images.dataset(), batch_size=self.finetune_batch_size, num_workers=state.base.num_workers)))
         estimator.net_ = estimator._make_net(
             estimator.net_.module_, max_epochs=self.finetune_epochs, lr=self.finetune_lr, lr_milestones=(),
             batch_size=self.finetune_batch_size, optimizer=state.strategy.optimizer_class(estimator.optimizer),
-            callbacks=[("masked_finetune", masked)],
+            callbacks=callbacks,
         )
         estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
         for column, values in state.strategy.finetune_columns(estimator.net_.optimizer_).items():

@@ -67,8 +67,8 @@ def test_learning_rate_search_makes_variants_and_every_setting_changes_the_hash(
     base = make_jobs(toy_suite(methods=("aimfair",)))[0]
     for change in ({"finetune_epochs": 2}, {"bias_ratio": 0.9}):
         other = make_jobs(toy_suite(methods=("aimfair",), **change))[0]
-        assert other["settings_hash"] != base["settings_hash"]
-    assert settings_hash(base["settings"]) == base["settings_hash"]
+        assert other.settings_hash != base.settings_hash
+    assert settings_hash(base.to_settings()) == base.settings_hash
 
 
 def test_unknown_method_and_bad_parallel_settings_are_refused(tmp_path):
@@ -378,14 +378,14 @@ def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_
         "erm": {"params": {"lr": 0.01}}, "random": {"params": {"top_k": 0.85, "finetune_lr": 0.003}}}}))
     quick = make_jobs(toy_suite(methods=("erm", "random", "full"), tuned=path))
     erm = next(j for j in quick if j.method == "erm")
-    assert erm["params"] == {"lr": 0.01} and erm["settings"]["tuned_from"] == "test"
+    assert erm.params == {"lr": 0.01} and erm.to_settings()["tuned_from"] == "test"
     random = [j for j in quick if j.method == "random"]
     # the paper's ratios stay variants; only the tuned learning rate is carried over
     assert [j.params["top_k"] for j in random] == [0.55, 0.85]
     assert {j.finetune["finetune_lr"] for j in random} == {0.003}
     # ERM at a tuned lr does not train the recipe model fine-tuning starts from: one pre-training per seed does
     pretraining = pretraining_jobs(quick)
-    assert len(pretraining) == 1 and pretraining[0]["pretrain_only"] and pretraining[0]["seed"] == 0
+    assert len(pretraining) == 1 and pretraining[0].pretrain_only and pretraining[0].seed == 0
     assert pretraining_jobs(make_jobs(toy_suite(methods=("erm", "full"), tuned=untuned))) == []
 
 
@@ -413,7 +413,7 @@ def test_tune_cli_writes_the_group_val_choice_to_tuned_json(tmp_path):
     # the written file drives a quick suite: its CVaR runs use the chosen parameters
     jobs = make_jobs(build_suite("quick", tuned_path=out / "tuned.json"))
     cvar = next(j for j in jobs if j.method == "cvar_dro")
-    assert cvar["params"] == tuned["methods"]["cvar_dro"]["params"]
+    assert cvar.params == tuned["methods"]["cvar_dro"]["params"]
 
 
 # -- the suites that replaced the stand-alone scripts ---------------------------------------------
@@ -499,12 +499,11 @@ def test_mask_cost_measures_jaccard_against_the_full_pass(monkeypatch):
     assert rows[2]["jaccard_vs_full"] == 1.0
 
 
-def test_benchmark_png_writer_round_trips_through_the_one_decoder(tmp_path):
-    from aimfair_bench.methods import save_png_images
-    from aimfair_plugin.datasets import read_images
+def test_png_writer_round_trips_through_the_one_decoder(tmp_path):
+    from aimfair_plugin.datasets import read_images, write_images
 
     X = np.random.RandomState(0).rand(3, 3, 8, 8).astype(np.float32)
-    paths = save_png_images(X, tmp_path, start=5)
+    paths = write_images(X, tmp_path, start=5)
     assert [Path(p).name for p in paths] == ["00005.png", "00006.png", "00007.png"]
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))  # written atomically, nothing left
     np.testing.assert_allclose(read_images(paths), X, atol=0.5 / 255 + 1e-6)  # 8-bit rounding only

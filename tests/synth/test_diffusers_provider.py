@@ -120,9 +120,7 @@ def test_other_settings_are_refused_and_edited_prompts_regenerate(tiny_pipeline_
         _provider(tiny_pipeline_path, tmp_path / "c", num_inference_steps=3).sample(COUNTS)
     with pytest.raises(ValueError, match="different settings.*seed"):
         _provider(tiny_pipeline_path, tmp_path / "c", random_state=1).generate(COUNTS)
-    # the old name still works for one release, with a FutureWarning, and means the same
-    with pytest.warns(FutureWarning, match="random_state"):
-        assert _provider(tiny_pipeline_path, tmp_path / "c", seed=0).missing(COUNTS) == []
+    assert _provider(tiny_pipeline_path, tmp_path / "c", random_state=0).missing(COUNTS) == []
     with pytest.raises(ValueError, match="num_inference_steps"):
         _provider(tiny_pipeline_path, tmp_path / "c", num_inference_steps=0).missing(COUNTS)
     edited = {cell: list(texts) for cell, texts in PROMPTS.items()}
