@@ -127,3 +127,46 @@ class RealBatchNormStatistics(Callback):
         self.n_images_ = reestimate_batchnorm(net.module_, self.dataset, batch_size=self.batch_size,
                                               device=net.device, num_workers=self.num_workers)
         self.dataset = None  # the fitted net does not carry the real images (its pickles stay small)
+
+
+class DivergenceGuard(Callback):
+    """Stop a fit whose training loss becomes NaN or infinite, with an error that names the learning rate.
+
+    Without it a diverged network trains on silently and predicts one class (or NaN probabilities).
+    """
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss.detach()).all():
+            from ..exceptions import TrainingDivergedError
+
+            epoch = len(net.history)
+            raise TrainingDivergedError(
+                f"The training loss became {float(loss.detach())} in epoch {epoch} at learning rate {net.lr} "
+                f"({type(net.optimizer_).__name__}); lower the learning rate.")
+
+
+class ConstantPredictionCheck(Callback):
+    """Warn when the last epoch predicted one class for every training example.
+
+    The predictions are the ones training made anyway (the logits of each training batch of the last epoch, in
+    training mode), so the check costs no extra pass over the data.
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.seen_ = set()
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if training and y_pred is not None and y_pred.dim() == 2:
+            self.seen_.update(torch.unique(y_pred.detach().argmax(1)).tolist())
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        n_classes = len(getattr(net, "classes", None) or ()) or 2
+        if len(getattr(self, "seen_", ())) == 1 and n_classes > 1:
+            import warnings
+
+            from ..exceptions import ConstantPredictionWarning
+
+            warnings.warn(
+                f"The fit ended predicting class index {next(iter(self.seen_))} for every training example of its "
+                f"last epoch (learning rate {net.lr}): the model has collapsed to a constant classifier. Lower the "
+                "learning rate or check the data.", ConstantPredictionWarning, stacklevel=2)

@@ -21,6 +21,7 @@ from .._device import autocast, resolve_device
 from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
 from ._cache import cached_fit, resolve_cache
+from ._callbacks import ConstantPredictionCheck, DivergenceGuard
 from ._data import ImageInput, WorkerInvariantLoader, check_image_size, loader_options
 
 CHANNELS_LAST_MIN_WIDTH = 16
@@ -299,7 +300,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             train_split=None,
             iterator_train__shuffle=True,
             num_workers=self.num_workers,
-            callbacks=[("lr_schedule", schedule), *progress, *callbacks],
+            callbacks=[("lr_schedule", schedule), *progress, ("divergence_guard", DivergenceGuard()),
+                       ("constant_prediction_check", ConstantPredictionCheck()), *callbacks],
             classes=list(range(len(self.classes_))),
             device=resolve_device(self.device),
             verbose=self.verbose,

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import NamedTuple
@@ -17,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import resolve_device
 from .._validation import validate_declared
 from ..datasets import check_image_files
+from ..exceptions import EmptyMaskWarning
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
@@ -453,11 +455,11 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if mask.shape != (len(gaps),):
             raise ValueError(f"The strategy {state.strategy!r} returned a mask of shape {mask.shape}, expected "
                              f"({len(gaps)},): one entry per tensor.")
-        if state.strategy.needs_gradient_gaps and not mask.any():
-            raise ValueError(
-                f"top_k={self.top_k} selects no tensor: the {state.k} smallest domain gaps and the {state.k} "
-                "largest bias gaps do not overlap. Increase top_k."
-            )
+        if not mask.any():
+            reason = (f"the {state.k} smallest domain gaps and the {state.k} largest bias gaps do not overlap; "
+                      "increase top_k" if state.strategy.needs_gradient_gaps else f"{state.strategy!r} chose none")
+            warnings.warn(f"top_k={self.top_k} selects no tensor ({reason}): nothing is fine-tuned and the "
+                          "pre-trained model is returned.", EmptyMaskWarning, stacklevel=4)
         gaps["selected"] = mask
         return gaps
 
@@ -488,7 +490,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """Fine-tune a copy of the pre-trained model; tensors outside the mask get no update (the
         :class:`MaskedFinetune` callback freezes them when training begins and unfreezes them when it ends)."""
         estimator = copy.deepcopy(self.stage_one_estimator_)
-        if self.finetune_epochs == 0:
+        if self.finetune_epochs == 0 or self.n_selected_ == 0:  # nothing to tune: the pre-trained model
             return estimator
         seed_torch(state.rng)
         callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=self.freeze_bn_stats,

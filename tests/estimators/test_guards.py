@@ -1,0 +1,132 @@
+"""Fine-tuning that says what happened: BatchNorm statistics on real images, empty masks, divergence, collapse."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from sklearn.model_selection import GridSearchCV
+from torch.utils.data import Dataset
+
+from aimfair_plugin.estimators import (
+    CVaRDROClassifier,
+    ImageClassifier,
+    MaskStrategy,
+    SelectiveFinetuneMitigator,
+    reestimate_batchnorm,
+)
+from aimfair_plugin.exceptions import ConstantPredictionWarning, EmptyMaskWarning, TrainingDivergedError
+from aimfair_plugin.metrics import fairness_scorer
+from aimfair_plugin.synth import ArrayProvider
+
+TINY = dict(width=4, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
+
+
+def mitigator(data, **params):
+    provider = ArrayProvider(1.0 - data.X_test, data.y_test, data.s_test)  # synthetic images of another style
+    settings = dict(finetune_epochs=1, finetune_batch_size=64, synthetic_ratio=0.25, random_state=0)
+    return SelectiveFinetuneMitigator(provider, estimator=ImageClassifier(**TINY), **{**settings, **params})
+
+
+class ImagesOnly(Dataset):
+    """Images and nothing else: whatever reads it cannot read a label."""
+
+    def __init__(self, X):
+        self.X = torch.as_tensor(X)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i]
+
+
+def test_reestimated_statistics_equal_a_hand_computation_and_read_no_labels():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                              torch.nn.BatchNorm2d(3))
+    net[1].running_mean.fill_(7.0)  # stale statistics from another domain
+    X = torch.randn(12, 1, 4, 4) * 2 + 1
+    weights = {k: v.clone() for k, v in net.state_dict().items() if not k.endswith(("running_mean", "running_var",
+                                                                                   "num_batches_tracked"))}
+    net.eval()
+    assert reestimate_batchnorm(net, ImagesOnly(X), batch_size=12) == 12
+    with torch.no_grad():
+        h = net[0](X)
+        mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=True)
+        h2 = torch.relu((h - h.mean((0, 2, 3), keepdim=True)) / (h.var((0, 2, 3), unbiased=False, keepdim=True)
+                                                                 + net[1].eps).sqrt())
+    torch.testing.assert_close(net[1].running_mean, mean)
+    torch.testing.assert_close(net[1].running_var, var)
+    torch.testing.assert_close(net[3].running_mean, h2.mean((0, 2, 3)))
+    assert not net.training and net[1].momentum == 0.1  # mode and momentum restored
+    for k, v in weights.items():
+        assert torch.equal(net.state_dict()[k], v)  # weights untouched
+    # batches of 4: the cumulative average of the three batch means is still the overall mean (equal batches)
+    reestimate_batchnorm(net, ImagesOnly(X), batch_size=4)
+    torch.testing.assert_close(net[1].running_mean, mean)
+    assert reestimate_batchnorm(torch.nn.Linear(2, 2), ImagesOnly(X)) == 0
+
+
+def test_bn_statistics_real_is_the_fine_tuned_weights_with_statistics_from_the_real_images(small_mnist):
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    kept = mitigator(small_mnist, strategy="full", bn_statistics="finetune").fit(X, y)
+    real = mitigator(small_mnist, strategy="full", bn_statistics="real").fit(X, y)
+    by_hand = kept.estimator_.reestimate_batchnorm(X)  # the same weights, statistics re-estimated on X
+    for (name, a), b in zip(real.estimator_.net_.module_.state_dict().items(),
+                            by_hand.net_.module_.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    np.testing.assert_allclose(real.predict_proba(small_mnist.X_test), by_hand.predict_proba(small_mnist.X_test),
+                               atol=1e-6)
+    assert dict(real.estimator_.net_.callbacks_)["real_bn_statistics"].dataset is None  # no real images kept
+
+
+def test_bn_statistics_eval_keeps_every_layer_at_the_pretrained_statistics(small_mnist):
+    model = mitigator(small_mnist, strategy="full", bn_statistics="eval").fit(small_mnist.X_train[:160],
+                                                                            small_mnist.y_train[:160])
+    before = model.stage_one_estimator_.net_.module_.state_dict()
+    after = model.estimator_.net_.module_.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))  # weights moved
+
+
+def test_an_empty_mask_warns_and_returns_the_pretrained_model(small_mnist):
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    class NoTensor(MaskStrategy):
+        def mask(self, gaps, k, rng):
+            return np.zeros(len(gaps), dtype=bool)
+
+    with pytest.warns(EmptyMaskWarning, match="selects no tensor"):
+        model = mitigator(small_mnist, strategy=NoTensor()).fit(X, y)
+    assert model.n_selected_ == 0 and not any(model.selection_mask_.values())
+    np.testing.assert_array_equal(model.predict_proba(small_mnist.X_test),
+                                  model.stage_one_estimator_.predict_proba(small_mnist.X_test))
+
+
+def test_grid_search_over_top_k_finishes_with_empty_masks(small_mnist):
+    search = GridSearchCV(mitigator(small_mnist), {"top_k": [10, 20, 30, 40, 50, 60]},
+                          scoring=fairness_scorer("WST"), cv=2)
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyMaskWarning)
+        search.fit(small_mnist.X_train[:200], small_mnist.y_train[:200], sensitive_features=small_mnist.s_train[:200])
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.n_selected_ >= 0
+
+
+def test_a_diverging_fit_stops_with_an_error_naming_the_learning_rate(small_mnist):
+    with pytest.raises(TrainingDivergedError, match="learning rate 1e\\+30"):
+        ImageClassifier(**{**TINY, "lr": 1e30}).fit(small_mnist.X_train[:128], small_mnist.y_train[:128])
+    with pytest.raises(TrainingDivergedError):  # the baselines train through the same loop
+        CVaRDROClassifier(**{**TINY, "lr": 1e30}).fit(small_mnist.X_train[:128], small_mnist.y_train[:128])
+
+
+def test_a_fit_that_predicts_one_class_warns(small_mnist):
+    X, y = small_mnist.X_train[:128], small_mnist.y_train[:128]
+    with pytest.warns(ConstantPredictionWarning, match="constant classifier"):
+        ImageClassifier(arch="logistic", max_epochs=1, lr=1e-12, random_state=0, device="cpu").fit(
+            np.c_[np.zeros(len(y)), np.ones(len(y))], y)  # constant features: one class for every example
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConstantPredictionWarning)
+        ImageClassifier(**TINY).fit(X, y)  # a normal fit does not warn
