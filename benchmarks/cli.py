@@ -23,7 +23,7 @@ import torch
 from aimfair_plugin.utils import resolve_device
 
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
-from .domain_gap import GAP_REFERENCES, gap_measures, gap_summary, plot_domain_gap
+from .domain_gap import GAP_REFERENCES, batchnorm_tables, gap_measures, gap_summary, plot_domain_gap
 from .methods import METHODS
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
@@ -334,6 +334,12 @@ def main(argv=None):
               + diffs.round(2).to_string(index=False))
         if not args.no_plots:
             print(f"Plot: {plot_domain_gap(measures, paired, out / 'domain_gap.png')}")
+    if suite.name == "batchnorm":
+        means, versus = batchnorm_tables(frame)
+        means.to_csv(out / "bn_means.csv", index=False)
+        versus.to_csv(out / "bn_paired.csv", index=False)
+        print("\nTest WST per level, method and bn_statistics (mean, std, seeds):\n" + means.round(2).to_string(index=False))
+        print("\nPaired differences of test WST (95 % t interval):\n" + versus.round(2).to_string(index=False))
     if not args.no_plots:
         made = [plot_tradeoff(summary, out / "tradeoff.png"), plot_topk(summary, out / "topk.png"),
                 plot_mask_blocks(records, out / "mask_blocks.png")]

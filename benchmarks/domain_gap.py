@@ -15,6 +15,8 @@ trains on:
 seeds (each method at the variant the ``group_val`` rule chose), next to the gap measures.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +24,7 @@ from aimfair_plugin.datasets import read_images
 from aimfair_plugin.metrics import fairness_report
 
 from .methods import METHODS, finetune_synthetic, pretrained_erm
+from .selection import t_interval
 from .tasks import load_task
 
 LEVEL_KEY = "style_shift"
@@ -118,3 +121,33 @@ def plot_domain_gap(measures, paired, path, rule="group_val"):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def batchnorm_tables(frame, metric="WST"):
+    """The batchnorm suite's evidence from ``records.csv``: every run, none selected.
+
+    Returns ``(means, paired)``. ``means``: per (level, method, bn_statistics) the mean and std over seeds of
+    the test ``metric`` and of ACC. ``paired``: per (level, method), each setting minus another
+    ("real" - "finetune", "real" - "eval", "eval" - "finetune") and each setting minus ERM, paired by seed, with
+    the 95 % t interval.
+    """
+    frame = frame.copy()
+    frame["level"] = frame["task"].str.extract(r"style shift ([0-9.]+)$", expand=False).astype(float)
+    frame["bn_statistics"] = frame["params"].map(lambda p: json.loads(p).get("bn_statistics", ""))
+    runs = frame[frame["method"] != "erm"]
+    means = (runs.groupby(["level", "method", "bn_statistics"], sort=False)[[metric, "ACC"]]
+             .agg(["mean", "std", "count"]))
+    means.columns = [f"{m}_{s}" for m, s in means.columns]
+    erm = frame[frame["method"] == "erm"].set_index(["level", "seed"])[metric]
+    rows = []
+    comparisons = [("real", "finetune"), ("real", "eval"), ("eval", "finetune")]
+    for (level, method), part in runs.groupby(["level", "method"], sort=False):
+        by = part.pivot_table(index="seed", columns="bn_statistics", values=metric, aggfunc="first")
+        pairs = [(a, b, by[a] - by[b]) for a, b in comparisons if a in by and b in by]
+        pairs += [(setting, "ERM", by[setting] - erm.loc[level].reindex(by.index)) for setting in by.columns]
+        for a, b, diff in pairs:
+            diff = diff.dropna()
+            mean, low, high = t_interval(diff)
+            rows.append({"level": level, "method": method, "setting": a, "versus": b, "metric": metric,
+                         "mean_diff": mean, "ci_low": low, "ci_high": high, "n_seeds": len(diff)})
+    return means.reset_index(), pd.DataFrame(rows)

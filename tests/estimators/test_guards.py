@@ -6,27 +6,17 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from _tiny import TINY, tiny_mitigator
 from sklearn.model_selection import GridSearchCV
 from torch.utils.data import Dataset
 
-from aimfair_plugin.estimators import (
-    CVaRDROClassifier,
-    ImageClassifier,
-    MaskStrategy,
-    SelectiveFinetuneMitigator,
-    reestimate_batchnorm,
-)
+from aimfair_plugin.estimators import CVaRDROClassifier, ImageClassifier, MaskStrategy, reestimate_batchnorm
 from aimfair_plugin.exceptions import ConstantPredictionWarning, EmptyMaskWarning, TrainingDivergedError
 from aimfair_plugin.metrics import fairness_scorer
-from aimfair_plugin.synth import ArrayProvider
-
-TINY = dict(width=4, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
 
 
 def mitigator(data, **params):
-    provider = ArrayProvider(1.0 - data.X_test, data.y_test, data.s_test)  # synthetic images of another style
-    settings = dict(finetune_epochs=1, finetune_batch_size=64, synthetic_ratio=0.25, random_state=0)
-    return SelectiveFinetuneMitigator(provider, estimator=ImageClassifier(**TINY), **{**settings, **params})
+    return tiny_mitigator(data, invert=True, **params)  # synthetic images of another style
 
 
 class ImagesOnly(Dataset):

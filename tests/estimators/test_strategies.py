@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny_mitigator
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -10,7 +11,6 @@ from aimfair_plugin.estimators import (
     AutoRGNMask,
     FreezeBlockMask,
     FullMask,
-    ImageClassifier,
     LinearProbeMask,
     MaskedFinetune,
     MaskStrategy,
@@ -20,15 +20,8 @@ from aimfair_plugin.estimators import (
     UpdateBlockMask,
 )
 from aimfair_plugin.estimators._strategies import BUILTIN_STRATEGIES, resolve_strategy
-from aimfair_plugin.synth import ArrayProvider
 
-TINY = dict(width=4, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
-
-
-def mitigator(data, **params):
-    provider = ArrayProvider(data.X_test, data.y_test, data.s_test)
-    settings = dict(finetune_epochs=1, finetune_batch_size=64, synthetic_ratio=0.25, random_state=0)
-    return SelectiveFinetuneMitigator(provider, estimator=ImageClassifier(**TINY), **{**settings, **params})
+mitigator = tiny_mitigator
 
 
 class Layer4Weights(MaskStrategy):

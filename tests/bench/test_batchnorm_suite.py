@@ -1,0 +1,37 @@
+"""The batchnorm suite: its jobs, and its evidence tables against hand-computed pairs."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from aimfair_bench.domain_gap import batchnorm_tables
+from aimfair_bench.runner import make_jobs
+from aimfair_bench.suites import build_suite
+
+
+def test_batchnorm_suite_runs_every_strategy_under_each_setting():
+    jobs = make_jobs(build_suite("batchnorm"))
+    per = {(j.method, j.params.get("bn_statistics")) for j in jobs}
+    for method in ("linear_probe", "full", "aimfair", "normalized", "random_matched", "auto_rgn"):
+        assert {(method, b) for b in ("finetune", "real", "eval")} <= per
+    assert {("synthetic_only", "finetune"), ("synthetic_only", "real")} <= per
+    assert {j.finetune["finetune_lr"] for j in jobs if j.method == "full"} == {0.001}
+    assert {j.seed for j in jobs} == {0, 1, 2, 3, 4} and len({j.task["name"] for j in jobs}) == 4
+
+
+def test_batchnorm_tables_pair_settings_and_erm_by_seed():
+    rows = []
+    for seed, (erm, finetune, real) in enumerate([(50, 10, 70), (60, 20, 80), (40, 0, 60)]):
+        for method, bn, wst in (("erm", None, erm), ("full", "finetune", finetune), ("full", "real", real)):
+            params = {} if bn is None else {"bn_statistics": bn}
+            rows.append({"task": "coloured MNIST, style shift 1.5", "method": method, "seed": seed, "WST": wst,
+                         "ACC": 80.0, "params": json.dumps(params)})
+    means, paired = batchnorm_tables(pd.DataFrame(rows))
+    real = means[(means["method"] == "full") & (means["bn_statistics"] == "real")].iloc[0]
+    assert real["WST_mean"] == pytest.approx(70.0) and real["WST_count"] == 3
+    diff = paired[(paired["setting"] == "real") & (paired["versus"] == "finetune")].iloc[0]
+    assert diff["mean_diff"] == pytest.approx(60.0) and diff["n_seeds"] == 3
+    assert diff["ci_low"] == pytest.approx(60.0) and diff["ci_high"] == pytest.approx(60.0)  # constant gap
+    vs_erm = paired[(paired["setting"] == "real") & (paired["versus"] == "ERM")].iloc[0]
+    assert vs_erm["mean_diff"] == pytest.approx(20.0) and vs_erm["level"] == 1.5
