@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the benchmark command line (same as ``aimfair-bench``)."""
+"""``python -m aimfair_bench``: the benchmark command line (same as ``aimfair-bench``)."""
 
 from .cli import main
 

@@ -1,4 +1,4 @@
-"""``aimfair-bench`` / ``python -m benchmarks``: run a benchmark suite and write its records, tables and plots.
+"""``aimfair-bench`` / ``python -m aimfair_bench``: run a benchmark suite and write its records, tables and plots.
 
 Examples::
 

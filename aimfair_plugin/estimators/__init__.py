@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from ._afr import AFRClassifier
 from ._auto_rgn import AutoRGNAdam, AutoRGNSGD
 from ._cache import fit_cached
-from ._callbacks import MaskedFinetune, RealBatchNormStatistics, reestimate_batchnorm
+from ._callbacks import MaskedFinetune, RealBatchNormStatistics, reestimate_batchnorm_statistics
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
@@ -49,7 +49,7 @@ __all__ = [
     "UpdateBlockMask",
     "all_estimators",
     "fit_cached",
-    "reestimate_batchnorm",
+    "reestimate_batchnorm_statistics",
 ]
 
 

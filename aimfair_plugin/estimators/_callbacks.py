@@ -59,7 +59,7 @@ class MaskedFinetune(Callback):
             param.requires_grad_(True)
 
 
-def reestimate_batchnorm(module, dataset, *, batch_size=128, device="cpu", num_workers=0):
+def reestimate_batchnorm_statistics(module, dataset, *, batch_size=128, device="cpu", num_workers=0):
     """Reset every BatchNorm layer's running statistics and re-estimate them on ``dataset`` (AdaBN).
 
     Forward passes in training mode without gradients; each layer's statistics become the cumulative average
@@ -124,7 +124,7 @@ class RealBatchNormStatistics(Callback):
     def on_train_end(self, net, X=None, y=None, **kwargs):
         if self.dataset is None:
             raise ValueError("RealBatchNormStatistics has no real images (it was used once already).")
-        self.n_images_ = reestimate_batchnorm(net.module_, self.dataset, batch_size=self.batch_size,
+        self.n_images_ = reestimate_batchnorm_statistics(net.module_, self.dataset, batch_size=self.batch_size,
                                               device=net.device, num_workers=self.num_workers)
         self.dataset = None  # the fitted net does not carry the real images (its pickles stay small)
 

@@ -405,10 +405,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        from ._callbacks import reestimate_batchnorm
+        from ._callbacks import reestimate_batchnorm_statistics
 
         check_is_fitted(self, "net_")
-        reestimate_batchnorm(self.net_.module_, self._dataset(self._check_X(X, reset=False)),
+        reestimate_batchnorm_statistics(self.net_.module_, self._dataset(self._check_X(X, reset=False)),
                              batch_size=self.batch_size, device=resolve_device(self.device),
                              num_workers=self.num_workers)
         return self

@@ -10,7 +10,12 @@ from _tiny import TINY, tiny_mitigator
 from sklearn.model_selection import GridSearchCV
 from torch.utils.data import Dataset
 
-from aimfair_plugin.estimators import CVaRDROClassifier, ImageClassifier, MaskStrategy, reestimate_batchnorm
+from aimfair_plugin.estimators import (
+    CVaRDROClassifier,
+    ImageClassifier,
+    MaskStrategy,
+    reestimate_batchnorm_statistics,
+)
 from aimfair_plugin.exceptions import ConstantPredictionWarning, EmptyMaskWarning, TrainingDivergedError
 from aimfair_plugin.metrics import fairness_scorer
 
@@ -41,7 +46,7 @@ def test_reestimated_statistics_equal_a_hand_computation_and_read_no_labels():
     weights = {k: v.clone() for k, v in net.state_dict().items() if not k.endswith(("running_mean", "running_var",
                                                                                    "num_batches_tracked"))}
     net.eval()
-    assert reestimate_batchnorm(net, ImagesOnly(X), batch_size=12) == 12
+    assert reestimate_batchnorm_statistics(net, ImagesOnly(X), batch_size=12) == 12
     with torch.no_grad():
         h = net[0](X)
         mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=True)
@@ -54,9 +59,9 @@ def test_reestimated_statistics_equal_a_hand_computation_and_read_no_labels():
     for k, v in weights.items():
         assert torch.equal(net.state_dict()[k], v)  # weights untouched
     # batches of 4: the cumulative average of the three batch means is still the overall mean (equal batches)
-    reestimate_batchnorm(net, ImagesOnly(X), batch_size=4)
+    reestimate_batchnorm_statistics(net, ImagesOnly(X), batch_size=4)
     torch.testing.assert_close(net[1].running_mean, mean)
-    assert reestimate_batchnorm(torch.nn.Linear(2, 2), ImagesOnly(X)) == 0
+    assert reestimate_batchnorm_statistics(torch.nn.Linear(2, 2), ImagesOnly(X)) == 0
 
 
 def test_bn_statistics_real_is_the_fine_tuned_weights_with_statistics_from_the_real_images(small_mnist):
