@@ -156,7 +156,9 @@ class ConstantPredictionCheck(Callback):
         self.seen_ = set()
 
     def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
-        if training and y_pred is not None and y_pred.dim() == 2:
+        if isinstance(y_pred, (tuple, list)):  # several heads (LfF: the debiased model first, the one it returns)
+            y_pred = y_pred[0]
+        if training and isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2:
             self.seen_.update(torch.unique(y_pred.detach().argmax(1)).tolist())
 
     def on_train_end(self, net, X=None, y=None, **kwargs):

@@ -23,6 +23,8 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
     if isinstance(value, torch.device):
         return str(value)
     if hasattr(value, "__fspath__"):
@@ -132,10 +134,15 @@ def save_mitigator(mitigator, directory):
     fitted = {"classes_": mitigator.classes_.tolist(), "selection_mask_": mitigator.selection_mask_,
               "n_selected_": mitigator.n_selected_, "mask_report_": mitigator.mask_report_,
               "provider": type(mitigator.provider).__name__}
+    for name in ("selected_candidate_", "validation_indices_"):
+        if getattr(mitigator, name, None) is not None:
+            fitted[name] = getattr(mitigator, name)
     config = {"format": FORMAT, "class": type(mitigator).__name__, "params": params,
               "fitted": json.loads(json.dumps(fitted, default=_plain))}
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     mitigator.gradient_gaps_.to_csv(directory / "gradient_gaps.csv", index=False)
+    if hasattr(mitigator, "finetune_scores_"):
+        mitigator.finetune_scores_.to_csv(directory / "finetune_scores.csv", index=False)
     save_classifier(mitigator.estimator_, directory / "estimator")
     save_classifier(mitigator.stage_one_estimator_, directory / "stage_one")
     return directory
@@ -163,7 +170,13 @@ def load_mitigator(cls, directory, *, provider=None, device=None):
     mitigator.selection_mask_ = fitted["selection_mask_"]
     mitigator.n_selected_ = fitted["n_selected_"]
     mitigator.mask_report_ = fitted["mask_report_"]
+    if "selected_candidate_" in fitted:
+        mitigator.selected_candidate_ = fitted["selected_candidate_"]
+    if "validation_indices_" in fitted:
+        mitigator.validation_indices_ = np.asarray(fitted["validation_indices_"])
     mitigator.gradient_gaps_ = pd.read_csv(directory / "gradient_gaps.csv")
+    if (directory / "finetune_scores.csv").exists():
+        mitigator.finetune_scores_ = pd.read_csv(directory / "finetune_scores.csv")
     mitigator.stage_one_estimator_ = stage_one
     mitigator.estimator_ = load_classifier(directory / "estimator", device=device)
     return mitigator

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -18,18 +19,21 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import resolve_device
 from .._validation import validate_declared
 from ..datasets import check_image_files
-from ..exceptions import EmptyMaskWarning
+from ..exceptions import EmptyMaskWarning, FineTuningWarning
 from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
 from ._classifier import ImageClassifier, seed_torch, validate_labels
 from ._data import ImageInput, check_images
+from ._guard import SCORES, EpochCheckpoints, interpolate_states, pseudo_groups
 from ._masking import CRITERIA, SELECTIONS, gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._strategies import BUILTIN_STRATEGIES, resolve_strategy
 
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
 BN_STATISTICS = ("real", "finetune", "eval")
+# A held-out accuracy this far below the pre-trained model's (as a fraction) is worth a warning.
+ACCURACY_DROP_WARNING = 0.1
 BLOCKS = BLOCK_ORDER
 
 
@@ -92,6 +96,15 @@ class _FitState:
     rng: np.random.RandomState
     cache: object = None
     pretrain_key: str = None
+    held_out: object = None
+
+
+class _HeldOut(NamedTuple):
+    """Held-out real data for the candidate selection (``s`` only when the user gave it)."""
+
+    images: ImageInput
+    y: np.ndarray
+    s: np.ndarray = None
 
 
 class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -205,6 +218,31 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``"finetune"``: as fine-tuning leaves them (see
         ``freeze_bn_stats``). ``"eval"``: every layer keeps the pre-trained
         model's statistics during fine-tuning (tuned or not).
+    validation_fraction : float in (0, 1) or None, default=None
+        A stratified share of ``(X, y)`` held out from pre-training and
+        fine-tuning (scikit-learn's name, as in ``MLPClassifier``) to choose
+        among the fine-tuning candidates; ``X_val``/``y_val`` given to
+        ``fit`` take its place. None (the default until the package has
+        measured the guard, README "Guarded fine-tuning") and no ``X_val``:
+        the last epoch is returned, unguarded. Not with ``prefit=True``
+        (the prefit model may have seen any part of ``X``): give ``X_val``.
+    selection_score : str or callable, default="worst_class_accuracy"
+        How a candidate is scored on the held-out data: ``"accuracy"`` (the
+        upstream protocol; it tends to prefer the least-moved model, since
+        the held-out data share the training data's bias),
+        ``"worst_class_accuracy"`` (the lowest per-class recall; no group
+        labels), ``"pseudo_group"`` (the worst accuracy over groups made of
+        the class and whether the pre-trained model was right, JTT's error
+        set), ``"synthetic_worst_group"`` (worst group on a further balanced
+        synthetic draw, whose groups are known), ``"worst_group"`` (needs
+        ``sensitive_features_val``), or a scikit-learn scorer
+        ``scorer(estimator, X_val, y_val)``. Higher is better; ties go to
+        the earliest candidate (the pre-trained model first).
+    interpolation_alphas : sequence of float in [0, 1], default=(0.25, 0.5, 0.75)
+        Candidates ``(1 - alpha) * θ_pre + alpha * θ_ft`` between the
+        pre-trained and the fine-tuned weights (WiSE-FT); with
+        ``bn_statistics="real"`` each candidate's BatchNorm statistics are
+        re-estimated on the real training images, otherwise interpolated.
     memory : "process", str path, joblib.Memory or None, default="process"
         Where pre-trained models and their real-data gradients are reused
         across fits with identical data and pre-training settings (e.g. the
@@ -233,6 +271,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``n_tensors``, ``criterion``, ``selection`` and
         ``selected_per_block``.
     n_selected_ : int
+    finetune_scores_ : pandas.DataFrame
+        With held-out data only: one row per candidate (``candidate``,
+        ``epoch``, ``alpha`` and each score on the held-out data).
+    selected_candidate_ : dict
+        With held-out data only: the row of the returned candidate.
+    validation_indices_ : ndarray or None
+        The rows of ``X`` held out by ``validation_fraction``.
     history_ : skorch History of the fine-tuning.
     classes_ : ndarray
     pretrain_cache_hit_ : bool
@@ -262,6 +307,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         mask_max_batches=None,
         freeze_bn_stats=True,
         bn_statistics="finetune",
+        validation_fraction=None,
+        selection_score="worst_class_accuracy",
+        interpolation_alphas=(0.25, 0.5, 0.75),
         memory="process",
         random_state=None,
         device="auto",
@@ -282,6 +330,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         self.mask_max_batches = mask_max_batches
         self.freeze_bn_stats = freeze_bn_stats
         self.bn_statistics = bn_statistics
+        self.validation_fraction = validation_fraction
+        self.selection_score = selection_score
+        self.interpolation_alphas = interpolation_alphas
         self.memory = memory
         self.random_state = random_state
         self.device = device
@@ -305,6 +356,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         "mask_max_batches": [None, Interval(Integral, 1, None, closed="left")],
         "freeze_bn_stats": ["boolean"],
         "bn_statistics": [StrOptions(set(BN_STATISTICS))],
+        "validation_fraction": [None, Interval(Real, 0, 1, closed="neither")],
+        "selection_score": [StrOptions(set(SCORES)), callable],
+        "interpolation_alphas": [tuple, list],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "device": [str, torch.device],
@@ -314,6 +368,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         super()._validate_params()
         validate_declared(self)
         resolve_strategy(self)  # a built-in name with the parameters it needs (block=...)
+        if not all(isinstance(a, Real) and 0 <= a <= 1 for a in self.interpolation_alphas):
+            raise InvalidParameterError(f"interpolation_alphas must lie in [0, 1], got {self.interpolation_alphas!r}.")
         if self.prefit:
             if self.estimator is None:
                 raise InvalidParameterError("prefit=True needs a fitted estimator.")
@@ -332,8 +388,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     # -- fit --------------------------------------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, X_val=None, y_val=None, sensitive_features_val=None):
         """Pre-train (unless ``prefit``), select tensors, fine-tune them on balanced synthetic data.
+
+        With held-out real data (``validation_fraction``, or ``X_val`` and ``y_val``), the model returned is the
+        best candidate by ``selection_score`` among the pre-trained model, the model after each fine-tuning
+        epoch and weight interpolations between the pre-trained and the fine-tuned model (see
+        ``finetune_scores_``).
 
         The steps, each a method: :meth:`_check_fit_input`, :meth:`_draw_synthetic` (S2, and S1 for a
         strategy that needs the gradient gaps), :meth:`_pretrain` (or reuse), :meth:`_select_tensors`,
@@ -345,12 +406,17 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             Real training images.
         y : array-like (n_samples,)
             Binary target. The protected attribute is not an input.
+        X_val, y_val : optional
+            Held-out real images and labels for the candidate selection; neither pre-training nor fine-tuning
+            sees them. Routable in a pipeline or a search: ``set_fit_request(X_val=True, y_val=True)``.
+        sensitive_features_val : array-like, optional
+            Their protected attribute; needed only by ``selection_score="worst_group"``.
 
         Returns
         -------
         self
         """
-        state, balanced = self._select(X, y)
+        state, balanced = self._select(X, y, {"X": X_val, "y": y_val, "s": sensitive_features_val})
         self.estimator_ = self._finetune(state, balanced)
         return self
 
@@ -372,9 +438,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``S2.X`` is exactly what fine-tuning reads. Nothing is trained and no attribute is set."""
         return self._draw_synthetic(self._check_fit_input(X, y))
 
-    def _select(self, X, y):
+    def _select(self, X, y, validation=None):
         """Every step before fine-tuning; returns the fit state and the balanced set S2."""
-        state = self._check_fit_input(X, y)
+        state = self._check_fit_input(X, y, validation)
         balanced, biased = self._draw_synthetic(state)
         self._pretrain(state)
         gaps = self._select_tensors(state, biased, balanced)
@@ -392,8 +458,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         }
         return state, balanced
 
-    def _check_fit_input(self, X, y):
-        """The :class:`_FitState` of checked input; refuses real images outside the synthetic [0, 1]."""
+    def _check_fit_input(self, X, y, validation=None):
+        """The :class:`_FitState` of checked input (the held-out part split off when there is one); refuses
+        real images outside the synthetic [0, 1]."""
         self._validate_params()
         strategy = resolve_strategy(self)
         base = self._base_estimator()
@@ -413,8 +480,45 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
         with torch.device("meta"):
             names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
+        images, y, held_out = self._held_out(images, y, base, validation or {})
         return _FitState(images, y, base, strategy, names, resolve_top_k(self.top_k, len(names)),
-                         check_random_state(self.random_state))
+                         check_random_state(self.random_state), held_out=held_out)
+
+    def _held_out(self, images, y, base, validation):
+        """``(training images, training labels, held-out data or None)``: ``X_val``/``y_val`` as given, or a
+        stratified ``validation_fraction`` of the real data (then removed from what pre-training and
+        fine-tuning see)."""
+        if validation.get("X") is not None or validation.get("y") is not None:
+            if validation.get("X") is None or validation.get("y") is None:
+                raise ValueError("Give both X_val and y_val, or neither.")
+            val_images = ImageInput.check(validation["X"], base.image_size)
+            y_val = validate_labels(validation["y"], len(val_images))
+            if not np.isin(y_val, y).all():
+                raise ValueError("y_val has labels that y does not have.")
+            s_val = validation.get("s")
+            if s_val is not None and len(np.asarray(s_val)) != len(y_val):
+                raise ValueError(f"sensitive_features_val has {len(np.asarray(s_val))} values for {len(y_val)} "
+                                 "validation images.")
+            return images, y, _HeldOut(val_images, y_val, None if s_val is None else np.asarray(s_val))
+        if validation.get("s") is not None:
+            raise ValueError("sensitive_features_val needs X_val and y_val.")
+        self.validation_indices_ = None
+        if self.validation_fraction is None:
+            return images, y, None
+        if self.prefit:
+            raise ValueError("prefit=True with validation_fraction: the prefit model may have been trained on any "
+                             "part of X, so no part of it is held out. Give X_val and y_val to fit instead.")
+        seed = int(np.random.RandomState(check_random_state(self.random_state).randint(0, 2**31 - 1))
+                   .randint(0, 2**31 - 1))
+        try:
+            train, held = train_test_split(np.arange(len(y)), test_size=self.validation_fraction, stratify=y,
+                                           random_state=seed)
+        except ValueError as exc:
+            raise ValueError(f"Cannot hold out validation_fraction={self.validation_fraction} of {len(y)} images "
+                             f"with both classes on each side: {exc}") from exc
+        train, held = np.sort(train), np.sort(held)
+        self.validation_indices_ = held
+        return images[train], y[train], _HeldOut(images[held], y[held], None)
 
     def _draw_synthetic(self, state):
         """``(S2, S1)``: the balanced set, and the biased set when the strategy needs the gradient gaps (None
@@ -495,7 +599,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         seed_torch(state.rng)
         callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=self.freeze_bn_stats,
                                                         all_bn_eval=self.bn_statistics == "eval"))]
-        if self.bn_statistics == "real":  # after the mask is lifted: frozen layers are re-estimated too
+        if state.held_out is not None:  # the candidates: each epoch's weights
+            callbacks.append(("epoch_checkpoints", EpochCheckpoints()))
+        elif self.bn_statistics == "real":  # after the mask is lifted: frozen layers are re-estimated too
             callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
                 state.images.dataset(), batch_size=self.finetune_batch_size, num_workers=state.base.num_workers)))
         estimator.net_ = estimator._make_net(
@@ -506,7 +612,70 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
         for column, values in state.strategy.finetune_columns(estimator.net_.optimizer_).items():
             self.gradient_gaps_[column] = values
+        if state.held_out is not None:
+            self._choose_candidate(state, estimator, dict(estimator.net_.callbacks_)["epoch_checkpoints"].states_)
+            del dict(estimator.net_.callbacks_)["epoch_checkpoints"].states_  # the fitted model keeps one copy
         return estimator
+
+    def _candidates(self, checkpoints):
+        """``(name, epoch, alpha, state_dict)`` of every candidate: the pre-trained model, each epoch, and the
+        interpolations between the pre-trained and the last epoch's weights."""
+        pre = {k: v.detach().cpu().clone() for k, v in self.stage_one_estimator_.net_.module_.state_dict().items()}
+        yield "pretrained", 0, 0.0, pre
+        for epoch, weights in enumerate(checkpoints, 1):
+            yield f"epoch {epoch}", epoch, 1.0, weights
+        for alpha in sorted(set(self.interpolation_alphas) - {0.0, 1.0}):
+            yield f"alpha {alpha:g}", len(checkpoints), float(alpha), interpolate_states(pre, checkpoints[-1], alpha)
+
+    def _choose_candidate(self, state, estimator, checkpoints):
+        """Score every candidate on the held-out data, load the best into ``estimator``, say what happened."""
+        module, held = estimator.net_.module_, state.held_out
+        scorer = self.selection_score if callable(self.selection_score) else None
+        synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y)), state.images.shape,
+                                state.rng) if self.selection_score == "synthetic_worst_group" else None)
+        rows, states, pretrained_pred = [], [], None
+        for name, epoch, alpha, weights in self._candidates(checkpoints):
+            module.load_state_dict(weights)
+            if self.bn_statistics == "real" and name != "pretrained":
+                estimator.reestimate_batchnorm(state.images.X)
+            pred = estimator.predict(held.images.X)
+            pretrained_pred = pred if pretrained_pred is None else pretrained_pred
+            row = {"candidate": name, "epoch": epoch, "alpha": alpha,
+                   **{score: fn(held.y, pred, groups) for score, (fn, groups) in self._score_groups(
+                       held, pretrained_pred).items()}}
+            if synthetic is not None:
+                row["synthetic_worst_group"] = SCORES["synthetic_worst_group"][0](
+                    synthetic.y, np.searchsorted(self.classes_, estimator.predict(synthetic.X)),
+                    synthetic.y * 2 + synthetic.s)
+            if scorer is not None:
+                row["score"] = float(scorer(estimator, held.images.X, held.y))
+            rows.append(row)
+            states.append({k: v.detach().cpu().clone() for k, v in module.state_dict().items()})
+        self.finetune_scores_ = pd.DataFrame(rows)
+        column = "score" if scorer is not None else self.selection_score
+        best = int(np.argmax(self.finetune_scores_[column].to_numpy()))  # ties: the earliest, pre-trained first
+        module.load_state_dict(states[best])
+        self.selected_candidate_ = self.finetune_scores_.iloc[best].to_dict()
+        self._warn_about_choice(column)
+
+    def _score_groups(self, held, pretrained_pred):
+        """The label-based scores available on the held-out data, each with its groups."""
+        groups = {"accuracy": None, "worst_class_accuracy": None,
+                  "pseudo_group": pseudo_groups(held.y, pretrained_pred)}
+        if held.s is not None:
+            groups["worst_group"] = np.asarray(held.y).astype(str).astype(object) + "|" + held.s.astype(str)
+        return {name: (SCORES[name][0], g) for name, g in groups.items()}
+
+    def _warn_about_choice(self, column):
+        scores, chosen = self.finetune_scores_, self.selected_candidate_
+        if chosen["candidate"] == "pretrained":
+            warnings.warn(f"No fine-tuning candidate improved {column} on the held-out real data; the pre-trained "
+                          "model is returned unchanged (see finetune_scores_).", FineTuningWarning, stacklevel=4)
+        drop = float(scores["accuracy"].iloc[0]) - float(chosen["accuracy"])
+        if drop > ACCURACY_DROP_WARNING:
+            warnings.warn(f"The returned model's held-out real accuracy is {100 * drop:.1f} points below the "
+                          f"pre-trained model's ({100 * chosen['accuracy']:.1f} vs {100 * scores['accuracy'].iloc[0]:.1f} "
+                          "%): the synthetic images may be far from the real ones.", FineTuningWarning, stacklevel=4)
 
     # -- persistence ------------------------------------------------------------------------------
 

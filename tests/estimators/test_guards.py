@@ -14,10 +14,17 @@ from aimfair_plugin.estimators import (
     CVaRDROClassifier,
     ImageClassifier,
     MaskStrategy,
+    SelectiveFinetuneMitigator,
     reestimate_batchnorm_statistics,
 )
-from aimfair_plugin.exceptions import ConstantPredictionWarning, EmptyMaskWarning, TrainingDivergedError
+from aimfair_plugin.exceptions import (
+    ConstantPredictionWarning,
+    EmptyMaskWarning,
+    FineTuningWarning,
+    TrainingDivergedError,
+)
 from aimfair_plugin.metrics import fairness_scorer
+from aimfair_plugin.synth import ArrayProvider
 
 
 def mitigator(data, **params):
@@ -125,3 +132,81 @@ def test_a_fit_that_predicts_one_class_warns(small_mnist):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConstantPredictionWarning)
         ImageClassifier(**TINY).fit(X, y)  # a normal fit does not warn
+
+
+# -- held-out selection among candidates -------------------------------------------------------------------
+
+
+def test_interpolation_endpoints_are_the_two_models_bit_for_bit():
+    from aimfair_plugin.estimators._guard import interpolate_states
+
+    torch.manual_seed(0)
+    a, b = torch.nn.BatchNorm2d(3).state_dict(), torch.nn.BatchNorm2d(3)
+    b.weight.data.normal_(), b.running_mean.normal_(), b.num_batches_tracked.fill_(5)
+    b = b.state_dict()
+    for alpha, want in ((0, a), (1, b)):
+        got = interpolate_states(a, b, alpha)
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    half = interpolate_states(a, b, 0.5)
+    torch.testing.assert_close(half["weight"], (a["weight"] + b["weight"]) / 2)
+    assert half["num_batches_tracked"] == 5
+
+
+def test_a_fine_tuning_that_only_hurts_hands_back_the_pretrained_model(small_mnist):
+    X, y = small_mnist.X_train, small_mnist.y_train
+    flipped = ArrayProvider(small_mnist.X_test, 1 - small_mnist.y_test, small_mnist.s_test)  # labels inverted
+    model = SelectiveFinetuneMitigator(
+        flipped, estimator=ImageClassifier(**{**TINY, "max_epochs": 3}), strategy="full", finetune_epochs=3,
+        finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5, validation_fraction=0.2, random_state=0)
+    with pytest.warns(FineTuningWarning, match="pre-trained model is returned"):
+        model.fit(X, y)
+    scores = model.finetune_scores_
+    assert list(scores["candidate"]) == ["pretrained", "epoch 1", "epoch 2", "epoch 3", "alpha 0.25", "alpha 0.5",
+                                         "alpha 0.75"]
+    assert model.selected_candidate_["candidate"] == "pretrained"
+    assert scores["worst_class_accuracy"].iloc[3] < scores["worst_class_accuracy"].iloc[0]  # it really hurt
+    np.testing.assert_array_equal(model.predict_proba(small_mnist.X_test),
+                                  model.stage_one_estimator_.predict_proba(small_mnist.X_test))
+
+
+def test_held_out_rows_never_reach_pre_training_and_the_best_candidate_is_returned(small_mnist, monkeypatch):
+    X, y = small_mnist.X_train[:200], small_mnist.y_train[:200]
+    seen = []
+    fit = ImageClassifier.fit
+
+    def spy(self, X_, y_, sample_weight=None):
+        seen.append(np.asarray(X_))
+        return fit(self, X_, y_, sample_weight=sample_weight)
+
+    monkeypatch.setattr(ImageClassifier, "fit", spy)
+    model = mitigator(small_mnist, strategy="full", finetune_epochs=2, validation_fraction=0.25,
+                      bn_statistics="real", selection_score="pseudo_group", interpolation_alphas=(0.5,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    held = model.validation_indices_
+    assert len(held) == 50 and len(seen) == 1 and len(seen[0]) == 150
+    trained = {row.tobytes() for row in seen[0]}
+    assert not any(X[i].tobytes() in trained for i in held)  # no held-out image was pre-trained on
+    scores = model.finetune_scores_
+    assert set(scores["candidate"]) == {"pretrained", "epoch 1", "epoch 2", "alpha 0.5"}
+    best = scores["pseudo_group"].to_numpy().argmax()
+    assert model.selected_candidate_["candidate"] == scores["candidate"].iloc[best]
+    assert model.predict(X[held]).shape == (50,)
+
+
+def test_validation_data_given_to_fit_and_its_errors(small_mnist):
+    X, y, s = small_mnist.X_train[:160], small_mnist.y_train[:160], small_mnist.s_train[:160]
+    Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
+    model = mitigator(small_mnist, finetune_epochs=1, selection_score="worst_group", interpolation_alphas=())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+    assert {"accuracy", "worst_class_accuracy", "pseudo_group", "worst_group"} <= set(model.finetune_scores_)
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        mitigator(small_mnist).fit(X, y, X_val=Xv)
+    with pytest.raises(ValueError, match="prefit=True with validation_fraction"):
+        pre = ImageClassifier(**TINY).fit(X, y)
+        SelectiveFinetuneMitigator(ArrayProvider(Xv, yv, sv), estimator=pre, prefit=True,
+                                   validation_fraction=0.2).fit(X, y)
+    assert len(s) == 160
