@@ -335,6 +335,7 @@ def main(argv=None):
         if not args.no_plots:
             print(f"Plot: {plot_domain_gap(measures, paired, out / 'domain_gap.png')}")
     if suite.name == "batchnorm":
+        gap_measures(jobs, records, out / "cache").to_csv(out / "gap_measures.csv", index=False)
         means, versus = batchnorm_tables(frame)
         means.to_csv(out / "bn_means.csv", index=False)
         versus.to_csv(out / "bn_paired.csv", index=False)

@@ -55,7 +55,8 @@ def gap_measures(jobs, records, cache_dir):
     rows = []
     erm_jobs = {(j.task["name"], j.seed): j for j in jobs if j.method == "erm"}
     finetune_jobs = {(j.task["name"], j.seed): j for j in jobs if METHODS[j.method].finetunes}
-    synthetic_only = {(r["task"], r["seed"]): r["metrics"]["ACC"] for r in records if r["method"] == "synthetic_only"}
+    synthetic_only = {(r["task"], r["seed"]): r["metrics"]["ACC"] for r in records if r["method"] == "synthetic_only"
+                      and r["settings"]["params"].get("bn_statistics", "finetune") == "finetune"}
     for (task, seed), job in erm_jobs.items():
         data = load_task(job.task, seed)
         erm = pretrained_erm(job, data, cache_dir)  # the suite-recipe model every fine-tuning run starts from
