@@ -44,6 +44,9 @@ def build_parser():
     run.add_argument("--methods", nargs="+", help="method keys (default: the suite's), e.g. erm jtt aimfair")
     run.add_argument("--tasks", nargs="+", help="keep only tasks whose name contains one of these words")
     run.add_argument("--list", action="store_true", help="print the jobs and whether they have records; run nothing")
+    run.add_argument("--report-only", action="store_true",
+                     help="write the tables and plots from the records that exist; run nothing (the tables say how "
+                          "many runs they hold)")
     run.add_argument("--tuned", help="tuned settings for the quick and baselines suites (default: benchmarks/tuned.json, written "
                                      "by `aimfair-bench tune` as OUT/tuned.json)")
     par = parser.add_argument_group("where it runs")
@@ -309,9 +312,12 @@ def main(argv=None):
     if args.suite == "custom":
         out.mkdir(parents=True, exist_ok=True)
         print(f"Split: {write_split(suite.tasks[0], out / 'split.csv')}")
-    prepare_synthetic(suite, args.n_per_cell)
-    ran = run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
-                   progress=not args.no_progress)
+    if args.report_only:
+        ran = 0
+    else:
+        prepare_synthetic(suite, args.n_per_cell)
+        ran = run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
+                       progress=not args.no_progress)
     wall = time.perf_counter() - start
     records = collect_records(out, jobs)
     frame = records_frame(records)

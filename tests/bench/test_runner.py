@@ -182,6 +182,16 @@ def test_rerun_skips_existing_records_and_redoes_changed_or_broken_ones(toy_run,
 
 
 @pytest.mark.slow
+def test_report_only_writes_tables_from_existing_records_and_runs_nothing(toy_run, capsys, untuned):
+    before = {p: p.stat().st_mtime_ns for p in toy_run.glob("records/*/*/seed0.json")}
+    args = ["quick", "--out", str(toy_run), "--methods", "erm", "full", *TOY, "--tuned", str(untuned), "--no-plots"]
+    main(args + ["--finetune-epochs", "7", "--report-only"])  # full at 7 epochs has no record: it is left out
+    assert "runs already have records" not in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert set(pd.read_csv(toy_run / "records.csv")["method"]) == {"erm"}
+
+
+@pytest.mark.slow
 def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch, untuned):
     """A fine-tuning job after the ERM job trains nothing from scratch and reproduces its record exactly."""
     from aimfair_plugin.estimators import ImageClassifier
