@@ -79,8 +79,11 @@ def mitigator(job, data, cache_dir, settings=None):
 
 
 def finetune_synthetic(job, data, cache_dir):
-    """The balanced synthetic set S2 a fine-tuning job of this seed trains on, drawn by the mitigator itself."""
-    return mitigator(job, data, cache_dir).draw_synthetic(data.X_train, data.y_train)[0]
+    """The balanced synthetic set S2 a fine-tuning job of this seed trains on, drawn by the mitigator itself.
+
+    S2 is drawn first, from the seed and the suite's fine-tuning settings alone, so every fine-tuning method of
+    the seed (whatever its strategy parameters) trains on this same set."""
+    return mitigator(job, data, cache_dir, dict(job.finetune)).draw_synthetic(data.X_train, data.y_train)[0]
 
 
 # -- how each kind of method is fitted ---------------------------------------------------------------------

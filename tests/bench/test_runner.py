@@ -523,7 +523,7 @@ def test_png_writer_round_trips_through_the_one_decoder(tmp_path):
 def test_domain_gap_suite_runs_writes_gap_measures_and_its_plot(tmp_path, untuned):
     out = tmp_path / "gap"
     args = ["domain-gap", "--out", str(out), "--tuned", str(untuned), *TOY, "--tasks", "shift 0.0", "shift 1.5",
-            "--methods", "erm", "synthetic_only", "full", "aimfair", "auto_rgn", "--finetune-lrs", "0.01"]
+            "--methods", "erm", "synthetic_only", "full", "aimfair", "random_matched", "auto_rgn", "--finetune-lrs", "0.01"]
     assert main(args) == 0
     frame = pd.read_csv(out / "records.csv")
     assert sorted(set(frame["task"])) == ["coloured MNIST, style shift 0.0", "coloured MNIST, style shift 1.5"]
