@@ -21,6 +21,8 @@ is small:
 Derive from :class:`MaskStrategy` to get the defaults (no gaps, the estimator's optimiser, no extra columns).
 """
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -29,13 +31,14 @@ from ._auto_rgn import AUTO_RGN_OPTIMIZERS
 from ._masking import SELECTIONS, select_tensors
 
 
-class MaskStrategy:
-    """Base class of the mask strategies; subclasses override :meth:`mask` (and what else they change)."""
+class MaskStrategy(ABC):
+    """Base class of the mask strategies; subclasses implement :meth:`mask` (and override what else they change)."""
 
     needs_gradient_gaps = False
 
+    @abstractmethod
     def mask(self, gaps, k, rng):
-        raise NotImplementedError
+        """One boolean per row of ``gaps``: True for the tensors to fine-tune."""
 
     def optimizer_class(self, optimizer):
         return None

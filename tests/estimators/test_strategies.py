@@ -140,3 +140,11 @@ def test_fine_tuning_runs_the_callback_inside_the_skorch_loop(small_mnist):
     callbacks = dict(model.estimator_.net_.callbacks_)
     assert isinstance(callbacks["masked_finetune"], MaskedFinetune)
     assert callbacks["masked_finetune"].mask == model.selection_mask_
+
+
+def test_a_strategy_without_a_mask_cannot_be_made():
+    class NoMask(MaskStrategy):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoMask()
