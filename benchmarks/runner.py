@@ -85,8 +85,7 @@ class Job:
         }
         if self.tuned_from is not None:
             settings["tuned_from"] = self.tuned_from
-        # A JSON round trip makes every value plain (tuples -> lists), as the record stores it.
-        return json.loads(json.dumps(settings))
+        return _plain_json(settings)
 
     @property
     def settings_hash(self):
@@ -94,6 +93,7 @@ class Job:
 
 
 def _plain_json(value):
+    """A JSON round trip: every value plain (tuples -> lists), as a record stores it."""
     return json.loads(json.dumps(value))
 
 
