@@ -208,7 +208,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         False every layer's statistics follow the synthetic images. This is
         about the statistics *during* fine-tuning; ``bn_statistics`` says
         what the returned model normalises real images with.
-    bn_statistics : {"real", "finetune", "eval"}, default="finetune"
+    bn_statistics : {"real", "finetune", "eval"}, default="real"
         The running statistics of the returned model's BatchNorm layers.
         ``"real"``: when fine-tuning ends, every layer's statistics are reset
         and re-estimated on the real training images ``X`` (forward passes
@@ -306,7 +306,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         finetune_batch_size=128,
         mask_max_batches=None,
         freeze_bn_stats=True,
-        bn_statistics="finetune",
+        bn_statistics="real",
         validation_fraction=None,
         selection_score="worst_class_accuracy",
         interpolation_alphas=(0.25, 0.5, 0.75),

@@ -40,7 +40,9 @@ def test_group_count_helpers():
 def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
     d, provider, pretrained = setup
     before = copy.deepcopy(pretrained.net_.module_.state_dict())
-    m = mitigator(provider, pretrained, prefit=True, criterion="abs_diff").fit(d.X_train, d.y_train)
+    # bn_statistics="finetune": the returned model keeps the statistics fine-tuning left (the default "real"
+    # re-estimates every layer's afterwards; tested in test_guards.py).
+    m = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", bn_statistics="finetune").fit(d.X_train, d.y_train)
     # The paper's abs_diff criterion with k=55 of 62 gives at least 2k - n = 48 tensors.
     assert m.n_selected_ >= 48 and m.mask_report_["min_possible_intersection"] == 48
     after = m.estimator_.net_.module_.state_dict()
@@ -65,7 +67,8 @@ def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
 
 def test_bn_statistics_drift_when_not_frozen(setup):
     d, provider, pretrained = setup
-    m = mitigator(provider, pretrained, prefit=True, strategy="linear_probe", freeze_bn_stats=False).fit(d.X_train, d.y_train)
+    m = mitigator(provider, pretrained, prefit=True, strategy="linear_probe", freeze_bn_stats=False,
+                  bn_statistics="finetune").fit(d.X_train, d.y_train)
     before, after = pretrained.net_.module_.state_dict(), m.estimator_.net_.module_.state_dict()
     assert not torch.equal(before["bn1.running_mean"], after["bn1.running_mean"])
     assert torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])
