@@ -124,31 +124,58 @@ def plot_domain_gap(measures, paired, path, rule="group_val"):
     return path
 
 
-def batchnorm_tables(frame, metric="WST"):
+def run_setting(params):
+    """What a batchnorm-suite run's parameters (a JSON string) set: its ``bn_statistics``, ``"guard <score>"``
+    when the held-out guard was on, ``""`` for a method without the setting."""
+    params = json.loads(params)
+    if params.get("validate_on"):
+        return f"guard {params.get('selection_score', 'worst_class_accuracy')}"
+    return params.get("bn_statistics", "")
+
+
+DEFAULT_RUN = ("normalized", "real")  # the package's defaults: the normalized criterion, real statistics, no guard
+
+
+def batchnorm_tables(frame, metric="WST", default=DEFAULT_RUN):
     """The batchnorm suite's evidence from ``records.csv``: every run, none selected.
 
-    Returns ``(means, paired)``. ``means``: per (level, method, bn_statistics) the mean and std over seeds of
-    the test ``metric`` and of ACC. ``paired``: per (level, method), each setting minus another
-    ("real" - "finetune", "real" - "eval", "eval" - "finetune") and each setting minus ERM, paired by seed, with
-    the 95 % t interval.
+    Returns ``(means, paired)``. ``means``: per (level, method, setting) the mean and std over seeds of the test
+    ``metric`` and of ACC; the setting is the ``bn_statistics`` value, ``"guard <score>"`` for a guarded run
+    (see :func:`run_setting`). ``paired``: per (level, method), each setting minus another ("real" -
+    "finetune", "real" - "eval", "eval" - "finetune", each guard - "real") and each setting minus ERM; and
+    ``default`` (method, setting) minus every other run, paired by seed, with the 95 % t interval.
     """
     frame = frame.copy()
     frame["level"] = frame["task"].str.extract(r"style shift ([0-9.]+)$", expand=False).astype(float)
-    frame["bn_statistics"] = frame["params"].map(lambda p: json.loads(p).get("bn_statistics", ""))
+    frame["bn_statistics"] = frame["params"].map(run_setting)
     runs = frame[frame["method"] != "erm"]
     means = (runs.groupby(["level", "method", "bn_statistics"], sort=False)[[metric, "ACC"]]
              .agg(["mean", "std", "count"]))
     means.columns = [f"{m}_{s}" for m, s in means.columns]
     erm = frame[frame["method"] == "erm"].set_index(["level", "seed"])[metric]
     rows = []
-    comparisons = [("real", "finetune"), ("real", "eval"), ("eval", "finetune")]
+
+    def add(level, method, setting, versus, diff):
+        diff = diff.dropna()
+        mean, low, high = t_interval(diff)
+        rows.append({"level": level, "method": method, "setting": setting, "versus": versus, "metric": metric,
+                     "mean_diff": mean, "ci_low": low, "ci_high": high, "n_seeds": len(diff)})
+
     for (level, method), part in runs.groupby(["level", "method"], sort=False):
         by = part.pivot_table(index="seed", columns="bn_statistics", values=metric, aggfunc="first")
-        pairs = [(a, b, by[a] - by[b]) for a, b in comparisons if a in by and b in by]
-        pairs += [(setting, "ERM", by[setting] - erm.loc[level].reindex(by.index)) for setting in by.columns]
-        for a, b, diff in pairs:
-            diff = diff.dropna()
-            mean, low, high = t_interval(diff)
-            rows.append({"level": level, "method": method, "setting": a, "versus": b, "metric": metric,
-                         "mean_diff": mean, "ci_low": low, "ci_high": high, "n_seeds": len(diff)})
+        comparisons = [("real", "finetune"), ("real", "eval"), ("eval", "finetune")]
+        comparisons += [(c, "real") for c in by.columns if c.startswith("guard ")]
+        for a, b in comparisons:
+            if a in by and b in by:
+                add(level, method, a, b, by[a] - by[b])
+        for setting in by.columns:
+            add(level, method, setting, "ERM", by[setting] - erm.loc[level].reindex(by.index))
+    for level, part in runs.groupby("level", sort=False):
+        by = part.pivot_table(index="seed", columns=["method", "bn_statistics"], values=metric, aggfunc="first")
+        if default not in by:
+            continue
+        for other in by.columns:
+            if other != default:
+                add(level, default[0], f"{default[1]} (default)", " ".join(filter(None, other)),
+                    by[default] - by[other])
     return means.reset_index(), pd.DataFrame(rows)

@@ -131,8 +131,19 @@ def fit_supplementation(method, job, data, cache_dir):
 
 
 def fit_finetune(method, job, data, cache_dir):
-    """The mitigator with the method's strategy settings, fine-tuning the seed's ERM model."""
-    return mitigator(job, data, cache_dir).fit(data.X_train, data.y_train)
+    """The mitigator with the method's strategy settings, fine-tuning the seed's ERM model.
+
+    A variant with ``validate_on="val_train"`` turns the mitigator's held-out guard on with the task's
+    training-distribution validation split (``X_val_train``, no group labels) as ``X_val`` / ``y_val``; the
+    ERM model never sees that split, so the shared pre-training is unchanged."""
+    params = dict(job.params)
+    validate_on = params.pop("validate_on", None)
+    model = mitigator(job, data, cache_dir, {**job.finetune, **params})
+    if validate_on is None:
+        return model.fit(data.X_train, data.y_train)
+    if validate_on != "val_train":
+        raise ValueError(f"validate_on={validate_on!r}: the guard can read 'val_train' (no group labels).")
+    return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
 
 
 def fit_random_matched(method, job, data, cache_dir):

@@ -219,6 +219,9 @@ def run_job(job, cache_dir, n_threads=None):
             "selected_per_block": model.mask_report_["selected_per_block"],
             "tensors_per_block": gaps.groupby("block", sort=False).size().astype(int).to_dict(),
         }
+    if getattr(model, "selected_candidate_", None) is not None:  # the held-out guard was on
+        record["guard"] = {"selected": _plain_json(model.selected_candidate_),
+                           "candidates": _plain_json(model.finetune_scores_.to_dict("records"))}
     return record
 
 

@@ -284,8 +284,10 @@ def domain_gap(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
 
 
 BN_SETTINGS = ("finetune", "real", "eval")
-BATCHNORM_METHODS = ("erm", "synthetic_only", "linear_probe", "full", "aimfair", "normalized", "random_matched",
-                     "auto_rgn")
+BATCHNORM_METHODS = ("erm", "jtt", "synthetic_only", "linear_probe", "full", "aimfair", "normalized",
+                     "random_matched", "auto_rgn")
+# The mitigator's held-out guard, each label-free score, on the default criterion with real statistics.
+GUARD_SCORES = ("accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group")
 
 
 def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
@@ -295,19 +297,25 @@ def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
     under each ``bn_statistics`` setting of the mitigator: as fine-tuning leaves them ("finetune", the
     behaviour the domain-gap study measured), re-estimated on the real training images after fine-tuning
     ("real"), or every layer kept at the pre-trained statistics during fine-tuning ("eval"); and the model
-    trained on synthetic data only, with and without the re-estimation on real images. 5 seeds.
+    trained on synthetic data only, with and without the re-estimation on real images; JTT (tuned) as the
+    label-free baseline to beat; and the default criterion with real statistics and the held-out guard on (the
+    task's training-distribution validation split, no group labels) under each label-free ``GUARD_SCORES``.
+    5 seeds.
     """
     suite = domain_gap(tuned_path, levels)
     finetuning = [m for m in BATCHNORM_METHODS if METHODS[m].finetunes]
     variants = {m: [{"bn_statistics": b} for b in BN_SETTINGS] for m in finetuning}
     variants["random_matched"] = [{"match": "aimfair", "bn_statistics": b} for b in BN_SETTINGS]
     variants["synthetic_only"] = [{"bn_statistics": b} for b in ("finetune", "real")]
+    variants["normalized"] += [{"bn_statistics": "real", "validate_on": "val_train", "selection_score": score}
+                               for score in GUARD_SCORES]
     return Suite(
         "batchnorm", "BatchNorm statistics across the domain gap: the domain-gap suite's tasks (style shift "
         f"{', '.join(map(str, levels))}) and 5 seeds; linear probe, full fine-tuning, AIM-Fair (abs_diff), the "
         "normalized criterion, a random mask of AIM-Fair's size and Auto-RGN at fine-tuning rate 0.001, each with "
         "the BatchNorm statistics as fine-tuning leaves them, re-estimated on the real training images, or kept "
-        "at the pre-trained ones; synthetic-only with and without the re-estimation.",
+        "at the pre-trained ones; synthetic-only with and without the re-estimation; JTT; the normalized "
+        "criterion with the held-out guard under each label-free score.",
         suite.tasks, BATCHNORM_METHODS, suite.seeds, suite.recipe,
         {**{k: v for k, v in suite.finetune.items() if k != "bn_statistics"}, "finetune_lr": 0.001},  # in variants
         variants=variants, tuned={m: p for m, p in suite.tuned.items() if m in BATCHNORM_METHODS},

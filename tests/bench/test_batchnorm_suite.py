@@ -35,3 +35,28 @@ def test_batchnorm_tables_pair_settings_and_erm_by_seed():
     assert diff["ci_low"] == pytest.approx(60.0) and diff["ci_high"] == pytest.approx(60.0)  # constant gap
     vs_erm = paired[(paired["setting"] == "real") & (paired["versus"] == "ERM")].iloc[0]
     assert vs_erm["mean_diff"] == pytest.approx(20.0) and vs_erm["level"] == 1.5
+
+
+def test_batchnorm_suite_guards_the_default_criterion_with_each_label_free_score():
+    jobs = make_jobs(build_suite("batchnorm"))
+    guarded = {j.params["selection_score"] for j in jobs if j.params.get("validate_on") == "val_train"}
+    assert guarded == {"accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group"}
+    assert {j.method for j in jobs if j.params.get("validate_on")} == {"normalized"}
+    assert any(j.method == "jtt" for j in jobs)
+
+
+def test_batchnorm_tables_compare_guards_and_the_default_against_every_run():
+    rows = []
+    for seed, (jtt, real, guard) in enumerate([(50, 70, 75), (60, 80, 80), (40, 60, 68)]):
+        for method, params, wst in (("erm", {}, 30), ("jtt", {"upweight": 20}, jtt),
+                                    ("normalized", {"bn_statistics": "real"}, real),
+                                    ("normalized", {"bn_statistics": "real", "validate_on": "val_train",
+                                                    "selection_score": "accuracy"}, guard)):
+            rows.append({"task": "coloured MNIST, style shift 0.5", "method": method, "seed": seed, "WST": wst,
+                         "ACC": 80.0, "params": json.dumps(params)})
+    means, paired = batchnorm_tables(pd.DataFrame(rows))
+    assert set(means["bn_statistics"]) == {"", "real", "guard accuracy"}
+    guard = paired[(paired["setting"] == "guard accuracy") & (paired["versus"] == "real")].iloc[0]
+    assert guard["mean_diff"] == pytest.approx((5 + 0 + 8) / 3)
+    default = paired[paired["setting"] == "real (default)"].set_index("versus")["mean_diff"]
+    assert default["jtt"] == pytest.approx(20.0) and default["normalized guard accuracy"] == pytest.approx(-13 / 3)
