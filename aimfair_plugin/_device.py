@@ -8,6 +8,12 @@ def resolve_device(device="auto"):
 
     Raises a ``ValueError`` when CUDA is asked for explicitly but unavailable,
     so a GPU job never silently runs on the CPU.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.utils import resolve_device
+    >>> resolve_device('cpu')
+    'cpu'
     """
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -23,6 +29,16 @@ def autocast(device):
     """Mixed-precision context for the forward pass: bfloat16 autocast on CUDA, a no-op elsewhere.
 
     bfloat16 keeps float32's exponent range, so no gradient scaler is needed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.utils import autocast
+    >>> with autocast(torch.device('cpu')):
+    ...     y = torch.ones(2) * 2
+    ...
+    >>> y.dtype
+    torch.float32
     """
     enabled = str(device).startswith("cuda")
     return torch.autocast(device_type="cuda" if enabled else "cpu", dtype=torch.bfloat16, enabled=enabled)

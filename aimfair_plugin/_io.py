@@ -12,7 +12,19 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from aimfair_plugin.utils import atomic_path
+    >>> path = os.path.join(tempfile.mkdtemp(), 'out.txt')
+    >>> with atomic_path(path) as tmp:
+    ...     _ = open(tmp, 'w').write('done')
+    ...
+    >>> open(path).read()
+    'done'
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -24,7 +36,17 @@ def atomic_path(path):
 
 
 def atomic_write(path, data):
-    """Write ``data`` (str as UTF-8, or bytes) to ``path`` atomically; returns the path."""
+    """Write ``data`` (str as UTF-8, or bytes) to ``path`` atomically; returns the path.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from aimfair_plugin.utils import atomic_write
+    >>> path = os.path.join(tempfile.mkdtemp(), 'out.txt')
+    >>> _ = atomic_write(path, b'done')
+    >>> open(path).read()
+    'done'
+    """
     with atomic_path(path) as tmp:
         if isinstance(data, bytes):
             tmp.write_bytes(data)

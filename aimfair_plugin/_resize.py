@@ -10,6 +10,13 @@ def resize_images(X, size):
 
     Returns the input unchanged when it already has that size, otherwise the
     same kind of array it was given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import resize_images
+    >>> resize_images(np.zeros((2, 3, 28, 28), dtype='float32'), (16, 16)).shape
+    (2, 3, 16, 16)
     """
     size = tuple(int(v) for v in size)
     if tuple(X.shape[-2:]) == size:

@@ -29,6 +29,21 @@ def plot_gradient_gaps(mitigator, *, ax=None, log=True, title=None):
     Returns
     -------
     ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> import matplotlib
+    >>> matplotlib.use('Agg')
+    >>> from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+    >>> from aimfair_plugin.inspection import plot_gradient_gaps
+    >>> from aimfair_plugin.synth import RenderedDigitsProvider
+    >>> mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=ImageClassifier(**tiny), random_state=0)
+    >>> ax = plot_gradient_gaps(mitigator.select(data.X_train, data.y_train))
+    >>> type(ax).__name__
+    'Axes'
     """
     gaps = getattr(mitigator, "gradient_gaps_", None)
     if gaps is None:

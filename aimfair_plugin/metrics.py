@@ -85,6 +85,15 @@ def group_accuracy_table(y_true, y_pred, *, sensitive_features):
     table : pandas.DataFrame
         Rows ``y`` = 0, 1 (target), columns ``s`` = 0, 1 (protected), values in
         percent; an empty cell is NaN.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.metrics import group_accuracy_table
+    >>> group_accuracy_table([0, 0, 1, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0, 1])
+    s      0      1
+    y
+    0  100.0    0.0
+    1  100.0  100.0
     """
     y_true, y_pred, s = _validate(y_true, y_pred, sensitive_features)
     by_cell = _cell_frame(y_true, y_pred, s).by_group.reindex(pd.MultiIndex.from_tuples(CELLS, names=["y", "s"]))
@@ -130,7 +139,7 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     Examples
     --------
     >>> from aimfair_plugin.metrics import fairness_report
-    >>> fairness_report([0, 0, 1, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0, 1])["WST"]
+    >>> float(fairness_report([0, 0, 1, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0, 1])["WST"])
     0.0
     """
     if agg not in ("max", "mean"):

@@ -29,7 +29,15 @@ def _conv1x1(in_planes, out_planes, stride=1):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.nets import BasicBlock
+    >>> BasicBlock(8, 8)(torch.zeros(1, 8, 4, 4)).shape
+    torch.Size([1, 8, 4, 4])
+    """
 
     expansion = 1
 
@@ -50,7 +58,16 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (strided, as torchvision's "ResNet v1.5") -> 1x1 with expansion 4."""
+    """1x1 -> 3x3 (strided, as torchvision's "ResNet v1.5") -> 1x1 with expansion 4.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.nets import Bottleneck
+    >>> downsample = torch.nn.Conv2d(8, 32, 1)
+    >>> Bottleneck(8, 8, downsample=downsample)(torch.zeros(1, 8, 4, 4)).shape
+    torch.Size([1, 32, 4, 4])
+    """
 
     expansion = 4
 
@@ -89,6 +106,13 @@ class ResNet(nn.Module):
         ``"imagenet"``: 7x7 stride-2 convolution and 3x3 max-pool (the
         standard, checkpoint-compatible stem). ``"cifar"``: a 3x3 stride-1
         convolution without pooling, for tiny images (much slower).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.nets import ResNet
+    >>> ResNet('resnet18', num_outputs=2, width=8).eval()(torch.zeros(1, 3, 32, 32)).shape
+    torch.Size([1, 2])
     """
 
     def __init__(self, arch="resnet18", num_outputs=2, *, width=64, in_channels=3, stem="imagenet"):
@@ -150,6 +174,13 @@ class LinearModel(nn.Module):
 
     Its one layer is named ``fc`` like the ResNet head, so last-layer tools
     (FairIF's influence, linear probes) treat both alike.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.nets import LinearModel
+    >>> LinearModel(5, 2)(torch.zeros(3, 5)).shape
+    torch.Size([3, 2])
     """
 
     def __init__(self, in_features, num_outputs):
@@ -171,7 +202,14 @@ BLOCK_ORDER = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
 
 
 def block_of(name):
-    """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``."""
+    """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.nets import block_of
+    >>> block_of('layer3.1.conv2.weight'), block_of('conv1.weight'), block_of('fc.bias')
+    ('layer3', 'stem', 'fc')
+    """
     head = name.split(".", 1)[0]
     return "stem" if head in ("conv1", "bn1") else head
 
@@ -183,6 +221,15 @@ def read_state_dict(path):
     ``torch.load(weights_only=True)``. A checkpoint that wraps its weights
     (``{"state_dict": ...}`` or ``{"model": ...}``) is unwrapped and a
     ``module.`` prefix (DataParallel) is stripped.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> from aimfair_plugin.nets import ResNet, read_state_dict
+    >>> path = os.path.join(tempfile.mkdtemp(), 'resnet.pth')
+    >>> torch.save(ResNet(width=8).state_dict(), path)
+    >>> len(read_state_dict(path))
+    122
     """
     path = Path(path)
     if not path.is_file():
@@ -214,6 +261,18 @@ def load_checkpoint(module, path, *, strict_head=False):
     -------
     skipped : list of str
         Names of the checkpoint tensors that were not loaded.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> from aimfair_plugin.nets import ResNet, load_checkpoint
+    >>> path = os.path.join(tempfile.mkdtemp(), 'resnet.pth')
+    >>> torch.save(ResNet(num_outputs=1000, width=8).state_dict(), path)
+    >>> module = ResNet(num_outputs=2, width=8)
+    >>> load_checkpoint(module, path)
+    ['fc.weight', 'fc.bias']
+    >>> module.fc.out_features
+    2
     """
     state = read_state_dict(path)
     own = module.state_dict()

@@ -49,6 +49,13 @@ def load_adult(path=None, *, drop_missing=True):
     ``y_train``/``y_test`` (1 for income > 50K), ``sex_train``/``sex_test``
     (1 male, 0 female, FairIF's coding), ``race_train``/``race_test``
     (strings), ``categorical`` and ``numeric`` column lists.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import load_adult
+    >>> adult = load_adult()
+    >>> adult.X_train.shape[1], sorted(set(adult.y_train))
+    (12, [np.int64(0), np.int64(1)])
     """
     folder = Path(path) if path is not None else _default_folder()
     files = None if folder is None else (folder / "adult.data", folder / "adult.test")
@@ -81,7 +88,28 @@ def load_adult(path=None, *, drop_missing=True):
 
 
 def adult_design_matrix(X_train, X_test, categorical, numeric):
-    """Standardised numeric columns plus one-hot categories (fitted on the training split), float32."""
+    """Standardised numeric columns plus one-hot categories (fitted on the training split), float32.
+
+    Parameters
+    ----------
+    X_train, X_test : pandas.DataFrame
+        The two splits of :func:`load_adult` (or any frames with these columns).
+    categorical, numeric : list of str
+        The column names of each kind.
+
+    Returns
+    -------
+    X_train, X_test : ndarray of float32
+        The design matrices, with the same columns.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import adult_design_matrix, load_adult
+    >>> adult = load_adult()
+    >>> X_train, X_test = adult_design_matrix(adult.X_train, adult.X_test, adult.categorical, adult.numeric)
+    >>> X_train.shape[1] == X_test.shape[1]
+    True
+    """
     mean, std = X_train[numeric].mean(), X_train[numeric].std().replace(0, 1)
     blocks = []
     for X in (X_train, X_test):

@@ -39,6 +39,12 @@ def cell_shares(minority_share=0.1, bias_type="correlation"):
     -------
     shares : ndarray of shape (4,)
         Non-negative, sums to 1.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import cell_shares
+    >>> cell_shares(0.1)
+    array([0.05, 0.45, 0.45, 0.05])
     """
     m = float(minority_share)
     if not 0.0 < m < 1.0:
@@ -58,6 +64,12 @@ def shares_to_counts(shares, n):
     """Split ``n`` items over cells in proportion to ``shares`` (largest remainder).
 
     The counts sum to exactly ``n``; ties in the remainders go to earlier cells.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import shares_to_counts
+    >>> shares_to_counts([0.05, 0.45, 0.45, 0.05], 100).tolist()
+    [5, 45, 45, 5]
     """
     n = int(n)
     if n < 0:
@@ -122,6 +134,16 @@ def make_biased_subset(y, s, *, n, minority_share=0.1, bias_type="correlation", 
     ------
     ValueError
         If a cell has fewer samples than the subset needs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import make_biased_subset
+    >>> rng = np.random.RandomState(0)
+    >>> y, s = rng.randint(0, 2, 1000), rng.randint(0, 2, 1000)
+    >>> idx = make_biased_subset(y, s, n=200, minority_share=0.1, random_state=0)
+    >>> len(idx), int(((y[idx] == 0) & (s[idx] == 0)).sum())
+    (200, 10)
     """
     counts = shares_to_counts(cell_shares(minority_share, bias_type), n)
     return _draw_cells(y, s, counts, random_state, "The biased subset")
@@ -132,6 +154,16 @@ def make_balanced_subset(y, s, *, n, random_state=None):
 
     Used for balanced test sets such as the paper's 3,200-image UTKFace test.
     ``n`` must be divisible by 4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import make_balanced_subset
+    >>> rng = np.random.RandomState(0)
+    >>> y, s = rng.randint(0, 2, 1000), rng.randint(0, 2, 1000)
+    >>> idx = make_balanced_subset(y, s, n=100, random_state=0)
+    >>> np.bincount(2 * y[idx] + s[idx]).tolist()
+    [25, 25, 25, 25]
     """
     if int(n) % 4:
         raise ValueError(f"A balanced subset needs n divisible by 4 (one quarter per cell), got {n}.")

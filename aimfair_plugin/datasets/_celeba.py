@@ -62,6 +62,13 @@ def load_celeba(root, *, target="Smiling", protected="Male", split="train"):
         and ``attributes`` (DataFrame of all 40 attributes as 0/1).
         Combine with :func:`make_biased_subset` for the paper's 20,000-image
         biased training subset.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import load_celeba
+    >>> data = load_celeba('/data/celeba', target='Smiling', protected='Male')  # doctest: +SKIP
+    >>> data.X[0]  # image paths, decoded lazily by the estimators  # doctest: +SKIP
+    '/data/celeba/img_align_celeba/000001.jpg'
     """
     root = Path(root)
     if split not in (*SPLITS, "all"):

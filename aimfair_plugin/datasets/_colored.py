@@ -26,6 +26,13 @@ def binarize_target(labels, target):
 
     ``target`` is an int threshold (labels >= target are class 1) or a
     collection of the labels that form class 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import binarize_target
+    >>> binarize_target(np.array([3, 7, 5]), 5).tolist()
+    [0, 1, 1]
     """
     labels = np.asarray(labels)
     if isinstance(target, numbers.Integral):
@@ -47,7 +54,15 @@ def binarize_target(labels, target):
 
 
 def colorize(gray, s, *, color_by="background"):
-    """RGB float32 images ``(N, 3, H, W)`` from grey images ``(N, H, W)`` in [0, 1]."""
+    """RGB float32 images ``(N, 3, H, W)`` from grey images ``(N, H, W)`` in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import colorize
+    >>> colorize(np.zeros((2, 28, 28), dtype='float32'), np.array([0, 1])).shape
+    (2, 3, 28, 28)
+    """
     s = np.asarray(s, dtype=int)
     if color_by == "background":
         stroke, background = np.broadcast_to(WHITE, (len(s), 3)), BACKGROUND_COLORS[s]
@@ -61,7 +76,15 @@ def colorize(gray, s, *, color_by="background"):
 
 
 def resize_gray(gray, image_size):
-    """Antialiased bilinear resize of ``(N, H, W)`` grey images to a square size."""
+    """Antialiased bilinear resize of ``(N, H, W)`` grey images to a square size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.datasets import resize_gray
+    >>> resize_gray(np.zeros((2, 28, 28), dtype='float32'), 32).shape
+    (2, 32, 32)
+    """
     if image_size == gray.shape[-1] and image_size == gray.shape[-2]:
         return gray
     if not isinstance(image_size, numbers.Integral) or image_size < 8:

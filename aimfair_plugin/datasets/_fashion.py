@@ -54,6 +54,11 @@ def load_fashion_mnist(path=None):
     data : sklearn.utils.Bunch
         ``images_train`` (uint8, (60000, 28, 28)), ``labels_train``,
         ``images_test``, ``labels_test``.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import load_fashion_mnist
+    >>> data = load_fashion_mnist()  # Debian's dataset-fashion-mnist  # doctest: +SKIP
     """
     folder = Path(path) if path is not None else DEFAULT_FASHION_MNIST_PATH
     out = {}
@@ -88,6 +93,13 @@ def make_colored_fashion_mnist(
     default ``target=5`` class 1 is {sandal, shirt, sneaker, bag, ankle boot}.
     Parameters are those of :func:`make_colored_mnist` plus ``path`` (see
     :func:`load_fashion_mnist`).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_fashion_mnist
+    >>> data = make_colored_fashion_mnist(n_train=5000, minority_share=0.04, random_state=0)  # doctest: +SKIP
+    >>> data.X_train.shape  # doctest: +SKIP
+    (5000, 3, 28, 28)
     """
     data = load_fashion_mnist(path)
     return build_colored_dataset(

@@ -33,13 +33,21 @@ def read_image(path, *, image_size=None):
 
     The file is decoded with PIL (grey, palette and RGBA images become RGB), scaled from 8 bits to [0, 1],
     and resized to ``image_size`` (an int for a square, or ``(height, width)``) with the package's
-    antialiased bilinear resize (:func:`aimfair_plugin._resize.resize_images`, the same one arrays go
+    antialiased bilinear resize (:func:`aimfair_plugin.datasets.resize_images`, the same one arrays go
     through); ``None`` keeps the file's size.
 
     Raises
     ------
     ValueError
         Naming the file, when it is missing, truncated or not an image.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from aimfair_plugin.datasets import read_image, write_images
+    >>> path = write_images(np.zeros((1, 3, 8, 8), dtype='float32'), tempfile.mkdtemp())[0]
+    >>> read_image(path).shape
+    (3, 8, 8)
     """
     size = _size_pair(image_size)
     try:
@@ -57,6 +65,14 @@ def read_images(paths, *, image_size=None):
 
     With ``image_size=None`` every file must have the size of the first. Memory is that of the result: files
     are decoded one at a time into it.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from aimfair_plugin.datasets import read_images, write_images
+    >>> paths = write_images(np.zeros((3, 3, 8, 8), dtype='float32'), tempfile.mkdtemp())
+    >>> read_images(paths, image_size=4).shape
+    (3, 3, 4, 4)
     """
     paths = list(paths)
     if not paths:
@@ -86,6 +102,13 @@ def check_image_files(paths):
     ------
     ValueError
         Naming the first file that fails.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from aimfair_plugin.datasets import check_image_files, write_images
+    >>> paths = write_images(np.zeros((2, 3, 8, 8), dtype='float32'), tempfile.mkdtemp())
+    >>> check_image_files(paths)
     """
     for path in paths:
         try:
@@ -101,6 +124,14 @@ def write_images(X, folder, *, start=0):
     Each file is written atomically (an interruption leaves no partial file); values are clipped to [0, 1]
     and rounded, so :func:`read_image` gives back the pixels to within 1/255. Returns the paths as an array of
     ``str``, the form every estimator and provider takes image files in.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from aimfair_plugin.datasets import read_images, write_images
+    >>> paths = write_images(np.full((2, 3, 8, 8), 0.5, dtype='float32'), tempfile.mkdtemp())
+    >>> read_images(paths).shape
+    (2, 3, 8, 8)
     """
     from pathlib import Path
 

@@ -32,6 +32,13 @@ def load_mnist_5k():
     -------
     images : ndarray of uint8, shape (5000, 28, 28)
     labels : ndarray of int, shape (5000,)
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import load_mnist_5k
+    >>> images, digits = load_mnist_5k()
+    >>> images.shape, digits.shape
+    ((5000, 28, 28), (5000,))
     """
     with gzip.open(_mnist_5k_path(), "rt") as fh:
         data = np.loadtxt(fh, delimiter=",", dtype=np.uint8)

@@ -30,6 +30,13 @@ def load_utkface(root):
         Use :func:`make_balanced_subset` with ``n=3200`` for the paper's
         balanced test set and :func:`make_biased_subset` with ``n=10000``
         for its biased training set.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import load_utkface
+    >>> data = load_utkface('/data/UTKFace')  # doctest: +SKIP
+    >>> sorted(set(data.y))  # doctest: +SKIP
+    [0, 1]
     """
     root = Path(root)
     if not root.is_dir():

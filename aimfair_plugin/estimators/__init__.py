@@ -59,6 +59,12 @@ def all_estimators():
     Built from ``__all__``, as scikit-learn's ``sklearn.utils.all_estimators`` is from its modules: a new
     estimator is registered by exporting it. Persistence (``from_pretrained``), the contract tests and
     scikit-learn's checks all read this list.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.estimators import all_estimators
+    >>> [name for name, _ in all_estimators()][:3]
+    ['AFRClassifier', 'CVaRDROClassifier', 'GroupDROClassifier']
     """
     namespace = globals()
     return sorted(

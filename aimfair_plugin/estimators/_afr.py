@@ -79,6 +79,16 @@ class AFRClassifier(ImageClassifier):
     ----------
     Qiu, Potapczynski, Izmailov and Wilson, "Simple and Fast Group Robustness
     by Automatic Feature Reweighting", ICML 2023.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import AFRClassifier
+    >>> clf = AFRClassifier(gamma=4.0, **tiny).fit(data.X_train, data.y_train)
+    >>> clf.predict(data.X_test).shape
+    (100,)
     """
 
     _parameter_constraints = {

@@ -92,11 +92,35 @@ class AutoRGNMixin:
 
 
 class AutoRGNSGD(AutoRGNMixin, torch.optim.SGD):
-    """``torch.optim.SGD`` with Auto-RGN per-tensor learning rates."""
+    """``torch.optim.SGD`` with Auto-RGN per-tensor learning rates.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.estimators import AutoRGNSGD
+    >>> layer = torch.nn.Linear(3, 2)
+    >>> optimizer = AutoRGNSGD(layer.parameters(), lr=0.1)
+    >>> layer(torch.ones(4, 3)).sum().backward()
+    >>> optimizer.step()
+    >>> type(optimizer).__name__
+    'AutoRGNSGD'
+    """
 
 
 class AutoRGNAdam(AutoRGNMixin, torch.optim.Adam):
-    """``torch.optim.Adam`` with Auto-RGN per-tensor learning rates."""
+    """``torch.optim.Adam`` with Auto-RGN per-tensor learning rates.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.estimators import AutoRGNAdam
+    >>> layer = torch.nn.Linear(3, 2)
+    >>> optimizer = AutoRGNAdam(layer.parameters(), lr=0.01)
+    >>> layer(torch.ones(4, 3)).sum().backward()
+    >>> optimizer.step()
+    >>> type(optimizer).__name__
+    'AutoRGNAdam'
+    """
 
 
 AUTO_RGN_OPTIMIZERS = {"sgd": AutoRGNSGD, "adam": AutoRGNAdam}

@@ -98,6 +98,17 @@ def fit_cached(estimator, X, y, *, memory="process"):
     -------
     estimator
         The fitted estimator (a copy read from the cache on a hit).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import ImageClassifier, fit_cached
+    >>> a = fit_cached(ImageClassifier(**tiny), data.X_train, data.y_train)
+    >>> b = fit_cached(ImageClassifier(**tiny), data.X_train, data.y_train)
+    >>> (a.predict_proba(data.X_test) == b.predict_proba(data.X_test)).all()
+    np.True_
     """
     return cached_fit(resolve_cache(memory), estimator, X, y)[0]
 

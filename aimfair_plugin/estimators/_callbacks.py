@@ -27,6 +27,15 @@ class MaskedFinetune(Callback):
 
     skorch's ``Freezer`` is not used: it leaves the tensors frozen after training (the returned model could not
     be trained further) and does not handle BatchNorm statistics.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.estimators import MaskedFinetune
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    >>> callback = MaskedFinetune({'0.weight': True, '0.bias': False, '1.weight': False, '1.bias': False})
+    >>> callback.mask['0.weight']
+    True
     """
 
     def __init__(self, mask, freeze_bn_stats=True, all_bn_eval=False):
@@ -67,6 +76,18 @@ def reestimate_batchnorm_statistics(module, dataset, *, batch_size=128, device="
     read: the labels of ``dataset`` never reach the module. The weights are unchanged; ``module``'s mode and
     every layer's momentum are restored. Returns the number of images read (0 when there is no BatchNorm layer,
     in which case nothing is read).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from aimfair_plugin.estimators import reestimate_batchnorm_statistics
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    >>> images = TensorDataset(torch.rand(32, 3, 8, 8))
+    >>> reestimate_batchnorm_statistics(net, images, batch_size=8)
+    32
+    >>> net[1].num_batches_tracked.item()
+    4
     """
     from torch.utils.data import DataLoader
 
@@ -114,6 +135,15 @@ class RealBatchNormStatistics(Callback):
         The real images (paths are decoded batch by batch, as everywhere).
     batch_size : int, default=128
     num_workers : int or "auto", default="auto"
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from aimfair_plugin.estimators import RealBatchNormStatistics
+    >>> callback = RealBatchNormStatistics(TensorDataset(torch.rand(16, 3, 8, 8)), batch_size=8)
+    >>> callback.batch_size
+    8
     """
 
     def __init__(self, dataset, batch_size=128, num_workers="auto"):

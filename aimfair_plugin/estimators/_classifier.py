@@ -494,9 +494,24 @@ def with_backbone_params(**own_params):
     def decorate(cls):
         __init__.__qualname__ = f"{cls.__name__}.__init__"
         cls.__init__ = __init__
+        cls.__doc__ = _with_backbone_docs(cls.__doc__)
         return cls
 
     return decorate
+
+
+BACKBONE_ENTRY = "    **backbone\n        All :class:`ImageClassifier` parameters.\n"
+
+
+def _with_backbone_docs(doc):
+    """``doc`` with its ``**backbone`` entry replaced by ImageClassifier's parameter entries (as pandas'
+    ``@doc`` shares text), so every baseline's reference page lists every parameter it takes."""
+    if not doc or BACKBONE_ENTRY not in doc:
+        return doc
+    base = ImageClassifier.__doc__
+    start = base.index("Parameters\n    ----------\n") + len("Parameters\n    ----------\n")
+    entries = base[start:base.index("\n    Attributes\n")].rstrip("\n") + "\n"
+    return doc.replace(BACKBONE_ENTRY, entries, 1)
 
 
 def seed_torch(random_state):

@@ -114,7 +114,7 @@ class ImageInput:
         return value_range(self.X, self.is_paths)
 
     def dataset(self, y=None, **options):
-        """An :class:`ImageDataset` of these images (``options``: sample_weight, augment, extras)."""
+        """An ``ImageDataset`` of these images (``options``: sample_weight, augment, extras)."""
         return ImageDataset(self.X, y, is_paths=self.is_paths, size=self.size, **options)
 
 
@@ -157,7 +157,14 @@ def image_shape(X, is_paths, size):
 
 def resolve_num_workers(num_workers, is_paths):
     """DataLoader workers: an int is taken as given; ``"auto"`` decodes files in ``min(4, cores - 1)`` worker
-    processes (at least 1) and reads arrays in the main process (0), where workers would only copy them."""
+    processes (at least 1) and reads arrays in the main process (0), where workers would only copy them.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.utils import resolve_num_workers
+    >>> resolve_num_workers('auto', is_paths=False)
+    0
+    """
     if num_workers != "auto":
         return int(num_workers)
     if not is_paths:

@@ -70,8 +70,17 @@ class CVaRDROClassifier(ImageClassifier):
         the value the package's tuning chose (README "Tuning"). A small
         ``alpha`` with a large ``lr`` can diverge to a constant classifier.
     **backbone
-        All :class:`ImageClassifier` parameters (``arch``, ``width``,
-        ``max_epochs``, ``lr``, ``batch_size``, ``device``, ``random_state``...).
+        All :class:`ImageClassifier` parameters.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import CVaRDROClassifier
+    >>> clf = CVaRDROClassifier(alpha=0.3, **tiny).fit(data.X_train, data.y_train)
+    >>> clf.predict(data.X_test).shape
+    (100,)
     """
 
     net_class = CVaRNet
@@ -132,6 +141,16 @@ class GroupDROClassifier(ImageClassifier):
         The (y, s) pair of each group index.
     group_weights_ : ndarray of shape (n_groups,)
         The final online group weights.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import GroupDROClassifier
+    >>> clf = GroupDROClassifier(**tiny)
+    >>> clf.fit(data.X_train, data.y_train, sensitive_features=data.s_train).predict(data.X_test).shape
+    (100,)
     """
 
     net_class = GroupDRONet

@@ -175,7 +175,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         settings train stage one once. Used only without ``sample_weight``
         and with an int ``random_state``.
     **backbone
-        All :class:`ImageClassifier` parameters; stage one and stage two use them.
+        All :class:`ImageClassifier` parameters.
 
     Attributes
     ----------
@@ -188,6 +188,17 @@ class InfluenceReweightingClassifier(ImageClassifier):
     predicted_gaps_ : dict
         The same gaps after reweighting, as the influence function predicts.
     lissa_scale_ : float
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from aimfair_plugin.estimators import InfluenceReweightingClassifier
+    >>> X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    >>> s = (X[:, 0] > 0).astype(int)
+    >>> clf = InfluenceReweightingClassifier(arch='logistic', max_epochs=5, lissa_iterations=20, random_state=0)
+    >>> X = X.astype('float32')
+    >>> clf.fit(X, y, X_val=X[:50], y_val=y[:50], sensitive_features_val=s[:50]).sample_weights_.shape
+    (200,)
     """
 
     _parameter_constraints = {

@@ -49,6 +49,18 @@ class JTTClassifier(ImageClassifier):
     upweights_ : ndarray of int, shape (n_samples,)
         Each example's stage-two loss weight before the mean-1 rescaling
         (``upweight`` in the error set, 1 elsewhere).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import JTTClassifier
+    >>> clf = JTTClassifier(identification_epochs=1, upweight=5, **tiny).fit(data.X_train, data.y_train)
+    >>> clf.upweights_.shape
+    (300,)
+    >>> set(clf.upweights_[clf.error_set_]) <= {5}
+    True
     """
 
     _parameter_constraints = {**ImageClassifier._parameter_constraints,

@@ -81,7 +81,7 @@ class LfFClassifier(ImageClassifier):
     """Learning from Failure on the ResNet backbone, without group labels.
 
     Trains a biased and a debiased network of the same architecture together
-    (see :class:`LfFNet`); predictions come from the debiased one.
+    (``LfFNet``); predictions come from the debiased one.
 
     Parameters
     ----------
@@ -93,6 +93,16 @@ class LfFClassifier(ImageClassifier):
         Momentum of the per-sample loss averages.
     **backbone
         All :class:`ImageClassifier` parameters.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import LfFClassifier
+    >>> clf = LfFClassifier(gce_q=0.7, **tiny).fit(data.X_train, data.y_train)
+    >>> clf.predict_proba(data.X_test).shape
+    (100, 2)
     """
 
     net_class = LfFNet

@@ -68,7 +68,16 @@ def check_synthetic(name, X, y, s, counts, shape):
 
 
 class SyntheticSet(NamedTuple):
-    """One checked draw of the provider: images (array or paths), labels, groups, and the size paths decode to."""
+    """One checked draw of the provider: images (array or paths), labels, groups, and the size paths decode to.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.estimators import SyntheticSet
+    >>> draw = SyntheticSet(np.zeros((4, 3, 8, 8), 'float32'), np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), False, (8, 8))
+    >>> len(draw.dataset())
+    4
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -77,7 +86,7 @@ class SyntheticSet(NamedTuple):
     size: tuple
 
     def dataset(self, augment=False):
-        """The draw as an :class:`ImageDataset` (files decoded lazily, at the real images' size)."""
+        """The draw as an ``ImageDataset`` (files decoded lazily, at the real images' size)."""
         return ImageInput(self.X, self.is_paths, self.size if self.is_paths else None).dataset(self.y, augment=augment)
 
 
@@ -166,7 +175,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         factor on both gaps, so ``abs_diff`` and ``"normalized"`` agree there.
     strategy : str or MaskStrategy, default="selective"
         Which tensors are fine-tuned: a :class:`MaskStrategy` object (see
-        :mod:`aimfair_plugin.estimators._strategies` for the protocol:
+        :class:`~aimfair_plugin.estimators.MaskStrategy` for the protocol:
         ``needs_gradient_gaps``, ``mask(gaps, k, rng)``, ``optimizer_class``,
         ``finetune_columns``) or the name of a built-in one, as fairlearn's
         reductions take a ``Moment`` or its name. The names:
@@ -286,6 +295,23 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     ----------
     Zhao et al., "AIM-Fair: Advancing Algorithmic Fairness via Selectively
     Fine-Tuning Biased Models with Contextual Synthetic Data", CVPR 2025.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> tiny = dict(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)  # a small, fast backbone
+    >>> from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+    >>> from aimfair_plugin.synth import RenderedDigitsProvider
+    >>> erm = ImageClassifier(**tiny)
+    >>> mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, top_k=40,
+    ...     finetune_epochs=1, random_state=0)
+    >>> mitigator.fit(data.X_train, data.y_train).predict(data.X_test).shape
+    (100,)
+    >>> mitigator.n_selected_ <= len(mitigator.selection_mask_)
+    True
+    >>> sorted(mitigator.gradient_gaps_.columns)[:4]
+    ['bias_gap', 'block', 'domain_gap', 'grad_scale']
     """
 
     def __init__(
@@ -396,9 +422,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         epoch and weight interpolations between the pre-trained and the fine-tuned model (see
         ``finetune_scores_``).
 
-        The steps, each a method: :meth:`_check_fit_input`, :meth:`_draw_synthetic` (S2, and S1 for a
-        strategy that needs the gradient gaps), :meth:`_pretrain` (or reuse), :meth:`_select_tensors`,
-        :meth:`_finetune`. :meth:`select` runs all but the last.
+        The steps, each a method: ``_check_fit_input``, ``_draw_synthetic`` (S2, and S1 for a
+        strategy that needs the gradient gaps), ``_pretrain`` (or reuse), ``_select_tensors``,
+        ``_finetune``. :meth:`select` runs all but the last.
 
         Parameters
         ----------

@@ -6,7 +6,7 @@ is small:
 
 ``needs_gradient_gaps`` (bool)
     Whether the mitigator must draw the biased synthetic set S1 and compute the per-tensor gradient gaps
-    before :meth:`mask` is called. Without it S1 is not drawn and the gap columns are NaN.
+    before :meth:`MaskStrategy.mask` is called. Without it S1 is not drawn and the gap columns are NaN.
 ``mask(gaps, k, rng)``
     A boolean array, one entry per row of ``gaps`` (the per-tensor table: ``tensor``, ``block``, ``numel``,
     ``grad_scale``, ``domain_gap``, ``bias_gap``), True for the tensors to fine-tune. ``k`` is ``top_k``
@@ -32,18 +32,81 @@ from ._masking import SELECTIONS, select_tensors
 
 
 class MaskStrategy(ABC):
-    """Base class of the mask strategies; subclasses implement :meth:`mask` (and override what else they change)."""
+    """Base class of the mask strategies: which tensors the mitigator fine-tunes, and with which optimiser.
+
+    ``SelectiveFinetuneMitigator(strategy=...)`` takes an instance or the name of a built-in one. Subclasses
+    implement :meth:`mask` and override what else they change; the defaults draw no gaps, keep the
+    estimator's optimiser and add no columns.
+
+    Attributes
+    ----------
+    needs_gradient_gaps : bool, default=False
+        Whether the mitigator must draw the biased synthetic set S1 and compute the per-tensor gradient gaps
+        before :meth:`mask` is called. Without it S1 is not drawn and the gap columns are NaN.
+
+    Examples
+    --------
+    A strategy that fine-tunes the last residual stage and the head:
+
+    >>> import numpy as np
+    >>> from aimfair_plugin.estimators import MaskStrategy
+    >>> class LastStage(MaskStrategy):
+    ...     def mask(self, gaps, k, rng):
+    ...         return gaps["block"].isin(["layer4", "fc"]).to_numpy()
+    >>> LastStage()
+    LastStage()
+    """
 
     needs_gradient_gaps = False
 
     @abstractmethod
     def mask(self, gaps, k, rng):
-        """One boolean per row of ``gaps``: True for the tensors to fine-tune."""
+        """The tensors to fine-tune.
+
+        Parameters
+        ----------
+        gaps : pandas.DataFrame
+            One row per parameter tensor: ``tensor``, ``block``, ``numel``, ``grad_scale``, ``domain_gap``,
+            ``bias_gap`` (the gap columns NaN unless ``needs_gradient_gaps``).
+        k : int
+            ``top_k`` resolved to a count of tensors.
+        rng : numpy.random.RandomState
+            The mitigator's seeded generator.
+
+        Returns
+        -------
+        mask : ndarray of bool, shape (len(gaps),)
+            True for the tensors to fine-tune.
+        """
 
     def optimizer_class(self, optimizer):
+        """The torch optimiser class fine-tuning uses.
+
+        Parameters
+        ----------
+        optimizer : {"sgd", "adam"}
+            The name of the estimator's own optimiser.
+
+        Returns
+        -------
+        optimizer_class : type or None
+            None keeps the estimator's.
+        """
         return None
 
     def finetune_columns(self, optimizer):
+        """Extra per-tensor columns for ``gradient_gaps_`` after fine-tuning.
+
+        Parameters
+        ----------
+        optimizer : torch.optim.Optimizer
+            The fitted optimiser.
+
+        Returns
+        -------
+        columns : dict
+            Column name -> array with one value per tensor; ``{}`` for none.
+        """
         return {}
 
     def __repr__(self):
@@ -59,7 +122,15 @@ class MaskStrategy(ABC):
 
 class SelectiveMask(MaskStrategy):
     """AIM-Fair's selection from the gradient gaps (``selection`` "intersection" or "ratio", see
-    :func:`~aimfair_plugin.estimators._masking.select_tensors`)."""
+    the masking module's ``select_tensors``).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.estimators import SelectiveFinetuneMitigator, SelectiveMask
+    >>> from aimfair_plugin.synth import RenderedDigitsProvider
+    >>> SelectiveFinetuneMitigator(RenderedDigitsProvider(), strategy=SelectiveMask(selection='ratio')).strategy
+    SelectiveMask(selection='ratio')
+    """
 
     needs_gradient_gaps = True
 
@@ -73,21 +144,48 @@ class SelectiveMask(MaskStrategy):
 
 
 class FullMask(MaskStrategy):
-    """Every tensor (full fine-tuning)."""
+    """Every tensor (full fine-tuning).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from aimfair_plugin.estimators import FullMask
+    >>> gaps = pd.DataFrame({'tensor': ['conv1.weight', 'fc.weight'], 'block': ['stem', 'fc']})
+    >>> FullMask().mask(gaps, 1, None).tolist()
+    [True, True]
+    """
 
     def mask(self, gaps, k, rng):
         return np.ones(len(gaps), dtype=bool)
 
 
 class LinearProbeMask(MaskStrategy):
-    """The classification head (``fc``) only."""
+    """The classification head (``fc``) only.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from aimfair_plugin.estimators import LinearProbeMask
+    >>> gaps = pd.DataFrame({'tensor': ['conv1.weight', 'fc.weight'], 'block': ['stem', 'fc']})
+    >>> LinearProbeMask().mask(gaps, 1, None).tolist()
+    [False, True]
+    """
 
     def mask(self, gaps, k, rng):
         return gaps["block"].to_numpy() == "fc"
 
 
 class RandomMask(MaskStrategy):
-    """``k`` tensors drawn uniformly without replacement from ``rng``."""
+    """``k`` tensors drawn uniformly without replacement from ``rng``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from aimfair_plugin.estimators import RandomMask
+    >>> gaps = pd.DataFrame({'tensor': list('abcd'), 'block': ['stem', 'layer1', 'layer2', 'fc']})
+    >>> int(RandomMask().mask(gaps, 2, np.random.RandomState(0)).sum())
+    2
+    """
 
     def mask(self, gaps, k, rng):
         mask = np.zeros(len(gaps), dtype=bool)
@@ -103,14 +201,32 @@ class _BlockMask(MaskStrategy):
 
 
 class UpdateBlockMask(_BlockMask):
-    """Sub-tuning: the tensors of one block only."""
+    """Sub-tuning: the tensors of one block only.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from aimfair_plugin.estimators import UpdateBlockMask
+    >>> gaps = pd.DataFrame({'tensor': list('abc'), 'block': ['stem', 'layer1', 'fc']})
+    >>> UpdateBlockMask('layer1').mask(gaps, 1, None).tolist()
+    [False, True, False]
+    """
 
     def mask(self, gaps, k, rng):
         return gaps["block"].to_numpy() == self.block
 
 
 class FreezeBlockMask(_BlockMask):
-    """Sub-tuning: every tensor except those of one block."""
+    """Sub-tuning: every tensor except those of one block.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from aimfair_plugin.estimators import FreezeBlockMask
+    >>> gaps = pd.DataFrame({'tensor': list('abc'), 'block': ['stem', 'layer1', 'fc']})
+    >>> FreezeBlockMask('layer1').mask(gaps, 1, None).tolist()
+    [True, False, True]
+    """
 
     def mask(self, gaps, k, rng):
         return gaps["block"].to_numpy() != self.block
@@ -119,7 +235,14 @@ class FreezeBlockMask(_BlockMask):
 class AutoRGNMask(FullMask):
     """Auto-RGN (Lee et al., ICLR 2023): every tensor, each step at the base rate times its relative gradient
     norm over the largest (:class:`~aimfair_plugin.estimators.AutoRGNSGD` / ``AutoRGNAdam``); the mean factor
-    of each tensor becomes the ``lr_factor`` column."""
+    of each tensor becomes the ``lr_factor`` column.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.estimators import AutoRGNMask
+    >>> AutoRGNMask().needs_gradient_gaps
+    False
+    """
 
     def optimizer_class(self, optimizer):
         return AUTO_RGN_OPTIMIZERS[optimizer]

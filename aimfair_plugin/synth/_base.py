@@ -11,14 +11,28 @@ from ..datasets import CELLS, shares_to_counts
 
 
 def balanced_group_counts(n_total):
-    """``{(y, s): count}`` with ``n_total`` split evenly over the four cells."""
+    """``{(y, s): count}`` with ``n_total`` split evenly over the four cells.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import balanced_group_counts
+    >>> balanced_group_counts(10)
+    {(0, 0): 3, (0, 1): 3, (1, 0): 2, (1, 1): 2}
+    """
     return dict(zip(CELLS, shares_to_counts(np.full(4, 0.25), n_total).tolist()))
 
 
 def synthetic_set_size(n_real, synthetic_ratio=1.0):
     """Images in each synthetic set (S1, S2) for ``n_real`` real training images: ``synthetic_ratio * n_real``
     rounded, at least 4 (one per cell). The rule :class:`~aimfair_plugin.estimators.SelectiveFinetuneMitigator`
-    draws by."""
+    draws by.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import synthetic_set_size
+    >>> synthetic_set_size(2000, 0.5)
+    1000
+    """
     return max(4, int(round(float(synthetic_ratio) * int(n_real))))
 
 
@@ -27,6 +41,12 @@ def biased_group_counts(n_total, bias_ratio):
 
     The majority cells are those of the AIM-Fair setting, (0, 1) and (1, 0):
     ``bias_ratio=0.9`` gives shares ``[0.05, 0.45, 0.45, 0.05]``.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import biased_group_counts
+    >>> biased_group_counts(1000, 0.9)
+    {(0, 0): 50, (0, 1): 450, (1, 0): 450, (1, 1): 50}
     """
     if not 0.5 <= float(bias_ratio) < 1.0:
         raise ValueError(f"bias_ratio must lie in [0.5, 1), got {bias_ratio!r}.")
@@ -38,11 +58,25 @@ def biased_group_counts(n_total, bias_ratio):
 class SyntheticDataProvider(ABC):
     """Source of labelled synthetic images for the AIM-Fair mitigator.
 
-    Subclasses implement :meth:`sample`. A provider never sees the real
+    Subclasses implement :meth:`~aimfair_plugin.synth.SyntheticDataProvider.sample`. A provider never sees the real
     data; the mitigator tells it how many images of each (y, s) cell it
     needs and the image shape, and checks what comes back. Subclasses declare
     their constructor parameters in ``_parameter_constraints`` (scikit-learn's
-    constraint vocabulary) and call :meth:`_validate_params` in ``sample``.
+    constraint vocabulary) and call ``self._validate_params()`` in ``sample``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.synth import SyntheticDataProvider
+    >>> class GreyProvider(SyntheticDataProvider):
+    ...     def sample(self, group_counts, *, image_shape=None, random_state=None):
+    ...         cells = [cell for cell, n in group_counts.items() for _ in range(n)]
+    ...         y, s = np.array(cells).T
+    ...         return np.full((len(cells), *image_shape), 0.5, 'float32'), y, s
+    ...
+    >>> X, y, s = GreyProvider().sample({(0, 0): 1, (1, 1): 2}, image_shape=(3, 8, 8))
+    >>> X.shape, y.tolist()
+    ((3, 3, 8, 8), [0, 1, 1])
     """
 
     _parameter_constraints = {}
@@ -102,6 +136,16 @@ class ArrayProvider(SyntheticDataProvider):
     y, s : ndarray (n,), 0/1
     replace : {"auto", True, False}, default="auto"
         ``False`` raises when a cell holds fewer images than requested.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.synth import ArrayProvider
+    >>> rng = np.random.RandomState(0)
+    >>> provider = ArrayProvider(rng.rand(40, 3, 8, 8).astype('float32'), np.repeat([0, 1], 20), np.tile([0, 1], 20))
+    >>> X, y, s = provider.sample({(0, 0): 2, (0, 1): 2, (1, 0): 2, (1, 1): 2}, random_state=0)
+    >>> X.shape, y.tolist()
+    ((8, 3, 8, 8), [0, 0, 0, 0, 1, 1, 1, 1])
     """
 
     _parameter_constraints = {"X": ["array-like"], "y": ["array-like"], "s": ["array-like"],

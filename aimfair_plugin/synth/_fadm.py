@@ -123,6 +123,19 @@ class FairTabularDiffusion(BaseEstimator):
     References
     ----------
     "Fairness-Aware Diffusion with Meta-learning" (FADM), Algorithm 1 and Eq. 11.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.synth import FairTabularDiffusion
+    >>> rng = np.random.RandomState(0)
+    >>> import pandas as pd
+    >>> X = pd.DataFrame(rng.normal(size=(200, 3)), columns=['a', 'b', 'c'])
+    >>> y = (X['a'] > 0).astype(int).to_numpy()
+    >>> s = rng.randint(0, 2, 200)
+    >>> model = FairTabularDiffusion(n_steps=10, max_epochs=2, hidden=16, n_layers=1, meta_learning=False, random_state=0)
+    >>> model.fit(X, y, sensitive_features=s).sample(50, random_state=0).shape
+    (50, 4)
     """
 
     def __init__(

@@ -52,6 +52,20 @@ class ImageFolderProvider(SyntheticDataProvider):
         False raises instead, naming the folder.
     extensions : tuple of str
         File suffixes counted as images.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from aimfair_plugin.datasets import write_images
+    >>> from aimfair_plugin.synth import ImageFolderProvider
+    >>> root = tempfile.mkdtemp()
+    >>> for y in (0, 1):
+    ...     for s in (0, 1):
+    ...         _ = write_images(np.full((3, 3, 8, 8), 0.5, 'float32'), os.path.join(root, f'{y}_{s}'))
+    ...
+    >>> X, y, s = ImageFolderProvider(root, image_size=8).sample({(0, 0): 1, (0, 1): 1, (1, 0): 1, (1, 1): 1}, random_state=0)
+    >>> len(X), y.tolist(), s.tolist()
+    (4, [0, 0, 1, 1], [0, 1, 0, 1])
     """
 
     _parameter_constraints = {"root": [str, os.PathLike], "image_size": [Interval(Integral, 8, None, closed="left")],

@@ -368,6 +368,12 @@ class PlainPromptBuilder(ContextualPromptBuilder):
 
     Same parameters as :class:`ContextualPromptBuilder` except ``plain``,
     which is always True.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import PlainPromptBuilder
+    >>> PlainPromptBuilder('Smiling', 'Male').build()[(1, 0)]
+    ['Portrait face photo of a smiling female person.']
     """
 
     def __init__(self, target, protected, *, dataset="celeba", template=None):
@@ -400,14 +406,34 @@ def resolve_prompts(prompts):
 
 
 def save_prompts(prompts, path):
-    """Write prompts to a JSON file a person can read and edit (keys ``"y_s"``)."""
+    """Write prompts to a JSON file a person can read and edit (keys ``"y_s"``).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from aimfair_plugin.synth import load_prompts, save_prompts
+    >>> path = os.path.join(tempfile.mkdtemp(), 'prompts.json')
+    >>> _ = save_prompts({(1, 0): ['a photo of a smiling woman']}, path)
+    >>> load_prompts(path)
+    {(1, 0): ['a photo of a smiling woman']}
+    """
     prompts = check_prompts(prompts)
     payload = {"version": PROMPT_FILE_VERSION, "prompts": {f"{y}_{s}": prompts[(y, s)] for y, s in sorted(prompts)}}
     return atomic_write(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_prompts(path):
-    """Read prompts written by :func:`save_prompts` (or edited by hand)."""
+    """Read prompts written by :func:`save_prompts` (or edited by hand).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from aimfair_plugin.synth import load_prompts, save_prompts
+    >>> path = os.path.join(tempfile.mkdtemp(), 'prompts.json')
+    >>> _ = save_prompts({(0, 1): ['a photo of a man, not smiling']}, path)
+    >>> load_prompts(path)[(0, 1)]
+    ['a photo of a man, not smiling']
+    """
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -21,6 +21,15 @@ class TabularEncoder(TransformerMixin, BaseEstimator):
         What ``transform`` does with a category not seen in ``fit``: raise,
         or encode it as all zeros (e.g. a country that only a held-out
         domain has).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from aimfair_plugin.synth import TabularEncoder
+    >>> frame = pd.DataFrame({'age': [30.0, 40.0, 50.0], 'job': ['a', 'b', 'a']})
+    >>> encoder = TabularEncoder(categorical=['job']).fit(frame)
+    >>> encoder.inverse_transform(encoder.transform(frame))['job'].tolist()
+    ['a', 'b', 'a']
     """
 
     def __init__(self, categorical=None, handle_unknown="error"):

@@ -51,6 +51,13 @@ def build_tiny_text_to_image_pipeline(path=None, *, seed=0):
     -------
     pipeline : diffusers.StableDiffusionPipeline
         Generates 32 x 32 images on the CPU in a fraction of a second.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.synth import build_tiny_text_to_image_pipeline
+    >>> pipeline = build_tiny_text_to_image_pipeline()
+    >>> type(pipeline).__name__
+    'StableDiffusionPipeline'
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
