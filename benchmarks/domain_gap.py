@@ -149,7 +149,7 @@ def batchnorm_tables(frame, metric="WST", default=DEFAULT_RUN):
     frame["level"] = frame["task"].str.extract(r"style shift ([0-9.]+)$", expand=False).astype(float)
     frame["bn_statistics"] = frame["params"].map(run_setting)
     runs = frame[frame["method"] != "erm"]
-    means = (runs.groupby(["level", "method", "bn_statistics"], sort=False)[[metric, "ACC"]]
+    means = (frame.groupby(["level", "method", "bn_statistics"], sort=False)[[metric, "ACC"]]
              .agg(["mean", "std", "count"]))
     means.columns = [f"{m}_{s}" for m, s in means.columns]
     erm = frame[frame["method"] == "erm"].set_index(["level", "seed"])[metric]

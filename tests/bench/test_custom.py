@@ -249,14 +249,14 @@ def test_split_is_stratified_seeded_and_edits_to_the_metadata_are_noticed(own_da
     assert len(capped.y_train) == 20 and len(set(zip(capped.y_train, capped.s_train))) == 4
 
 
-# -- the README's examples, as written ------------------------------------------------------------------------
+# -- the user guide's examples (docs/user_guide/own_data.md), as written ----------------------------------------
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "user_guide" / "own_data.md"
 
 
 def readme_block(name):
-    """The code block that follows ``<!-- readme-example: NAME -->`` in the README."""
-    after = README.read_text().split(f"<!-- readme-example: {name} -->", 1)[1]
+    """The code block that follows ``<!-- readme-example: NAME -->`` in the user guide page."""
+    after = GUIDE.read_text().split(f"<!-- readme-example: {name} -->", 1)[1]
     return re.search(r"```\w*\n(.*?)```", after, re.S).group(1)
 
 

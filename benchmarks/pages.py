@@ -1,0 +1,179 @@
+"""Results pages for the documentation, generated from a benchmark's output folder (nothing typed by hand).
+
+``python -m aimfair_bench.pages results/quick --name quick --measured-at COMMIT`` copies the suite's outputs
+(``report.md``, ``selected.csv``, ``paired.csv``, the suite's own tables and plots) to ``docs/results/quick/``
+and writes ``docs/results/quick.md``: where and when the records were measured (the first and last record's
+finish time, the commit of the code that ran, the machine, torch and the device the records name), every
+table rendered from its CSV with the file named above it, and the plots. Re-run it after re-running the suite.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from .domain_gap import DEFAULT_RUN
+
+COPIED = ("report.md", "selected.csv", "paired.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
+          "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
+PLOTS = {"tradeoff.png": "Accuracy against worst-group accuracy and against EO, each method at its group_val variant",
+         "topk.png": "ACC, WST and EO against k", "mask_blocks.png": "Tensors updated per block",
+         "domain_gap.png": "Every method minus full fine-tuning per domain-gap level"}
+LABELS = {"erm": "ERM", "jtt": "JTT", "synthetic_only": "trained on synthetic only", "linear_probe": "linear probe",
+          "full": "full fine-tuning", "aimfair": "AIM-Fair (abs_diff)", "normalized": "normalized criterion",
+          "random_matched": "random mask of AIM-Fair's size", "auto_rgn": "Auto-RGN"}
+
+
+def _git(*args, cwd="."):
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(results, measured_at=None):
+    """What a page says about its numbers: when the records finished, the code that ran, the machine."""
+    finished, devices, torches, n = [], set(), set(), 0
+    for path in sorted((Path(results) / "records").rglob("*.json")):
+        record = json.loads(path.read_text())
+        finished.append(record["finished"])
+        devices.add(record["device"])
+        torches.add(record["torch"])
+        n += 1
+    if not n:
+        raise FileNotFoundError(f"No records under {Path(results) / 'records'}: run the suite first.")
+    return {"records": n, "first": min(finished), "last": max(finished),
+            "measured_at": measured_at or _git("rev-parse", "--short", "HEAD"),
+            "generated_at": _git("rev-parse", "--short", "HEAD"), "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+            "device": ", ".join(sorted(devices)), "torch": ", ".join(sorted(torches))}
+
+
+def _table(frame):
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def _interval(row):
+    return f"{row['mean_diff']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
+
+
+def batchnorm_sections(folder, name):
+    """The batchnorm suite's tables, from ``bn_means.csv`` and ``bn_paired.csv``: one column per level."""
+    means = pd.read_csv(folder / "bn_means.csv")
+    paired = pd.read_csv(folder / "bn_paired.csv")
+    means["cell"] = [f"{m:.1f} ± {s:.1f} ({int(c)})" for m, s, c in zip(means["WST_mean"], means["WST_std"],
+                                                                         means["WST_count"])]
+    means["bn_statistics"] = means["bn_statistics"].fillna("")
+    wide = means.pivot_table(index=["method", "bn_statistics"], columns="level", values="cell", aggfunc="first",
+                             sort=False).reset_index()
+    wide["method"] = wide["method"].map(lambda m: LABELS.get(m, m))
+    wide.columns = [c if isinstance(c, str) else f"g = {c:g}" for c in wide.columns]
+    paired["cell"] = [_interval(row) + ("" if row["ci_low"] <= 0 <= row["ci_high"] else " *")
+                      for _, row in paired.iterrows()]
+    pairs = paired.pivot_table(index=["method", "setting", "versus"], columns="level", values="cell",
+                               aggfunc="first", sort=False).reset_index()
+    pairs.columns = [c if isinstance(c, str) else f"g = {c:g}" for c in pairs.columns]
+    default = pairs[pairs["setting"] == f"{DEFAULT_RUN[1]} (default)"].drop(columns=["setting"])
+    default = default.rename(columns={"method": "default", "versus": "minus"})
+    rest = pairs[pairs["setting"] != f"{DEFAULT_RUN[1]} (default)"].copy()
+    rest["method"] = rest["method"].map(lambda m: LABELS.get(m, m))
+    return [
+        ("Test worst-group accuracy per method and setting", "bn_means.csv",
+         "Test WST %, mean ± std over seeds (number of seeds); the setting is `bn_statistics`, or `guard SCORE` "
+         "for the default criterion with the held-out guard on, scored by SCORE on the training-distribution "
+         "validation split (no group labels); every run, none selected.", _table(wide)),
+        ("The package default against every other run", "bn_paired.csv",
+         f"The default (the {LABELS[DEFAULT_RUN[0]]} with `bn_statistics=\"{DEFAULT_RUN[1]}\"`, unguarded) minus "
+         "each other run, paired by seed: mean WST difference [95 % Student t interval]; * the interval excludes 0.",
+         _table(default)),
+        ("Each setting against another, and against ERM", "bn_paired.csv",
+         "Per method, paired by seed: mean WST difference [95 % Student t interval]; * the interval excludes 0.",
+         _table(rest[rest["setting"] != rest["versus"]])),
+    ]
+
+
+def quick_sections(folder, name):
+    """The selected variants and the paired differences to ERM and full fine-tuning (group_val and label_free)."""
+    selected = pd.read_csv(folder / "selected.csv")
+    selected["ACC"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["ACC_mean"], selected["ACC_std"])]
+    selected["WST"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["WST_mean"], selected["WST_std"])]
+    selected["EO"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["EO_mean"], selected["EO_std"])]
+    label = "method_name" if "method_name" in selected else "method"
+    sections = []
+    paired = pd.read_csv(folder / "paired.csv")
+    paired = paired[paired["metric"] == "WST"].copy()
+    paired["WST difference"] = [_interval(row) + ("" if row["ci_low"] <= 0 <= row["ci_high"] else " *")
+                                for _, row in paired.iterrows()]
+    for rule in ("group_val", "label_free"):
+        part = selected[selected["rule"] == rule]
+        sections.append((f"Each method at its selected variant (rule `{rule}`)", "selected.csv",
+                         "Test %, mean ± std over seeds.",
+                         _table(part[[label, "variant", "n_seeds", "ACC", "WST", "EO"]])))
+        pairs = paired[paired["rule"] == rule]
+        sections.append((f"Paired by seed against ERM and full fine-tuning (rule `{rule}`)", "paired.csv",
+                         "Method minus reference, test WST: mean [95 % Student t interval]; * the interval "
+                         "excludes 0.", _table(pairs[["method", "reference", "WST difference", "n_seeds"]])))
+    return sections
+
+
+SECTIONS = {"quick": quick_sections, "batchnorm": batchnorm_sections}
+
+
+def write_page(results, docs, name, title, *, measured_at=None, intro=""):
+    """Copy ``results``' outputs to ``docs/name/`` and write ``docs/name.md``; returns the page's path."""
+    results, docs = Path(results), Path(docs)
+    facts = provenance(results, measured_at)
+    target = docs / name
+    target.mkdir(parents=True, exist_ok=True)
+    copied = [f for f in COPIED if (results / f).is_file()]
+    for f in copied:
+        shutil.copy2(results / f, target / f)
+    lines = [f"# {title}", "", intro, "",
+             "```{admonition} Where these numbers come from", ":class: note", "",
+             f"Generated by `python -m aimfair_bench.pages` from `{results}` ({facts['records']} records, finished "
+             f"between {facts['first']} and {facts['last']}), measured with the code of commit "
+             f"`{facts['measured_at']}` on {facts['machine']} (device {facts['device']}, torch {facts['torch']}); "
+             f"page generated at commit `{facts['generated_at']}`. The files, copied next to this page: "
+             + ", ".join(f"[`{f}`]({name}/{f})" for f in copied) + ".", "```", ""]
+    for heading, source, note, table in SECTIONS.get(name, lambda *_: [])(results, name):
+        lines += [f"## {heading}", "", f"From `{source}`. {note}", "", table, ""]
+    for plot, caption in PLOTS.items():
+        if plot in copied:
+            lines += [f"```{{figure}} {name}/{plot}", f":alt: {caption}", "", f"{caption} (`{plot}`).", "```", ""]
+    if "report.md" in copied:
+        lines += ["## The full report", "", "From `report.md`, as the benchmark wrote it.", "",
+                  f"```{{include}} {name}/report.md", ":heading-offset: 2", "```", ""]
+    page = docs / f"{name}.md"
+    page.write_text("\n".join(lines))
+    return page
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", help="the suite's output folder (e.g. results/quick)")
+    parser.add_argument("--name", required=True, help="page name (quick, batchnorm, ...)")
+    parser.add_argument("--title", help="page title (default: the suite's name)")
+    parser.add_argument("--intro", default="", help="a paragraph under the title (what the suite runs)")
+    parser.add_argument("--docs", default="docs/results", help="where the page goes (default docs/results)")
+    parser.add_argument("--measured-at", help="commit of the code that ran (default: HEAD)")
+    args = parser.parse_args(argv)
+    print(write_page(args.results, args.docs, args.name, args.title or args.name, measured_at=args.measured_at,
+                     intro=args.intro))
+
+
+if __name__ == "__main__":
+    main()

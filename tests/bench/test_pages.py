@@ -1,0 +1,42 @@
+"""The documentation's results pages are generated from a suite's files and say where their numbers come from."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from aimfair_bench.pages import write_page
+
+
+@pytest.fixture
+def results(tmp_path):
+    folder = tmp_path / "quick"
+    for i, finished in enumerate(("2026-12-02T01:00:00+00:00", "2026-12-02T02:00:00+00:00")):
+        path = folder / "records" / "task" / f"m{i}" / "seed0.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"finished": finished, "device": "cpu", "torch": "2.13.0+cpu"}))
+    pd.DataFrame([{"task": "t", "method": "erm", "method_name": "ERM", "rule": rule, "variant": "lr=0.05",
+                   "n_seeds": 3, "ACC_mean": 80.0, "ACC_std": 1.0, "WST_mean": 61.25, "WST_std": 4.0,
+                   "EO_mean": 30.0, "EO_std": 2.0} for rule in ("group_val", "label_free")]
+                 ).to_csv(folder / "selected.csv", index=False)
+    pd.DataFrame([{"task": "t", "method": "Normalized", "reference": "ERM", "rule": "group_val", "metric": "WST",
+                   "mean_diff": 12.0, "ci_low": 3.0, "ci_high": 21.0, "n_seeds": 3}]).to_csv(folder / "paired.csv",
+                                                                                             index=False)
+    (folder / "report.md").write_text("# Report\n\n| a |\n|---|\n| 1 |\n")
+    return folder
+
+
+def test_page_names_its_files_commit_and_dates_and_renders_the_csv_tables(results, tmp_path):
+    page = write_page(results, tmp_path / "docs", "quick", "Quick suite", measured_at="abc1234")
+    text = page.read_text()
+    assert "`abc1234`" in text and "2 records" in text
+    assert "2026-12-02T01:00:00+00:00" in text and "2026-12-02T02:00:00+00:00" in text
+    for name in ("selected.csv", "paired.csv", "report.md"):
+        assert (tmp_path / "docs" / "quick" / name).is_file() and f"[`{name}`](quick/{name})" in text
+    assert "From `selected.csv`" in text and "61.2 ± 4.0" in text  # rendered from the CSV, not typed
+    assert "+12.0 [+3.0, +21.0] *" in text  # an interval that excludes 0 is marked
+
+
+def test_page_refuses_a_folder_without_records(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the suite first"):
+        write_page(tmp_path, tmp_path / "docs", "quick", "Quick suite")
