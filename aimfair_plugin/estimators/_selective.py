@@ -152,10 +152,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         The paper uses 55 of ResNet-18's 62. For ``strategy="random"`` the
         number of random tensors.
     criterion : {"normalized", "abs_diff", "cosine"}, default="normalized"
-        ``"abs_diff"``: mean |g_a - g_b| per tensor (Eq. 4); ``"cosine"``:
+        ``"abs_diff"``: ``mean |g_a - g_b|`` per tensor (Eq. 4); ``"cosine"``:
         1 - cosine similarity of the two gradients (Table 4);
         ``"normalized"``: abs_diff divided by the tensor's gradient scale
-        (mean |g| over R, S1 and S2). abs_diff grows with a tensor's gradient
+        (``mean |g|`` over R, S1 and S2). abs_diff grows with a tensor's gradient
         magnitude, so both of its gaps rank tensors by magnitude and the two
         rankings nearly agree; the intersection then has the smallest size
         ``2k - n`` allows and is a band of gradient magnitude. Dividing by the

@@ -9,7 +9,7 @@ reads the protected attribute; the report does, on a test set balanced over the 
 """
 
 # %%
-# Data: 1,000 biased training images (4 % of each class has the rare colour), 32 px.
+# Data: 2,000 biased training images (4 % of each class has the rare colour), 32 px.
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -18,8 +18,8 @@ from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigato
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 from aimfair_plugin.synth import RenderedDigitsProvider
 
-data = make_colored_mnist(n_train=1000, n_test=400, minority_share=0.04, image_size=32, random_state=0)
-erm = ImageClassifier(width=8, max_epochs=6, lr=0.05, batch_size=64, lr_milestones=(4,), lr_gamma=0.1,
+data = make_colored_mnist(n_train=2000, n_test=400, minority_share=0.04, image_size=32, random_state=0)
+erm = ImageClassifier(width=8, max_epochs=8, lr=0.05, batch_size=64, lr_milestones=(6,), lr_gamma=0.1,
                       augment=False, random_state=0)
 erm.fit(data.X_train, data.y_train)
 
@@ -28,7 +28,7 @@ erm.fit(data.X_train, data.y_train)
 # from the provider, selects tensors and fine-tunes them; its BatchNorm statistics are re-estimated on the
 # real training images at the end (``bn_statistics="real"``, the default).
 mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, prefit=True,
-                                       finetune_epochs=4, finetune_lr=0.003, finetune_batch_size=64,
+                                       finetune_epochs=5, finetune_lr=0.001, finetune_batch_size=64,
                                        random_state=0)
 mitigator.fit(data.X_train, data.y_train)
 print(f"{mitigator.n_selected_} of {len(mitigator.selection_mask_)} tensors fine-tuned")

@@ -1,0 +1,35 @@
+"""The README is a front page: short, its two commands first, every file it points to exists, and its headline
+numbers are the ones in the results file it names (not typed independently of it)."""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    assert len(README.splitlines()) <= 150
+    blocks = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+    (lang1, main_job), (lang2, tests) = blocks[:2]
+    assert lang1 == lang2 == "bash"
+    assert "aimfair-bench quick" in main_job and "pytest" in tests and "ruff check ." in tests
+
+
+def test_every_file_the_readme_names_exists():
+    for path in set(re.findall(r"`((?:docs|benchmarks|tests|aimfair_plugin)/[\w/.-]+|CHANGELOG\.md)`", README)):
+        assert (ROOT / path).exists(), path
+
+
+def test_headline_intervals_are_the_results_files():
+    paired = pd.read_csv(ROOT / "docs" / "results" / "batchnorm" / "bn_paired.csv")
+    rows = paired[(paired["method"] == "normalized") & (paired["setting"] == "real") & (paired["versus"] == "ERM")]
+    headline = README.split("<!-- headline: batchnorm -->", 1)[1].split("##", 1)[0]
+    shown = re.findall(r"\*\*([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]\*\*", headline)
+    for (mean, low, high), level in zip(shown, (0.0, 1.5)):
+        row = rows[rows["level"] == level].iloc[0]
+        assert (float(mean), float(low), float(high)) == tuple(round(row[c], 1) for c in ("mean_diff", "ci_low",
+                                                                                            "ci_high")), level
+    assert len(shown) == 2
