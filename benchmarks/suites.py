@@ -91,7 +91,7 @@ def quick(tuned_path=TUNED_PATH):
         variants=copy.deepcopy(PAPER_VARIANTS), tuned=tuned, tuned_from=source)
 
 
-# The tune suite's grids (README "Tuning"). Networks train from scratch here, so the backbone learning
+# The tune suite's grids (user guide "The benchmark", "Tuning"). Networks train from scratch here, so the backbone learning
 # rates reach above SubpopBench's 1e-4..1e-2 range for ImageNet-pretrained models: 0.05 is the embedded ERM
 # recipe's. Method parameters follow SubpopBench's registry (CVaR alpha 0.01..1 with default 0.1, JTT
 # lambda 1..316, LfF q 0.05..0.95 with default 0.7) and the methods' papers (LfF's Adam at 1e-3, JTT's

@@ -78,7 +78,7 @@ def make_colored_mnist(
         ``bias_type="correlation"`` (0.1 -> the AIM-Fair cell shares
         ``[0.05, 0.45, 0.45, 0.05]``); see :func:`cell_shares` for the others.
         Digits are easier than faces: ``0.04`` gives an ERM model with a
-        clearer bias (see the README).
+        clearer bias (user guide, "Data and fairness metrics").
     bias_type : {"correlation", "group_size", "class_size"}, default="correlation"
     target : int or collection of int, default=5
         Digits ``>= target`` form class 1, or the digits listed form class 1.

@@ -67,7 +67,7 @@ class CVaRDROClassifier(ImageClassifier):
         The share of the worst per-sample losses each minibatch trains on.
         Smaller values focus harder on the hardest examples (and on label
         noise); 0.3 keeps enough of each batch for a stable gradient and is
-        the value the package's tuning chose (README "Tuning"). A small
+        the value the package's tuning chose (results page "Tuned settings"). A small
         ``alpha`` with a large ``lr`` can diverge to a constant classifier.
     **backbone
         All :class:`ImageClassifier` parameters.

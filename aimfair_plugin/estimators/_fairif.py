@@ -157,14 +157,14 @@ class InfluenceReweightingClassifier(ImageClassifier):
         iteration on a minibatch.
     lissa_damping : float, default=0.1
         Added to the Hessian's diagonal: keeps it positive definite and the
-        LiSSA recursion stable; the package's tuning choice (README "Tuning").
+        LiSSA recursion stable; the package's tuning choice (results page "Tuned settings").
     lissa_batch_size : int, default=256
     max_weight : float or None, default=5.0
         Cap on each sample's weight (weights have mean 1 before the cap;
         ``None`` = no cap). Single influence weights can be far above the
         mean, and stage two is unstable with them at the backbone's learning
         rate; a cap of 5 keeps the reweighting without letting a few samples
-        dominate (README "Tuning").
+        dominate (results page "Tuned settings").
     stage_two_lr : float or None, default=None
         Learning rate of the weighted retraining (``None`` = ``lr``: the
         weighted retraining is an ordinary training run).

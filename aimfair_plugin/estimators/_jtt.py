@@ -30,12 +30,12 @@ class JTTClassifier(ImageClassifier):
     identification_epochs : int, default=2
         Epochs of the stage-one model. JTT wants a model stopped early, whose
         errors are the examples the shortcut does not explain; two epochs is
-        short enough for that and the package's tuning choice (README "Tuning").
+        short enough for that and the package's tuning choice (results page "Tuned settings").
     upweight : int, default=20
         lambda_up: the error set's loss weight relative to the other examples.
         Large enough to shift the model toward the minority cells; the JTT
         paper tunes it between 20 and 100 for images, and 20 was the package's
-        tuning choice (README "Tuning"). On data whose errors are mostly
+        tuning choice (results page "Tuned settings"). On data whose errors are mostly
         label noise or class overlap a smaller value fits better.
     **backbone
         All :class:`ImageClassifier` parameters.

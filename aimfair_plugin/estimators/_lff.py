@@ -88,7 +88,7 @@ class LfFClassifier(ImageClassifier):
     gce_q : float in (0, 1], default=0.7
         Exponent of the generalized cross-entropy of the biased network: the
         larger, the more it leans on the easy (shortcut) examples. The LfF
-        paper's value, also the package's tuning choice (README "Tuning").
+        paper's value, also the package's tuning choice (results page "Tuned settings").
     ema : float in [0, 1), default=0.7
         Momentum of the per-sample loss averages.
     **backbone

@@ -86,7 +86,7 @@ def gradient_gaps(module, g_real, g_biased, g_balanced, *, criterion="abs_diff")
     tensor's gradient scale on the three sets (``grad_scale``): mean |g_a - g_b|
     grows linearly with how large the tensor's gradients are, so without this
     both gaps rank tensors by gradient magnitude and the two rankings agree
-    (README, "The method"). After it, a gap says how much the
+    (user guide, "The method"). After it, a gap says how much the
     gradient changes *relative to its own size*, which compares across tensors.
     A tensor whose gradients are all zero gets gaps 0.
 

@@ -164,8 +164,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         correlation either way. The default is "normalized" because its two
         rankings measure different things, and in the package's benchmarks it
         did at least as well as the paper's "abs_diff"; no criterion was
-        clearly better than a random mask of the same size there (README,
-        "The method").
+        clearly better than a random mask of the same size there (user guide,
+        "The method"; results pages).
     selection : {"intersection", "ratio"}, default="intersection"
         ``"intersection"``: the paper's Eqs. 5-7, (``top_k`` smallest domain
         gaps) ∩ (``top_k`` largest bias gaps); its size is data-dependent
@@ -189,8 +189,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``AutoRGNAdam``); it chooses what to tune from S2 alone.
         ``gradient_gaps_["lr_factor"]`` then holds each tensor's mean factor.
         ``"selective"`` is the default because it is the method this package
-        implements; how it compares with the others is in the README ("The
-        method").
+        implements; how it compares with the others is on the results pages
+        of the documentation.
     block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}, optional
         Required by the two block strategies.
     bias_ratio : float, default=0.9
@@ -204,7 +204,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     finetune_lr : float, default=0.003
         Fine-tuning starts from a trained model, so the rate is a small
         fraction of a training rate; 0.003 is the package's tuning choice
-        for the default criterion on its embedded data (README "Tuning").
+        for the default criterion on its embedded data (results page "Tuned settings").
         The upstream code uses 0.05 to 0.06 on ImageNet-pretrained ResNets at
         224 px; the right value depends on the pre-training, so search it
         (e.g. ``GridSearchCV`` with ``fairness_scorer``) for your data.
@@ -232,7 +232,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         fine-tuning (scikit-learn's name, as in ``MLPClassifier``) to choose
         among the fine-tuning candidates; ``X_val``/``y_val`` given to
         ``fit`` take its place. None (the default until the package has
-        measured the guard, README "Guarded fine-tuning") and no ``X_val``:
+        measured the guard; user guide, "The guard") and no ``X_val``:
         the last epoch is returned, unguarded. Not with ``prefit=True``
         (the prefit model may have seen any part of ``X``): give ``X_val``.
     selection_score : str or callable, default="worst_class_accuracy"
