@@ -17,6 +17,8 @@ from aimfair_plugin.nets import BLOCK_ORDER
 from .methods import METHODS
 from .selection import REFERENCES, select_variants
 
+DEFAULT_METHOD = "normalized"  # the benchmark method that runs the mitigator at its default criterion
+
 
 def method_style(method):
     """The marker style of a method in every plot: its ``Method.style`` (matplotlib's default marker if empty)."""
@@ -69,14 +71,17 @@ def plot_tradeoff(summary, path, rule="group_val"):
                     continue
                 row = rows.loc[method]
                 style = dict(method_style(method), capsize=3, linestyle="none", label=METHODS[method].label, alpha=0.9)
+                if method == DEFAULT_METHOD:  # the package's default: large, outlined, drawn on top
+                    style.update(markersize=15, markeredgecolor="black", markeredgewidth=1.8, zorder=6, alpha=1.0,
+                                 label=f"{METHODS[method].label} (the package default)")
                 for ax, metric in zip(row_axes, ("WST", "EO")):
                     ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
                                 yerr=np.nan_to_num(row["ACC_std"]), **style)
-            zoom = f" [{rule}]" + (" (zoom on the best)" if zoomed else "")
-            row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)",
-                            title=f"{task}: accuracy vs worst-group accuracy{zoom}")
-            row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)",
-                            title=f"{task}: accuracy vs equalized odds{zoom}")
+            zoom = f"rule {rule}" + (", zoomed on the best" if zoomed else ", every method")
+            row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)")
+            row_axes[0].set_title(f"{task}\naccuracy vs worst-group accuracy ({zoom})", fontsize=10)
+            row_axes[1].set(xlabel="better  ←  equalized odds EO (%)", ylabel="accuracy ACC (%)")
+            row_axes[1].set_title(f"{task}\naccuracy vs equalized odds ({zoom})", fontsize=10)
             if zoomed:
                 for ax, metric in zip(row_axes, ("WST", "EO")):
                     xlim, ylim = _zoom_limits(rows, metric, lower_is_better=metric == "EO")

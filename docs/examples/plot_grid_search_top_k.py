@@ -20,12 +20,13 @@ from aimfair_plugin.metrics import fairness_scorer
 from aimfair_plugin.synth import RenderedDigitsProvider
 
 sklearn.set_config(enable_metadata_routing=True)
-data = make_colored_mnist(n_train=600, n_test=200, minority_share=0.05, image_size=16, random_state=0)
+data = make_colored_mnist(n_train=1600, n_test=200, minority_share=0.04, image_size=32, random_state=0)
 mitigator = SelectiveFinetuneMitigator(
-    RenderedDigitsProvider(image_size=16),
-    estimator=ImageClassifier(width=4, max_epochs=3, lr=0.05, batch_size=64, augment=False, random_state=0),
-    finetune_epochs=2, finetune_batch_size=64, random_state=0)
-search = GridSearchCV(mitigator, {"top_k": [20, 40, 55, 62]}, scoring=fairness_scorer("WST"), cv=2)
+    RenderedDigitsProvider(),
+    estimator=ImageClassifier(width=8, max_epochs=6, lr=0.05, batch_size=64, lr_milestones=(5,), lr_gamma=0.1,
+                              augment=False, random_state=0),
+    finetune_epochs=3, finetune_lr=0.001, finetune_batch_size=64, random_state=0)
+search = GridSearchCV(mitigator, {"top_k": [20, 45, 62]}, scoring=fairness_scorer("WST"), cv=2)
 search.fit(data.X_train, data.y_train, sensitive_features=data.s_train)  # s reaches the scorer only
 
 # %%

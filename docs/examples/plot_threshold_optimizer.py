@@ -19,14 +19,15 @@ from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigato
 from aimfair_plugin.metrics import fairness_report
 from aimfair_plugin.synth import RenderedDigitsProvider
 
-data = make_colored_mnist(n_train=800, n_test=600, minority_share=0.04, image_size=32, random_state=0)
+data = make_colored_mnist(n_train=2000, n_test=600, minority_share=0.04, image_size=32, random_state=0)
 X_val, y_val, s_val = data.X_test[:200], data.y_test[:200], data.s_test[:200]
 X_test, y_test, s_test = data.X_test[200:], data.y_test[200:], data.s_test[200:]
 
-erm = ImageClassifier(width=8, max_epochs=4, lr=0.05, batch_size=64, lr_milestones=(3,), lr_gamma=0.1,
+erm = ImageClassifier(width=8, max_epochs=8, lr=0.05, batch_size=64, lr_milestones=(6,), lr_gamma=0.1,
                       augment=False, random_state=0).fit(data.X_train, data.y_train)
-mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, prefit=True, finetune_epochs=3,
-                                       finetune_batch_size=64, random_state=0).fit(data.X_train, data.y_train)
+mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, prefit=True, finetune_epochs=5,
+                                       finetune_lr=0.001, finetune_batch_size=64, random_state=0)
+mitigator.fit(data.X_train, data.y_train)
 
 # %%
 post = ThresholdOptimizer(estimator=mitigator, prefit=True, constraints="equalized_odds",
