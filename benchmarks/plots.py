@@ -77,6 +77,12 @@ def plot_tradeoff(summary, path, rule="group_val"):
                 for ax, metric in zip(row_axes, ("WST", "EO")):
                     ax.errorbar(row[f"{metric}_mean"], row["ACC_mean"], xerr=np.nan_to_num(row[f"{metric}_std"]),
                                 yerr=np.nan_to_num(row["ACC_std"]), **style)
+                    if method == DEFAULT_METHOD:  # a ring and a label, so it is found among overlapping markers
+                        ax.scatter([row[f"{metric}_mean"]], [row["ACC_mean"]], s=700, facecolors="none",
+                                   edgecolors="black", linewidths=1.5, zorder=7)
+                        ax.annotate("package default", (row[f"{metric}_mean"], row["ACC_mean"]), xytext=(18, -28),
+                                    textcoords="offset points", fontsize=9, zorder=8,
+                                    arrowprops=dict(arrowstyle="->", color="black"))
             zoom = f"rule {rule}" + (", zoomed on the best" if zoomed else ", every method")
             row_axes[0].set(xlabel="worst-group accuracy WST (%)  →  better", ylabel="accuracy ACC (%)")
             row_axes[0].set_title(f"{task}\naccuracy vs worst-group accuracy ({zoom})", fontsize=10)
