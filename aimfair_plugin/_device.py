@@ -9,6 +9,14 @@ def resolve_device(device="auto"):
     Raises a ``ValueError`` when CUDA is asked for explicitly but unavailable,
     so a GPU job never silently runs on the CPU.
 
+    Parameters
+    ----------
+    device : str, default="auto"
+
+    Returns
+    -------
+    device : str
+
     Examples
     --------
     >>> from aimfair_plugin.utils import resolve_device
@@ -29,6 +37,14 @@ def autocast(device):
     """Mixed-precision context for the forward pass: bfloat16 autocast on CUDA, a no-op elsewhere.
 
     bfloat16 keeps float32's exponent range, so no gradient scaler is needed.
+
+    Parameters
+    ----------
+    device : str or torch.device
+
+    Returns
+    -------
+    context : context manager
 
     Examples
     --------

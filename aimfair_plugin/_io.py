@@ -14,6 +14,16 @@ from pathlib import Path
 def atomic_path(path):
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
 
+    Parameters
+    ----------
+    path : str or Path
+        The file to write.
+
+    Yields
+    ------
+    tmp : Path
+        Write here; it is renamed to ``path`` when the block succeeds.
+
     Examples
     --------
     >>> import tempfile, os
@@ -37,6 +47,15 @@ def atomic_path(path):
 
 def atomic_write(path, data):
     """Write ``data`` (str as UTF-8, or bytes) to ``path`` atomically; returns the path.
+
+    Parameters
+    ----------
+    path : str or Path
+    data : str or bytes
+
+    Returns
+    -------
+    path : Path
 
     Examples
     --------

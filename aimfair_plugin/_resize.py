@@ -11,6 +11,16 @@ def resize_images(X, size):
     Returns the input unchanged when it already has that size, otherwise the
     same kind of array it was given.
 
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (N, C, H, W)
+    size : (int, int)
+        ``(height, width)``.
+
+    Returns
+    -------
+    resized : ndarray or torch.Tensor of shape (N, C, height, width)
+
     Examples
     --------
     >>> import numpy as np

@@ -31,6 +31,14 @@ def _conv1x1(in_planes, out_planes, stride=1):
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut.
 
+    Parameters
+    ----------
+    inplanes, planes : int
+        Input and output channels.
+    stride : int, default=1
+    downsample : torch.nn.Module, optional
+        The projection shortcut (when the shape changes).
+
     Examples
     --------
     >>> import torch
@@ -59,6 +67,14 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 (strided, as torchvision's "ResNet v1.5") -> 1x1 with expansion 4.
+
+    Parameters
+    ----------
+    inplanes, planes : int
+        Input channels and the bottleneck's width (the output has ``4 * planes`` channels).
+    stride : int, default=1
+    downsample : torch.nn.Module, optional
+        The projection shortcut (when the shape changes).
 
     Examples
     --------
@@ -175,6 +191,11 @@ class LinearModel(nn.Module):
     Its one layer is named ``fc`` like the ResNet head, so last-layer tools
     (FairIF's influence, linear probes) treat both alike.
 
+    Parameters
+    ----------
+    in_features : int
+    num_outputs : int
+
     Examples
     --------
     >>> import torch
@@ -204,6 +225,15 @@ BLOCK_ORDER = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
 def block_of(name):
     """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``.
 
+    Parameters
+    ----------
+    name : str
+        A parameter name as ``named_parameters`` gives it.
+
+    Returns
+    -------
+    block : str
+
     Examples
     --------
     >>> from aimfair_plugin.nets import block_of
@@ -221,6 +251,14 @@ def read_state_dict(path):
     ``torch.load(weights_only=True)``. A checkpoint that wraps its weights
     (``{"state_dict": ...}`` or ``{"model": ...}``) is unwrapped and a
     ``module.`` prefix (DataParallel) is stripped.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    state_dict : dict of str to torch.Tensor
 
     Examples
     --------
@@ -261,6 +299,14 @@ def load_checkpoint(module, path, *, strict_head=False):
     -------
     skipped : list of str
         Names of the checkpoint tensors that were not loaded.
+
+    Parameters
+    ----------
+    module : ResNet
+    path : str or Path
+        A ``.pth`` / ``.pt`` or ``.safetensors`` file (see :func:`read_state_dict`).
+    strict_head : bool, default=False
+        Refuse a head of another shape instead of keeping ``module``'s.
 
     Examples
     --------

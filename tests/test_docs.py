@@ -54,14 +54,18 @@ def test_public_object_has_an_example(name):
     assert doc["Examples"], f"{name} has no Examples section"
 
 
-ESTIMATORS = dict(all_estimators())
-
-
-@pytest.mark.parametrize("name", sorted(ESTIMATORS))
-def test_estimator_documents_every_parameter(name):
-    cls = ESTIMATORS[name]
-    missing = [p for p in signature_parameters(cls) if p not in documented_parameters(ClassDoc(cls))]
+@pytest.mark.parametrize("name", sorted(OBJECTS))
+def test_public_object_documents_every_parameter_and_what_it_returns(name):
+    obj = OBJECTS[name]
+    doc = ClassDoc(obj) if inspect.isclass(obj) else FunctionDoc(obj)
+    missing = [p for p in signature_parameters(obj) if p not in documented_parameters(doc)]
     assert not missing, f"{name}: parameters not in its docstring: {missing}"
+    if inspect.isfunction(obj):
+        assert doc["Returns"] or doc["Yields"], f"{name} has no Returns section"
+
+
+def test_every_registered_estimator_is_public():
+    assert {name for name, _ in all_estimators()} <= {n.rsplit(".", 1)[1] for n in OBJECTS}
 
 
 def test_mitigator_documents_every_fitted_attribute(small_mnist):

@@ -65,6 +65,18 @@ def shares_to_counts(shares, n):
 
     The counts sum to exactly ``n``; ties in the remainders go to earlier cells.
 
+    Parameters
+    ----------
+    shares : array-like of float
+        Non-negative shares (normalised to sum to 1).
+    n : int
+        Items to split.
+
+    Returns
+    -------
+    counts : ndarray of int
+        One count per share, summing to ``n``.
+
     Examples
     --------
     >>> from aimfair_plugin.datasets import shares_to_counts
@@ -154,6 +166,19 @@ def make_balanced_subset(y, s, *, n, random_state=None):
 
     Used for balanced test sets such as the paper's 3,200-image UTKFace test.
     ``n`` must be divisible by 4.
+
+    Parameters
+    ----------
+    y, s : array-like of int
+        Target and protected attribute of the pool.
+    n : int
+        Subset size, divisible by 4.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    indices : ndarray of int
+        Indices into ``y`` / ``s``, ``n / 4`` per (y, s) cell.
 
     Examples
     --------

@@ -27,6 +27,23 @@ def binarize_target(labels, target):
     ``target`` is an int threshold (labels >= target are class 1) or a
     collection of the labels that form class 1.
 
+    Parameters
+    ----------
+    labels : array-like of int or str
+        The class labels.
+    target : int or collection
+        An int threshold (labels >= target are class 1) or the labels that form class 1.
+
+    Returns
+    -------
+    y : ndarray of int
+        0/1, one per label.
+
+    Raises
+    ------
+    ValueError
+        When one class would be empty.
+
     Examples
     --------
     >>> import numpy as np
@@ -56,6 +73,19 @@ def binarize_target(labels, target):
 def colorize(gray, s, *, color_by="background"):
     """RGB float32 images ``(N, 3, H, W)`` from grey images ``(N, H, W)`` in [0, 1].
 
+    Parameters
+    ----------
+    gray : ndarray of shape (N, H, W)
+        Grey images in [0, 1] (white strokes on black).
+    s : array-like of int, shape (N,)
+        The protected attribute: 0 gives the red colour, 1 the blue (``BACKGROUND_COLORS``).
+    color_by : {"background", "foreground"}, default="background"
+        Whether the colour fills the background or the stroke.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, 3, H, W)
+
     Examples
     --------
     >>> import numpy as np
@@ -77,6 +107,16 @@ def colorize(gray, s, *, color_by="background"):
 
 def resize_gray(gray, image_size):
     """Antialiased bilinear resize of ``(N, H, W)`` grey images to a square size.
+
+    Parameters
+    ----------
+    gray : ndarray of shape (N, H, W)
+    image_size : int
+        The side of the square result.
+
+    Returns
+    -------
+    resized : ndarray of float32, shape (N, image_size, image_size)
 
     Examples
     --------

@@ -94,6 +94,26 @@ def make_colored_fashion_mnist(
     Parameters are those of :func:`make_colored_mnist` plus ``path`` (see
     :func:`load_fashion_mnist`).
 
+    Parameters
+    ----------
+    path : str or Path, optional
+        Folder of the IDX files (see :func:`load_fashion_mnist`).
+    n_train, n_test : int, default=60000, 10000
+        Sizes of the biased training split and of the balanced test split.
+    minority_share : float, default=0.1
+        Share of the rare colour within each class (see :func:`make_colored_mnist`).
+    bias_type : {"correlation", "group_size", "class_size"}, default="correlation"
+    target : int, default=5
+        Fashion-MNIST classes >= ``target`` are class 1.
+    image_size : int, default=28
+    color_by : {"background", "foreground"}, default="background"
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        As :func:`make_colored_mnist`'s.
+
     Examples
     --------
     >>> from aimfair_plugin.datasets import make_colored_fashion_mnist

@@ -41,6 +41,15 @@ def read_image(path, *, image_size=None):
     ValueError
         Naming the file, when it is missing, truncated or not an image.
 
+    Parameters
+    ----------
+    path : str or Path
+    image_size : int or (int, int), optional
+
+    Returns
+    -------
+    image : ndarray of float32, shape (3, H, W)
+
     Examples
     --------
     >>> import numpy as np, tempfile
@@ -65,6 +74,16 @@ def read_images(paths, *, image_size=None):
 
     With ``image_size=None`` every file must have the size of the first. Memory is that of the result: files
     are decoded one at a time into it.
+
+    Parameters
+    ----------
+    paths : array-like of str or Path
+    image_size : int or (int, int), optional
+        The size every image is resized to; None keeps the first file's size.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n, 3, H, W)
 
     Examples
     --------
@@ -103,6 +122,15 @@ def check_image_files(paths):
     ValueError
         Naming the first file that fails.
 
+    Parameters
+    ----------
+    paths : array-like of str or Path
+        The image files.
+
+    Returns
+    -------
+    None
+
     Examples
     --------
     >>> import numpy as np, tempfile
@@ -124,6 +152,19 @@ def write_images(X, folder, *, start=0):
     Each file is written atomically (an interruption leaves no partial file); values are clipped to [0, 1]
     and rounded, so :func:`read_image` gives back the pixels to within 1/255. Returns the paths as an array of
     ``str``, the form every estimator and provider takes image files in.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, C, H, W)
+        Float images in [0, 1] (C = 1 or 3).
+    folder : str or Path
+        Created when missing.
+    start : int, default=0
+        Index of the first file name.
+
+    Returns
+    -------
+    paths : ndarray of str, shape (n,)
 
     Examples
     --------

@@ -60,6 +60,10 @@ def all_estimators():
     estimator is registered by exporting it. Persistence (``from_pretrained``), the contract tests and
     scikit-learn's checks all read this list.
 
+    Returns
+    -------
+    estimators : list of (str, type)
+
     Examples
     --------
     >>> from aimfair_plugin.estimators import all_estimators

@@ -94,6 +94,13 @@ class AutoRGNMixin:
 class AutoRGNSGD(AutoRGNMixin, torch.optim.SGD):
     """``torch.optim.SGD`` with Auto-RGN per-tensor learning rates.
 
+    Parameters
+    ----------
+    params : iterable of torch.nn.Parameter or dict
+        As for ``torch.optim.SGD``; each tensor becomes its own parameter group.
+    *args, **kwargs
+        ``torch.optim.SGD``'s other arguments (``lr``, ``momentum``, ``weight_decay``...).
+
     Examples
     --------
     >>> import torch
@@ -109,6 +116,13 @@ class AutoRGNSGD(AutoRGNMixin, torch.optim.SGD):
 
 class AutoRGNAdam(AutoRGNMixin, torch.optim.Adam):
     """``torch.optim.Adam`` with Auto-RGN per-tensor learning rates.
+
+    Parameters
+    ----------
+    params : iterable of torch.nn.Parameter or dict
+        As for ``torch.optim.Adam``; each tensor becomes its own parameter group.
+    *args, **kwargs
+        ``torch.optim.Adam``'s other arguments (``lr``, ``betas``, ``weight_decay``...).
 
     Examples
     --------

@@ -77,6 +77,20 @@ def reestimate_batchnorm_statistics(module, dataset, *, batch_size=128, device="
     every layer's momentum are restored. Returns the number of images read (0 when there is no BatchNorm layer,
     in which case nothing is read).
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+    dataset : torch.utils.data.Dataset
+        Items are images or tuples whose first element is the image (a batch dict's ``"X"`` too).
+    batch_size : int, default=128
+    device : str, default="cpu"
+    num_workers : int, default=0
+        DataLoader worker processes.
+
+    Returns
+    -------
+    n_images : int
+
     Examples
     --------
     >>> import torch

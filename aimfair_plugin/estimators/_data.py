@@ -159,6 +159,16 @@ def resolve_num_workers(num_workers, is_paths):
     """DataLoader workers: an int is taken as given; ``"auto"`` decodes files in ``min(4, cores - 1)`` worker
     processes (at least 1) and reads arrays in the main process (0), where workers would only copy them.
 
+    Parameters
+    ----------
+    num_workers : int or "auto"
+    is_paths : bool
+        Whether the images are files.
+
+    Returns
+    -------
+    num_workers : int
+
     Examples
     --------
     >>> from aimfair_plugin.utils import resolve_num_workers

@@ -124,6 +124,12 @@ class SelectiveMask(MaskStrategy):
     """AIM-Fair's selection from the gradient gaps (``selection`` "intersection" or "ratio", see
     the masking module's ``select_tensors``).
 
+    Parameters
+    ----------
+    selection : {"intersection", "ratio"}, default="intersection"
+        ``"intersection"``: (``top_k`` smallest domain gaps) ∩ (``top_k`` largest bias gaps), the paper's;
+        ``"ratio"``: the ``top_k`` tensors with the largest bias gap / domain gap.
+
     Examples
     --------
     >>> from aimfair_plugin.estimators import SelectiveFinetuneMitigator, SelectiveMask
@@ -203,6 +209,11 @@ class _BlockMask(MaskStrategy):
 class UpdateBlockMask(_BlockMask):
     """Sub-tuning: the tensors of one block only.
 
+    Parameters
+    ----------
+    block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}
+        The only block fine-tuned.
+
     Examples
     --------
     >>> import pandas as pd
@@ -218,6 +229,11 @@ class UpdateBlockMask(_BlockMask):
 
 class FreezeBlockMask(_BlockMask):
     """Sub-tuning: every tensor except those of one block.
+
+    Parameters
+    ----------
+    block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}
+        The block kept frozen.
 
     Examples
     --------

@@ -13,6 +13,15 @@ from ..datasets import CELLS, shares_to_counts
 def balanced_group_counts(n_total):
     """``{(y, s): count}`` with ``n_total`` split evenly over the four cells.
 
+    Parameters
+    ----------
+    n_total : int
+
+    Returns
+    -------
+    counts : dict of (int, int) to int
+        Summing to ``n_total``; the remainder goes to the first cells.
+
     Examples
     --------
     >>> from aimfair_plugin.synth import balanced_group_counts
@@ -26,6 +35,15 @@ def synthetic_set_size(n_real, synthetic_ratio=1.0):
     """Images in each synthetic set (S1, S2) for ``n_real`` real training images: ``synthetic_ratio * n_real``
     rounded, at least 4 (one per cell). The rule :class:`~aimfair_plugin.estimators.SelectiveFinetuneMitigator`
     draws by.
+
+    Parameters
+    ----------
+    n_real : int
+    synthetic_ratio : float, default=1.0
+
+    Returns
+    -------
+    n : int
 
     Examples
     --------
@@ -41,6 +59,16 @@ def biased_group_counts(n_total, bias_ratio):
 
     The majority cells are those of the AIM-Fair setting, (0, 1) and (1, 0):
     ``bias_ratio=0.9`` gives shares ``[0.05, 0.45, 0.45, 0.05]``.
+
+    Parameters
+    ----------
+    n_total : int
+    bias_ratio : float in (0.5, 1)
+
+    Returns
+    -------
+    counts : dict of (int, int) to int
+        Summing to ``n_total``.
 
     Examples
     --------

@@ -369,6 +369,14 @@ class PlainPromptBuilder(ContextualPromptBuilder):
     Same parameters as :class:`ContextualPromptBuilder` except ``plain``,
     which is always True.
 
+    Parameters
+    ----------
+    target, protected : str or (str, str)
+        As :class:`ContextualPromptBuilder`'s.
+    dataset : {"celeba", "utkface", "digits"}, default="celeba"
+    template : str, optional
+        As :class:`ContextualPromptBuilder`'s.
+
     Examples
     --------
     >>> from aimfair_plugin.synth import PlainPromptBuilder
@@ -408,6 +416,15 @@ def resolve_prompts(prompts):
 def save_prompts(prompts, path):
     """Write prompts to a JSON file a person can read and edit (keys ``"y_s"``).
 
+    Parameters
+    ----------
+    prompts : dict of (int, int) to list of str
+    path : str or Path
+
+    Returns
+    -------
+    path : Path
+
     Examples
     --------
     >>> import tempfile, os
@@ -424,6 +441,14 @@ def save_prompts(prompts, path):
 
 def load_prompts(path):
     """Read prompts written by :func:`save_prompts` (or edited by hand).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    prompts : dict of (int, int) to list of str
 
     Examples
     --------
