@@ -91,7 +91,15 @@ def batchnorm_sections(folder, name):
     default = default.rename(columns={"method": "default", "versus": "minus"})
     rest = pairs[pairs["setting"] != f"{DEFAULT_RUN[1]} (default)"].copy()
     rest["method"] = rest["method"].map(lambda m: LABELS.get(m, m))
-    return [
+    sections = []
+    guard = guard_choices(folder)
+    if guard is not None:
+        sections.append(("What the guard chose", "records/*/*/seed*.json",
+                         "For each guarded run (the default criterion, real statistics, the held-out guard scored on "
+                         "the training-distribution validation split), the candidate it returned: the pre-trained "
+                         "model, a fine-tuning epoch, or an interpolation α between the two; runs per level.",
+                         _table(guard)))
+    return sections + [
         ("Test worst-group accuracy per method and setting", "bn_means.csv",
          "Test WST %, mean ± std over seeds (number of seeds); the setting is `bn_statistics`, or `guard SCORE` "
          "for the default criterion with the held-out guard on, scored by SCORE on the training-distribution "
@@ -104,6 +112,28 @@ def batchnorm_sections(folder, name):
          "Per method, paired by seed: mean WST difference [95 % Student t interval]; * the interval excludes 0.",
          _table(rest[rest["setting"] != rest["versus"]])),
     ]
+
+
+def guard_choices(folder):
+    """Per (selection score, level): how often each kind of candidate was returned, from the records' ``guard``."""
+    rows = []
+    for path in sorted((Path(folder) / "records").rglob("*.json")):
+        record = json.loads(path.read_text())
+        if "guard" not in record:
+            continue
+        chosen = record["guard"]["selected"]
+        kind = ("pre-trained" if chosen["candidate"] == "pretrained" else
+                "last epoch" if chosen["candidate"] == f"epoch {chosen['epoch']}" and chosen["alpha"] == 1.0
+                and chosen["epoch"] == max(c["epoch"] for c in record["guard"]["candidates"]) else
+                "earlier epoch" if chosen["alpha"] == 1.0 else f"α = {chosen['alpha']:g}")
+        level = record["task"].rsplit(" ", 1)[-1]
+        rows.append({"score": record["settings"]["params"].get("selection_score"), "level": f"g = {level}",
+                     "kind": kind})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    table = frame.groupby(["score", "level"])["kind"].value_counts().unstack(fill_value=0).reset_index()
+    return table.astype({c: str for c in table.columns})
 
 
 def quick_sections(folder, name):

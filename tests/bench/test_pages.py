@@ -40,3 +40,20 @@ def test_page_names_its_files_commit_and_dates_and_renders_the_csv_tables(result
 def test_page_refuses_a_folder_without_records(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the suite first"):
         write_page(tmp_path, tmp_path / "docs", "quick", "Quick suite")
+
+
+def test_guard_choices_count_what_each_guarded_run_returned(tmp_path):
+    from aimfair_bench.pages import guard_choices
+
+    candidates = [{"candidate": "pretrained", "epoch": 0, "alpha": 0.0},
+                  {"candidate": "epoch 1", "epoch": 1, "alpha": 1.0}, {"candidate": "epoch 2", "epoch": 2, "alpha": 1.0},
+                  {"candidate": "alpha 0.5", "epoch": 2, "alpha": 0.5}]
+    for seed, chosen in enumerate((0, 1, 2, 3, 3)):
+        path = tmp_path / "records" / "t" / "normalized" / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"task": "coloured MNIST, style shift 1.5", "settings": {"params": {
+            "selection_score": "accuracy"}}, "guard": {"selected": candidates[chosen], "candidates": candidates}}))
+    table = guard_choices(tmp_path).set_index("score")
+    assert table.loc["accuracy", "level"] == "g = 1.5"
+    assert (table.loc["accuracy", ["pre-trained", "earlier epoch", "last epoch", "α = 0.5"]].tolist()
+            == ["1", "1", "1", "2"])
