@@ -33,3 +33,9 @@ def test_headline_intervals_are_the_results_files():
         assert (float(mean), float(low), float(high)) == tuple(round(row[c], 1) for c in ("mean_diff", "ci_low",
                                                                                             "ci_high")), level
     assert len(shown) == 2
+    # every other interval the headline quotes is a row of the same file
+    known = {tuple(round(v, 1) for v in row) for row in paired[["mean_diff", "ci_low", "ci_high"]].to_numpy()}
+    quoted = re.findall(r"([+-][\d.]+) \[([+-][\d.]+), ?\s*([+-][\d.]+)\]", headline)
+    assert len(quoted) >= 4
+    for triple in quoted:
+        assert tuple(float(v) for v in triple) in known, triple

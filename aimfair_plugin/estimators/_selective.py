@@ -231,11 +231,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         A stratified share of ``(X, y)`` held out from pre-training and
         fine-tuning (scikit-learn's name, as in ``MLPClassifier``) to choose
         among the fine-tuning candidates; ``X_val``/``y_val`` given to
-        ``fit`` take its place. None (the default until the package has
-        measured the guard; user guide, "The guard") and no ``X_val``:
-        the last epoch is returned, unguarded. Not with ``prefit=True``
+        ``fit`` take its place. None (the default) and no ``X_val``: the
+        last epoch is returned, unguarded. On the package's benchmark no
+        label-free score made the guarded model better than the unguarded
+        one once BatchNorm statistics are re-estimated (results page
+        "BatchNorm statistics across the domain gap"), so it is off. Not with ``prefit=True``
         (the prefit model may have seen any part of ``X``): give ``X_val``.
-    selection_score : str or callable, default="worst_class_accuracy"
+    selection_score : str or callable, default="synthetic_worst_group"
         How a candidate is scored on the held-out data: ``"accuracy"`` (the
         upstream protocol; it tends to prefer the least-moved model, since
         the held-out data share the training data's bias),
@@ -246,7 +248,14 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         synthetic draw, whose groups are known), ``"worst_group"`` (needs
         ``sensitive_features_val``), or a scikit-learn scorer
         ``scorer(estimator, X_val, y_val)``. Higher is better; ties go to
-        the earliest candidate (the pre-trained model first).
+        the earliest candidate (the pre-trained model first). The default is
+        the one label-free score that rewards debiasing: scored on held-out
+        data of the (biased) training distribution, ``"accuracy"`` and
+        ``"worst_class_accuracy"`` handed back about the pre-trained model
+        on the benchmark and ``"pseudo_group"`` fell between the two. Its
+        blind spot: it reads synthetic images only, so a fine-tuning that
+        fits the synthetic data but fails on real images is caught by the
+        accuracy warning (below), not by the score.
     interpolation_alphas : sequence of float in [0, 1], default=(0.25, 0.5, 0.75)
         Candidates ``(1 - alpha) * θ_pre + alpha * θ_ft`` between the
         pre-trained and the fine-tuned weights (WiSE-FT); with
@@ -334,7 +343,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         freeze_bn_stats=True,
         bn_statistics="real",
         validation_fraction=None,
-        selection_score="worst_class_accuracy",
+        selection_score="synthetic_worst_group",
         interpolation_alphas=(0.25, 0.5, 0.75),
         memory="process",
         random_state=None,

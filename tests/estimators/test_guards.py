@@ -157,7 +157,8 @@ def test_a_fine_tuning_that_only_hurts_hands_back_the_pretrained_model(small_mni
     flipped = ArrayProvider(small_mnist.X_test, 1 - small_mnist.y_test, small_mnist.s_test)  # labels inverted
     model = SelectiveFinetuneMitigator(
         flipped, estimator=ImageClassifier(**{**TINY, "max_epochs": 3}), strategy="full", finetune_epochs=3,
-        finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5, validation_fraction=0.2, random_state=0)
+        finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5, validation_fraction=0.2,
+        selection_score="worst_class_accuracy", random_state=0)  # a synthetic score cannot see it: labels flipped
     with pytest.warns(FineTuningWarning, match="pre-trained model is returned"):
         model.fit(X, y)
     scores = model.finetune_scores_
