@@ -136,13 +136,14 @@ def guard_choices(folder):
     return table.astype({c: str for c in table.columns})
 
 
-def quick_sections(folder, name):
-    """The selected variants and the paired differences to ERM and full fine-tuning (group_val and label_free)."""
+def suite_sections(folder, name):
+    """The selected variants and the paired differences to the references (ERM, full fine-tuning), each rule."""
     selected = pd.read_csv(folder / "selected.csv")
     selected["ACC"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["ACC_mean"], selected["ACC_std"])]
     selected["WST"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["WST_mean"], selected["WST_std"])]
     selected["EO"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["EO_mean"], selected["EO_std"])]
     label = "method_name" if "method_name" in selected else "method"
+    tasks = ["task"] if selected["task"].nunique() > 1 else []  # a suite of several tasks shows which
     sections = []
     paired = pd.read_csv(folder / "paired.csv")
     paired = paired[paired["metric"] == "WST"].copy()
@@ -152,15 +153,15 @@ def quick_sections(folder, name):
         part = selected[selected["rule"] == rule]
         sections.append((f"Each method at its selected variant (rule `{rule}`)", "selected.csv",
                          "Test %, mean ± std over seeds.",
-                         _table(part[[label, "variant", "n_seeds", "ACC", "WST", "EO"]])))
+                         _table(part[[*tasks, label, "variant", "n_seeds", "ACC", "WST", "EO"]])))
         pairs = paired[paired["rule"] == rule]
         sections.append((f"Paired by seed against ERM and full fine-tuning (rule `{rule}`)", "paired.csv",
                          "Method minus reference, test WST: mean [95 % Student t interval]; * the interval "
-                         "excludes 0.", _table(pairs[["method", "reference", "WST difference", "n_seeds"]])))
+                         "excludes 0.", _table(pairs[[*tasks, "method", "reference", "WST difference", "n_seeds"]])))
     return sections
 
 
-SECTIONS = {"quick": quick_sections, "batchnorm": batchnorm_sections}
+SECTIONS = {"batchnorm": batchnorm_sections}  # every other suite: suite_sections
 
 
 def write_page(results, docs, name, title, *, measured_at=None, intro=""):
@@ -179,7 +180,7 @@ def write_page(results, docs, name, title, *, measured_at=None, intro=""):
              f"`{facts['measured_at']}` on {facts['machine']} (device {facts['device']}, torch {facts['torch']}); "
              f"page generated at commit `{facts['generated_at']}`. The files, copied next to this page: "
              + ", ".join(f"[`{f}`]({name}/{f})" for f in copied) + ".", "```", ""]
-    for heading, source, note, table in SECTIONS.get(name, lambda *_: [])(results, name):
+    for heading, source, note, table in SECTIONS.get(name, suite_sections)(results, name):
         lines += [f"## {heading}", "", f"From `{source}`. {note}", "", table, ""]
     for plot, caption in PLOTS.items():
         if plot in copied:
