@@ -23,7 +23,7 @@ import pandas as pd
 from aimfair_plugin.datasets import read_images
 from aimfair_plugin.metrics import fairness_report
 
-from .methods import METHODS, finetune_synthetic, pretrained_erm
+from .methods import METHODS, finetune_synthetic, mitigator_defaults, package_default_method, pretrained_erm
 from .selection import t_interval
 from .tasks import load_task
 
@@ -129,11 +129,12 @@ def run_setting(params):
     when the held-out guard was on, ``""`` for a method without the setting."""
     params = json.loads(params)
     if params.get("validate_on"):
-        return f"guard {params.get('selection_score', 'worst_class_accuracy')}"
+        return f"guard {params.get('selection_score', mitigator_defaults()['selection_score'])}"
     return params.get("bn_statistics", "")
 
 
-DEFAULT_RUN = ("normalized", "real")  # the package's defaults: the normalized criterion, real statistics, no guard
+# The package's defaults as a batchnorm-suite run: the default criterion's method, real statistics, no guard.
+DEFAULT_RUN = (package_default_method(), mitigator_defaults()["bn_statistics"])
 
 
 def batchnorm_tables(frame, metric="WST", default=DEFAULT_RUN):

@@ -17,6 +17,7 @@ The ERM model is pre-trained once per (task, seed) and shared through a disk cac
 and every pre-training parameter, so the ERM record and every fine-tuning run use the same model.
 """
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -276,6 +277,24 @@ METHODS = {
     "random_matched": _finetune("Random Selection (Same Size)", {"strategy": "random"}, fit=fit_random_matched,
                                 style=_style("x", "#000080")),
 }
+
+
+def mitigator_defaults():
+    """The default of every ``SelectiveFinetuneMitigator`` parameter, read from its signature."""
+    return {name: p.default for name, p in inspect.signature(SelectiveFinetuneMitigator).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def package_default_method():
+    """The key of the fine-tuning method whose parameters are all the mitigator's defaults (``"normalized"``
+    today): what the report, the plots and the batchnorm tables call "the package default". Derived, so it
+    follows a change of default instead of a hand-kept name."""
+    defaults = mitigator_defaults()
+    keys = [key for key, m in METHODS.items() if m.fit is fit_finetune and m.params
+            and all(defaults.get(k) == v for k, v in m.params.items())]
+    if len(keys) != 1:
+        raise RuntimeError(f"Expected one benchmark method at the mitigator's defaults, found {keys}.")
+    return keys[0]
 
 
 def table_methods(table):

@@ -17,16 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .domain_gap import DEFAULT_RUN
+from .domain_gap import DEFAULT_RUN, level_of
+from .methods import METHODS
 
 COPIED = ("report.md", "selected.csv", "paired.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
           "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
 PLOTS = {"tradeoff.png": "Accuracy against worst-group accuracy and against EO, each method at its group_val variant",
          "topk.png": "ACC, WST and EO against k", "mask_blocks.png": "Tensors updated per block",
          "domain_gap.png": "Every method minus full fine-tuning per domain-gap level"}
-LABELS = {"erm": "ERM", "jtt": "JTT", "synthetic_only": "trained on synthetic only", "linear_probe": "linear probe",
-          "full": "full fine-tuning", "aimfair": "AIM-Fair (abs_diff)", "normalized": "normalized criterion",
-          "random_matched": "random mask of AIM-Fair's size", "auto_rgn": "Auto-RGN"}
 
 
 def _git(*args, cwd="."):
@@ -68,7 +66,13 @@ def _table(frame):
 
 
 def _interval(row):
-    return f"{row['mean_diff']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
+    """``+x.x [lo, hi]``, with `` *`` when the interval excludes 0."""
+    marker = "" if row["ci_low"] <= 0 <= row["ci_high"] else " *"
+    return f"{row['mean_diff']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]{marker}"
+
+
+def _label(key):
+    return METHODS[key].label if key in METHODS else key
 
 
 def batchnorm_sections(folder, name):
@@ -80,17 +84,16 @@ def batchnorm_sections(folder, name):
     means["bn_statistics"] = means["bn_statistics"].fillna("")
     wide = means.pivot_table(index=["method", "bn_statistics"], columns="level", values="cell", aggfunc="first",
                              sort=False).reset_index()
-    wide["method"] = wide["method"].map(lambda m: LABELS.get(m, m))
+    wide["method"] = wide["method"].map(_label)
     wide.columns = [c if isinstance(c, str) else f"g = {c:g}" for c in wide.columns]
-    paired["cell"] = [_interval(row) + ("" if row["ci_low"] <= 0 <= row["ci_high"] else " *")
-                      for _, row in paired.iterrows()]
+    paired["cell"] = [_interval(row) for _, row in paired.iterrows()]
     pairs = paired.pivot_table(index=["method", "setting", "versus"], columns="level", values="cell",
                                aggfunc="first", sort=False).reset_index()
     pairs.columns = [c if isinstance(c, str) else f"g = {c:g}" for c in pairs.columns]
     default = pairs[pairs["setting"] == f"{DEFAULT_RUN[1]} (default)"].drop(columns=["setting"])
     default = default.rename(columns={"method": "default", "versus": "minus"})
     rest = pairs[pairs["setting"] != f"{DEFAULT_RUN[1]} (default)"].copy()
-    rest["method"] = rest["method"].map(lambda m: LABELS.get(m, m))
+    rest["method"] = rest["method"].map(_label)
     sections = []
     guard = guard_choices(folder)
     if guard is not None:
@@ -105,7 +108,7 @@ def batchnorm_sections(folder, name):
          "for the default criterion with the held-out guard on, scored by SCORE on the training-distribution "
          "validation split (no group labels); every run, none selected.", _table(wide)),
         ("The package default against every other run", "bn_paired.csv",
-         f"The default (the {LABELS[DEFAULT_RUN[0]]} with `bn_statistics=\"{DEFAULT_RUN[1]}\"`, unguarded) minus "
+         f"The default ({_label(DEFAULT_RUN[0])} with `bn_statistics=\"{DEFAULT_RUN[1]}\"`, unguarded) minus "
          "each other run, paired by seed: mean WST difference [95 % Student t interval]; * the interval excludes 0.",
          _table(default)),
         ("Each setting against another, and against ERM", "bn_paired.csv",
@@ -114,42 +117,42 @@ def batchnorm_sections(folder, name):
     ]
 
 
+def _candidate_kind(chosen, candidates):
+    """The kind of candidate the guard returned: the pre-trained model, the last or an earlier epoch, or an α."""
+    if chosen["candidate"] == "pretrained":
+        return "pre-trained"
+    if chosen["alpha"] != 1.0:
+        return f"α = {chosen['alpha']:g}"
+    return "last epoch" if chosen["epoch"] == max(c["epoch"] for c in candidates) else "earlier epoch"
+
+
 def guard_choices(folder):
     """Per (selection score, level): how often each kind of candidate was returned, from the records' ``guard``."""
     rows = []
     for path in sorted((Path(folder) / "records").rglob("*.json")):
         record = json.loads(path.read_text())
-        if "guard" not in record:
-            continue
-        chosen = record["guard"]["selected"]
-        kind = ("pre-trained" if chosen["candidate"] == "pretrained" else
-                "last epoch" if chosen["candidate"] == f"epoch {chosen['epoch']}" and chosen["alpha"] == 1.0
-                and chosen["epoch"] == max(c["epoch"] for c in record["guard"]["candidates"]) else
-                "earlier epoch" if chosen["alpha"] == 1.0 else f"α = {chosen['alpha']:g}")
-        level = record["task"].rsplit(" ", 1)[-1]
-        rows.append({"score": record["settings"]["params"].get("selection_score"), "level": f"g = {level}",
-                     "kind": kind})
+        if "guard" in record:
+            rows.append({"score": record["settings"]["params"].get("selection_score"),
+                         "level": f"g = {level_of(record['settings']['task']):g}",
+                         "kind": _candidate_kind(record["guard"]["selected"], record["guard"]["candidates"])})
     if not rows:
         return None
-    frame = pd.DataFrame(rows)
-    table = frame.groupby(["score", "level"])["kind"].value_counts().unstack(fill_value=0).reset_index()
-    return table.astype({c: str for c in table.columns})
+    table = pd.DataFrame(rows).groupby(["score", "level"])["kind"].value_counts().unstack(fill_value=0)
+    return table.reset_index().astype(str)
 
 
 def suite_sections(folder, name):
     """The selected variants and the paired differences to the references (ERM, full fine-tuning), each rule."""
     selected = pd.read_csv(folder / "selected.csv")
     selected["variant"] = selected["variant"].fillna("")  # a method that ran in one setting has no variant
-    selected["ACC"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["ACC_mean"], selected["ACC_std"])]
-    selected["WST"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["WST_mean"], selected["WST_std"])]
-    selected["EO"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected["EO_mean"], selected["EO_std"])]
+    for metric in ("ACC", "WST", "EO"):
+        selected[metric] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(selected[f"{metric}_mean"], selected[f"{metric}_std"])]
     label = "method_name" if "method_name" in selected else "method"
     tasks = ["task"] if selected["task"].nunique() > 1 else []  # a suite of several tasks shows which
     sections = []
     paired = pd.read_csv(folder / "paired.csv")
     paired = paired[paired["metric"] == "WST"].copy()
-    paired["WST difference"] = [_interval(row) + ("" if row["ci_low"] <= 0 <= row["ci_high"] else " *")
-                                for _, row in paired.iterrows()]
+    paired["WST difference"] = [_interval(row) for _, row in paired.iterrows()]
     for rule in ("group_val", "label_free"):
         part = selected[selected["rule"] == rule]
         sections.append((f"Each method at its selected variant (rule `{rule}`)", "selected.csv",

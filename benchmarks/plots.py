@@ -14,10 +14,10 @@ import pandas as pd
 
 from aimfair_plugin.nets import BLOCK_ORDER
 
-from .methods import METHODS
+from .methods import METHODS, package_default_method
 from .selection import REFERENCES, select_variants
 
-DEFAULT_METHOD = "normalized"  # the benchmark method that runs the mitigator at its default criterion
+DEFAULT_METHOD = package_default_method()  # the benchmark method that runs the mitigator at its defaults
 
 
 def method_style(method):

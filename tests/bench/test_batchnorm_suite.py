@@ -60,3 +60,12 @@ def test_batchnorm_tables_compare_guards_and_the_default_against_every_run():
     assert guard["mean_diff"] == pytest.approx((5 + 0 + 8) / 3)
     default = paired[paired["setting"] == "real (default)"].set_index("versus")["mean_diff"]
     assert default["jtt"] == pytest.approx(20.0) and default["normalized guard accuracy"] == pytest.approx(-13 / 3)
+
+
+def test_the_package_default_is_derived_from_the_mitigator_signature():
+    from aimfair_bench.domain_gap import DEFAULT_RUN
+    from aimfair_bench.methods import METHODS, mitigator_defaults, package_default_method
+
+    assert package_default_method() == "normalized"
+    assert METHODS["normalized"].params == {"criterion": mitigator_defaults()["criterion"]}
+    assert DEFAULT_RUN == ("normalized", "real")

@@ -51,8 +51,9 @@ def test_guard_choices_count_what_each_guarded_run_returned(tmp_path):
     for seed, chosen in enumerate((0, 1, 2, 3, 3)):
         path = tmp_path / "records" / "t" / "normalized" / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"task": "coloured MNIST, style shift 1.5", "settings": {"params": {
-            "selection_score": "accuracy"}}, "guard": {"selected": candidates[chosen], "candidates": candidates}}))
+        path.write_text(json.dumps({"task": "coloured MNIST, style shift 1.5", "settings": {
+            "task": {"provider": {"kind": "rendered_digits", "style_shift": 1.5}},
+            "params": {"selection_score": "accuracy"}}, "guard": {"selected": candidates[chosen], "candidates": candidates}}))
     table = guard_choices(tmp_path).set_index("score")
     assert table.loc["accuracy", "level"] == "g = 1.5"
     assert (table.loc["accuracy", ["pre-trained", "earlier epoch", "last epoch", "α = 0.5"]].tolist()
