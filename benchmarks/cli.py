@@ -28,7 +28,7 @@ from .methods import METHODS
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, collect_records, make_jobs, run_jobs
-from .selection import RULES, paired_frame, select_variants, selected_frame
+from .selection import RULES, checkpoint_frame, paired_frame, select_variants, selected_frame
 from .suites import SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
@@ -259,6 +259,7 @@ def write_tables(out, frame):
     selected_frame(summary).to_csv(out / "selected.csv", index=False)
     paired = paired_frame(frame, summary)
     paired.to_csv(out / "paired.csv", index=False)
+    checkpoint_frame(frame, summary).to_csv(out / "checkpoints.csv", index=False)
     return summary, paired
 
 

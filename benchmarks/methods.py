@@ -39,17 +39,21 @@ from aimfair_plugin.estimators import (
 )
 from aimfair_plugin.synth import balanced_group_counts, synthetic_set_size
 
+from .checkpoints import checkpoint_callbacks
+
 # Job parameters that belong to the backbone recipe (ImageClassifier) rather than to the method itself.
 RECIPE_KEYS = frozenset(ImageClassifier._get_param_names())
 
 
-def base_estimator(job, **overrides):
+def base_estimator(job, checkpoints=False, **overrides):
     """The unfitted ERM model of a job (the pre-training every fine-tuning method starts from).
 
     ``overrides`` (e.g. a tuned ``lr``) change the recipe; without them this is the suite's recipe, the model
-    every fine-tuning method of the seed starts from.
+    every fine-tuning method of the seed starts from. ``checkpoints``: keep every epoch's weights for the
+    benchmark's checkpoint selection (:mod:`benchmarks.checkpoints`; not part of the cache key).
     """
-    return ImageClassifier(random_state=job.seed, device=job.device, **{**job.recipe, **overrides})
+    return ImageClassifier(random_state=job.seed, device=job.device,
+                           callbacks=checkpoint_callbacks() if checkpoints else None, **{**job.recipe, **overrides})
 
 
 def recipe_overrides(job):
@@ -58,8 +62,9 @@ def recipe_overrides(job):
 
 
 def pretrained_erm(job, data, cache_dir, **overrides):
-    """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache."""
-    return fit_cached(base_estimator(job, **overrides), data.X_train, data.y_train, memory=str(cache_dir))
+    """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache (with
+    every epoch's weights, whichever job trained it)."""
+    return fit_cached(base_estimator(job, checkpoints=True, **overrides), data.X_train, data.y_train, memory=str(cache_dir))
 
 
 def balanced_synthetic(job, data):
@@ -76,7 +81,8 @@ def mitigator(job, data, cache_dir, settings=None):
     (default: the suite's fine-tuning settings updated by the job's parameters)."""
     settings = {**job.finetune, **job.params} if settings is None else settings
     return SelectiveFinetuneMitigator(data.provider, estimator=base_estimator(job), memory=str(cache_dir),
-                                      random_state=job.seed, device=job.device, **settings)
+                                      random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(),
+                                      **settings)
 
 
 def finetune_synthetic(job, data, cache_dir):
@@ -102,7 +108,7 @@ def fit_baseline(method, job, data, cache_dir):
     params = {**job.recipe, **job.params}
     if method.shares_erm_cache:  # stage one is an ERM model: shared through the cache
         params["memory"] = str(cache_dir)
-    model = method.estimator(random_state=job.seed, device=job.device, **params)
+    model = method.estimator(random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(), **params)
     extra = method.fit_arguments(data) if method.fit_arguments else {}
     if extra:
         return model.fit(data.X_train, data.y_train, **extra)
@@ -113,10 +119,18 @@ def fit_synthetic_only(method, job, data, cache_dir):
     """The backbone trained from scratch on the balanced synthetic set alone; with the parameter
     ``bn_statistics="real"`` its BatchNorm statistics are then re-estimated on the real training images."""
     X_syn, y_syn, _ = balanced_synthetic(job, data)
-    model = base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+    model = base_estimator(job, checkpoints=True, **recipe_overrides(job)).fit(X_syn, y_syn)
     if job.params.get("bn_statistics", "finetune") == "real":
         model.reestimate_batchnorm(data.X_train)
     return model
+
+
+def reestimates_batchnorm(job, model):
+    """Whether a fitted run re-estimated its BatchNorm statistics on the real training images after training
+    (so each of its checkpoints must be too): the mitigator's ``bn_statistics``, or a synthetic-only run's."""
+    if isinstance(model, SelectiveFinetuneMitigator):
+        return model.bn_statistics == "real"
+    return METHODS[job.method].fit is fit_synthetic_only and job.params.get("bn_statistics", "finetune") == "real"
 
 
 def fit_supplementation(method, job, data, cache_dir):
@@ -128,7 +142,7 @@ def fit_supplementation(method, job, data, cache_dir):
     elif X.ndim != 1 and X_syn.ndim == 1:  # real arrays, synthetic files: decode them at the real size
         X_syn = read_images(X_syn, image_size=X.shape[2:])
     X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
-    return base_estimator(job, **recipe_overrides(job)).fit(X_syn, y_syn)
+    return base_estimator(job, checkpoints=True, **recipe_overrides(job)).fit(X_syn, y_syn)
 
 
 def fit_finetune(method, job, data, cache_dir):

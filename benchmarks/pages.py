@@ -20,7 +20,7 @@ import pandas as pd
 from .domain_gap import DEFAULT_RUN, level_of
 from .methods import METHODS
 
-COPIED = ("report.md", "selected.csv", "paired.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
+COPIED = ("report.md", "selected.csv", "paired.csv", "checkpoints.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
           "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
 PLOTS = {"tradeoff.png": "Accuracy against worst-group accuracy and against EO, each method at its group_val variant",
          "topk.png": "ACC, WST and EO against k", "mask_blocks.png": "Tensors updated per block",
@@ -165,7 +165,31 @@ def suite_sections(folder, name):
         sections.append((f"Paired by seed against {references} (rule `{rule}`)", "paired.csv",
                          "Method minus reference, test WST: mean [95 % Student t interval]; * the interval "
                          "excludes 0.", _table(pairs[[*tasks, "method", "reference", "WST difference", "n_seeds"]])))
-    return sections
+    return sections + checkpoint_sections(folder, tasks)
+
+
+def checkpoint_sections(folder, tasks=()):
+    """What choosing the epoch changed (``checkpoints.csv``, suites run with checkpoint selection)."""
+    path = folder / "checkpoints.csv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    table = table[table["n_with_epochs"] > 0].copy()
+    if table.empty:
+        return []
+    table["method"] = table["method"].map(_label)
+    table["variant"] = table["variant"].fillna("")
+    table["epoch (of)"] = [f"{e:.1f} ({n:.0f})" for e, n in zip(table["epoch_mean"], table["n_epochs"])]
+    table["stops early"] = [f"{x:.0%}" for x in table["earlier_share"]]
+    table["WST last → checkpoint"] = [f"{a:.1f} → {b:.1f}" for a, b in zip(table["WST_last"], table["WST_checkpoint"])]
+    table["difference"] = [_interval(row) for _, row in table.iterrows()]
+    return [("Checkpoint selection: the rule's epoch against the last epoch", "checkpoints.csv",
+             "Each rule keeps, per run, the epoch with its best validation score (the tables above are those "
+             "checkpoints). Per method at the variant the rule selected: mean chosen epoch (of how many), share of "
+             "runs stopping before the last epoch, test WST of the last epoch and of the checkpoint, and the paired "
+             "difference: mean [95 % Student t interval]; * the interval excludes 0.",
+             _table(table[[*tasks, "rule", "method", "variant", "epoch (of)", "stops early", "WST last → checkpoint",
+                           "difference", "n_seeds"]]))]
 
 
 SECTIONS = {"batchnorm": batchnorm_sections}  # every other suite: suite_sections

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .methods import METHODS, table_methods
-from .selection import REFERENCES, RULES, paired_frame, paired_sentences, select_variants
+from .selection import REFERENCES, RULES, checkpoint_frame, paired_frame, paired_sentences, select_variants
 
 METRICS = ["ACC", "WST", "EO", "STD", "AD", "AOD", "EOD"]
 CELLS = ["cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1"]
@@ -33,6 +33,7 @@ def records_frame(records):
         row.update(r["metrics"])
         for name, values in (r.get("validation") or {}).items():
             row.update({f"val_{name}_{k}": v for k, v in values.items() if k in METRICS})
+        row.update(checkpoint_columns(r, row))
         mask = r.get("mask") or {}
         row.update({"n_selected": mask.get("n_selected"), "spearman_domain_vs_bias": mask.get("spearman_domain_vs_bias"),
                     "min_possible_intersection": mask.get("min_possible_intersection")})
@@ -45,10 +46,29 @@ def records_frame(records):
     return pd.DataFrame(rows)
 
 
+def checkpoint_columns(record, row):
+    """``{rule}:{column}`` for every metric, cell and validation column of ``row``: its value at the checkpoint
+    the rule kept (:mod:`benchmarks.checkpoints`), or the returned model's when the run kept none; plus
+    ``{rule}:epoch`` (NaN then), ``n_epochs`` and ``checkpoint_s`` (what scoring the epochs cost)."""
+    checkpoints = record.get("checkpoints") or {}
+    columns = {"checkpoint_s": checkpoints.get("scoring_s", 0.0), "n_epochs": checkpoints.get("n_epochs", np.nan)}
+    swapped = [k for k in row if k in record["metrics"] or k.startswith("val_")]
+    for rule in RULES:
+        chosen = (checkpoints.get("selected") or {}).get(rule)
+        values = dict(row)
+        if chosen is not None:
+            values.update(chosen["metrics"])
+            for name, metrics in chosen["validation"].items():
+                values.update({f"val_{name}_{k}": v for k, v in metrics.items()})
+        columns[f"{rule}:epoch"] = chosen["epoch"] if chosen is not None else np.nan
+        columns.update({f"{rule}:{k}": values[k] for k in swapped})
+    return columns
+
+
 def summarise(frame):
     """Mean and std over seeds per (task, method, variant), in the order the runs appear."""
-    columns = [c for c in [*METRICS, *CELLS, "n_selected", "wall_s"] if c in frame]
-    columns += [c for c in frame if c.startswith("val_")]
+    columns = [c for c in [*METRICS, *CELLS, "n_selected", "wall_s", "checkpoint_s"] if c in frame]
+    columns += [c for c in frame if c.startswith("val_") or any(c.startswith(f"{rule}:") for rule in RULES)]
     grouped = frame.groupby(["task", "method", "variant"], sort=False)
     summary = grouped[columns].agg(["mean", "std"])
     summary.columns = [f"{c}_{stat}" for c, stat in summary.columns]
@@ -203,13 +223,35 @@ def _markdown(table):
     return table.to_markdown(index=False, disable_numparse=True)
 
 
+def checkpoint_table(checkpoints):
+    """:func:`benchmarks.selection.checkpoint_frame` as a Markdown-ready frame (None when no run kept epochs)."""
+    if checkpoints.empty or not checkpoints["n_with_epochs"].any():
+        return None
+    table = pd.DataFrame({
+        "Task": checkpoints["task"], "Rule": checkpoints["rule"],
+        "Method": checkpoints["method"].map(lambda m: METHODS[m].label), "Variant": checkpoints["variant"],
+        "Epoch (of)": [f"{e:.1f} ({n:.0f})" if not np.isnan(e) else "returned model"
+                       for e, n in zip(checkpoints["epoch_mean"], checkpoints["n_epochs"])],
+        "Stops early": [f"{x:.0%}" if not np.isnan(x) else "" for x in checkpoints["earlier_share"]],
+        "WST last": checkpoints["WST_last"].map("{:.2f}".format),
+        "WST checkpoint": checkpoints["WST_checkpoint"].map("{:.2f}".format),
+        "Difference": [format_interval(m, lo, hi) for m, lo, hi in zip(
+            checkpoints["mean_diff"], checkpoints["ci_low"], checkpoints["ci_high"])],
+        "Seeds": checkpoints["n_seeds"]})
+    return table
+
+
+def format_interval(mean, low, high):
+    """``+x.xx [lo, hi]`` (just the mean when the interval is undefined)."""
+    return f"{mean:+.2f}" if np.isnan(low) else f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def paired_table(paired):
     """The paired differences as a Markdown-ready frame: ``+x.x [lo, hi]`` per metric, one row per comparison."""
     if paired.empty:
         return None
     frame = paired.copy()
-    frame["diff"] = [f"{m:+.2f}" if np.isnan(lo) else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-                     for m, lo, hi in zip(frame["mean_diff"], frame["ci_low"], frame["ci_high"])]
+    frame["diff"] = [format_interval(m, lo, hi) for m, lo, hi in zip(frame["mean_diff"], frame["ci_low"], frame["ci_high"])]
     wide = frame.pivot_table(index=["task", "rule", "reference", "method"], columns="metric", values="diff",
                              aggfunc="first", sort=False).reset_index()
     seeds = frame.groupby(["task", "rule", "reference", "method"], sort=False)["n_seeds"].first().to_numpy()
@@ -239,6 +281,14 @@ def markdown_report(frame, title, paired=None):
         parts += ["## Paired differences (method minus reference, per seed; mean [95 % t interval])",
                   "Each method and each reference is its variant selected by the named rule; positive is higher "
                   "(for EO, lower is better).", _markdown(table)]
+    checkpoints = checkpoint_table(checkpoint_frame(frame, summary))
+    if checkpoints is not None:
+        parts += ["## Checkpoint selection: the rule's epoch against the last epoch",
+                  "Every run scores both validation sets after each epoch of the training loop that produces its model "
+                  "and each rule keeps the epoch with its best score (SubpopBench's protocol); the tables above show "
+                  "those checkpoints. Here, for each method at the variant the rule selected: the mean chosen epoch, "
+                  "the share of runs that stop before the last epoch, and test WST of the last epoch and of the "
+                  "checkpoint with their paired difference (mean [95 % t interval]).", _markdown(checkpoints)]
     for task, table in selection_evidence(frame).items():
         parts += [f"## Selection vs same-size random masks ({task})",
                   "Paired by seed: the random mask has exactly as many tensors as the selective run of the same "

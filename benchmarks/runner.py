@@ -32,7 +32,9 @@ import aimfair_plugin
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 from aimfair_plugin.utils import atomic_write, resolve_device
 
-from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides, visible_data
+from .checkpoints import BN_IMAGES, select_checkpoints
+from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides, reestimates_batchnorm, visible_data
+from .selection import RULES
 from .tasks import load_task
 
 BACKENDS = ("loky", "dask", "ray")
@@ -75,6 +77,7 @@ class Job:
     variant: str = ""
     variant_params: dict = field(default_factory=dict)
     pretrain_only: bool = False
+    checkpoint_bn_images: int = BN_IMAGES
 
     def to_settings(self):
         """The settings dict (JSON-plain) that determines the run's result."""
@@ -82,6 +85,8 @@ class Job:
             "task": self.task, "method": self.method, "params": self.params, "seed": int(self.seed),
             "recipe": self.recipe, "finetune": self.finetune if METHODS[self.method].uses_synthetic else None,
             "device": self.device,
+            # what the record's per-rule checkpoints depend on (a record made without them is recomputed)
+            "checkpoints": {"every_epoch": True, "bn_images": self.checkpoint_bn_images},
         }
         if self.tuned_from is not None:
             settings["tuned_from"] = self.tuned_from
@@ -175,7 +180,11 @@ def evaluate(name, model, X, y, s, *, eo_agg="max", **extra):
 
     ``eo_agg``: "max" is fairlearn's equalized odds difference, "mean" the AIM-Fair paper's Eq. 9.
     """
-    pred = model.predict(X)
+    return evaluate_predictions(name, y, model.predict(X), s, eo_agg=eo_agg, **extra)
+
+
+def evaluate_predictions(name, y, pred, s, *, eo_agg="max", **extra):
+    """:func:`evaluate` from predictions already made."""
     report = fairness_report(y, pred, sensitive_features=s, agg=eo_agg)
     cells = group_accuracy_table(y, pred, sensitive_features=s)
     record = {"method": name, **extra, **report.round(3).to_dict()}
@@ -193,18 +202,28 @@ def run_job(job, cache_dir, n_threads=None):
         pretrained_erm(job, data, cache_dir)
         return None
     model = fit_method(job, visible_data(job, data), cache_dir)
-    test = evaluate(job.method, model, data.X_test, data.y_test, data.s_test, eo_agg="mean")
-    validation = {name: evaluate(job.method, model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"],
-                                 eo_agg="mean")
-                  for name, split in VALIDATION_SETS.items()}
-    metrics = {k: v for k, v in test.items() if k != "method"}
+
+    def scores(model, X, y, s):  # a split's metrics without the method name
+        return {k: v for k, v in evaluate(job.method, model, X, y, s, eo_agg="mean").items() if k != "method"}
+
+    metrics = scores(model, data.X_test, data.y_test, data.s_test)
+    preds = {name: model.predict(data[f"X_{split}"]) for name, split in VALIDATION_SETS.items()}
+    validation = {name: {k: v for k, v in evaluate_predictions(
+        job.method, data[f"y_{split}"], preds[name], data[f"s_{split}"], eo_agg="mean").items() if k != "method"}
+        for name, split in VALIDATION_SETS.items()}
+    checkpoints = select_checkpoints(
+        model, data, VALIDATION_SETS, RULES, scores, last={"metrics": metrics, "validation": validation, "pred": preds},
+        reestimate_batchnorm=reestimates_batchnorm(job, model), bn_images=job.checkpoint_bn_images,
+        random_state=job.seed)
     record = {
         "suite": job.suite, "task": job.task["name"], "method": job.method,
         "method_name": METHODS[job.method].label, "group_labels": METHODS[job.method].group_labels,
         "variant": job.variant,
         "variant_params": job.variant_params, "seed": job.seed, "metrics": metrics,
         # read by model selection only (benchmarks.selection); the test metrics above never are
-        "validation": {name: {k: v for k, v in m.items() if k != "method"} for name, m in validation.items()},
+        "validation": validation,
+        # every epoch's validation scores and the epoch each rule keeps (benchmarks.checkpoints)
+        "checkpoints": checkpoints,
         "n_test": int(len(data.y_test)), "n_train": int(len(data.y_train)),
         "n_val_train": int(len(data.y_val_train)), "n_val_group": int(len(data.y_val)),
         "wall_s": round(time.perf_counter() - start, 2), "device": str(resolve_device(job.device)),

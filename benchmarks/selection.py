@@ -39,12 +39,26 @@ def _check_rule(rule):
         raise ValueError(f"Unknown selection rule {rule!r}; expected one of {list(RULES)}.")
 
 
+def at_checkpoint(table, rule):
+    """``table`` (a records frame or a summary) with every metric and validation column replaced by its value at
+    the checkpoint ``rule`` kept (the ``{rule}:`` columns of :func:`benchmarks.report.records_frame`); unchanged
+    where there are none (records made without checkpoint selection)."""
+    prefix = f"{rule}:"
+    columns = {c[len(prefix):]: table[c] for c in table.columns if c.startswith(prefix)}
+    if not columns:
+        return table
+    return table.assign(**columns)
+
+
 def select_variants(summary, rule):
     """One row of ``summary`` (see :func:`benchmarks.report.summarise`) per (task, method): the rule's choice.
 
-    Rows keep the paper's method order; a ``rule`` column names the rule.
+    Each run is represented by the checkpoint the rule kept (:mod:`benchmarks.checkpoints`), so the variant and
+    the epoch are chosen by the same validation score, as in SubpopBench. Rows keep the paper's method order; a
+    ``rule`` column names the rule.
     """
     _check_rule(rule)
+    summary = at_checkpoint(summary, rule)
     score, tie = RULES[rule]
     missing = [c for c in (f"{score}_mean", f"{tie}_mean") if c not in summary]
     if missing:
@@ -87,14 +101,15 @@ def paired_frame(frame, summary, references=REFERENCES, metrics=PAIRED_METRICS):
     rows = []
     for rule in RULES:
         chosen = select_variants(summary, rule).set_index(["task", "method"])["variant"]
+        frame_at = at_checkpoint(frame, rule)
         for (task, method), variant in chosen.items():
-            runs = frame[(frame["task"] == task) & (frame["method"] == method) & (frame["variant"] == variant)]
+            runs = frame_at[(frame_at["task"] == task) & (frame_at["method"] == method) & (frame_at["variant"] == variant)]
             for reference in references:
                 if reference == method or (task, reference) not in chosen.index:
                     continue
                 ref_variant = chosen[(task, reference)]
-                ref = frame[(frame["task"] == task) & (frame["method"] == reference)
-                            & (frame["variant"] == ref_variant)]
+                ref = frame_at[(frame_at["task"] == task) & (frame_at["method"] == reference)
+                               & (frame_at["variant"] == ref_variant)]
                 merged = runs.merge(ref, on="seed", suffixes=("", "_ref"))
                 for metric in metrics:
                     mean, low, high = t_interval(merged[metric] - merged[f"{metric}_ref"])
@@ -103,6 +118,40 @@ def paired_frame(frame, summary, references=REFERENCES, metrics=PAIRED_METRICS):
                                  "mean_diff": mean, "ci_low": low, "ci_high": high, "n_seeds": len(merged),
                                  "method_key": method, "variant": variant, "reference_variant": ref_variant})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS + ["method_key", "variant", "reference_variant"])
+
+
+CHECKPOINT_COLUMNS = ["task", "method", "rule", "variant", "n_seeds", "n_with_epochs", "n_epochs", "epoch_mean",
+                      "earlier_share", "WST_last", "WST_checkpoint", "mean_diff", "ci_low", "ci_high"]
+
+
+def checkpoint_frame(frame, summary, metric="WST"):
+    """``checkpoints.csv``: what choosing the epoch changed, per (task, method) at the variant each rule selects.
+
+    For each rule: the mean number of epochs and chosen epoch, the share of runs whose chosen epoch is not the
+    last, the test ``metric`` of the returned (last-epoch) model and of the rule's checkpoint, and their paired
+    difference per seed with its 95 % t interval. ``n_with_epochs`` counts the runs that had epochs to choose
+    from (the rest keep their returned model).
+    """
+    rows = []
+    for rule in RULES:
+        chosen = select_variants(summary, rule)
+        for _, row in chosen.iterrows():
+            runs = frame[(frame["task"] == row["task"]) & (frame["method"] == row["method"])
+                         & (frame["variant"] == row["variant"])]
+            if f"{rule}:{metric}" not in runs:
+                continue
+            epochs = runs[f"{rule}:epoch"]
+            with_epochs = epochs.notna()
+            mean, low, high = t_interval(runs[f"{rule}:{metric}"] - runs[metric])
+            rows.append({
+                "task": row["task"], "method": row["method"], "rule": rule, "variant": row["variant"],
+                "n_seeds": len(runs), "n_with_epochs": int(with_epochs.sum()),
+                "n_epochs": runs["n_epochs"].mean(), "epoch_mean": epochs.mean(),
+                "earlier_share": float((epochs[with_epochs] < runs["n_epochs"][with_epochs]).mean())
+                if with_epochs.any() else np.nan,
+                f"{metric}_last": runs[metric].mean(), f"{metric}_checkpoint": runs[f"{rule}:{metric}"].mean(),
+                "mean_diff": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[c.replace("WST", metric) for c in CHECKPOINT_COLUMNS])
 
 
 def paired_sentences(paired, method="aimfair"):

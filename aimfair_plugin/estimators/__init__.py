@@ -11,6 +11,7 @@ from ._callbacks import MaskedFinetune, RealBatchNormStatistics, reestimate_batc
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
+from ._guard import EpochCheckpoints
 from ._jtt import JTTClassifier
 from ._lff import LfFClassifier
 from ._selective import SelectiveFinetuneMitigator, SyntheticSet
@@ -31,6 +32,7 @@ __all__ = [
     "AutoRGNMask",
     "AutoRGNSGD",
     "CVaRDROClassifier",
+    "EpochCheckpoints",
     "FreezeBlockMask",
     "FullMask",
     "GroupDROClassifier",

@@ -37,9 +37,11 @@ def pretraining_fingerprint(estimator, X, y):
 
     Shared by :class:`SelectiveFinetuneMitigator` and the benchmark runner, so
     a benchmark's ERM run and every fine-tuning run of the same seed reuse one
-    pre-trained model.
+    pre-trained model. The ``callbacks`` parameter is not part of the key: callbacks observe a training loop
+    (a model trained with them is shared with fits that pass none).
     """
-    return fingerprint("pretrain", type(estimator).__name__, X, y, sorted(estimator.get_params().items()))
+    params = sorted((k, v) for k, v in estimator.get_params().items() if k != "callbacks" and not k.endswith("__callbacks"))
+    return fingerprint("pretrain", type(estimator).__name__, X, y, params)
 
 
 class ProcessCache:

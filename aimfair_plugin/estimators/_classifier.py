@@ -159,6 +159,14 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     optimizer : {"sgd", "adam"}, default="sgd"
         SGD with ``momentum`` (the paper's recipe), or Adam (``momentum`` is
         then unused; LfF's original recipe is Adam at lr 1e-3).
+    callbacks : list of skorch callbacks or (name, callback) pairs, optional
+        Extra skorch callbacks in the training loop of the model ``fit``
+        returns (a two-stage baseline's second stage; its stage-one model
+        trains without them), after the package's own, as skorch's
+        ``NeuralNet(callbacks=...)`` takes them. They are not part of a
+        cache key (:func:`fit_cached` returns a model trained with the
+        callbacks it was first fitted with) and are not saved by
+        ``save_pretrained``.
 
     Attributes
     ----------
@@ -200,6 +208,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         stem="imagenet",
         num_workers="auto",
         optimizer="sgd",
+        callbacks=None,
     ):
         self.arch = arch
         self.width = width
@@ -219,6 +228,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.stem = stem
         self.num_workers = num_workers
         self.optimizer = optimizer
+        self.callbacks = callbacks
 
     # Declared once, checked by scikit-learn's ``BaseEstimator._validate_params`` at the start of ``fit``.
     _parameter_constraints = {
@@ -240,6 +250,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "stem": [StrOptions({"imagenet", "cifar"})],
         "num_workers": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "callbacks": [None, list, tuple],
     }
 
     def _validate_params(self):
@@ -249,6 +260,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if not all(isinstance(m, Integral) and not isinstance(m, bool) and m >= 0 for m in self.lr_milestones):
             raise InvalidParameterError(f"lr_milestones must hold non-negative epoch numbers, got {self.lr_milestones!r}.")
         check_image_size(self.image_size)
+        user_callbacks(self.callbacks)
 
     # The skorch net class; baselines swap in one that changes only the loss.
     net_class = WeightedImageNet
@@ -360,7 +372,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape_ = data.images.shape
         if self.arch != "logistic":  # the pixels per image the network sees (tabular: set by validate_data)
             self.n_features_in_ = int(np.prod(self.image_shape_))
-        self.net_ = self._make_net(self._build_module(self.image_shape_[0]), lr=lr)
+        self.net_ = self._make_net(self._build_module(self.image_shape_[0]), lr=lr,
+                                   callbacks=user_callbacks(self.callbacks))
         y_encoded = np.searchsorted(self.classes_, data.y)
         self.net_.fit(self._dataset(data.images, y_encoded, data.sample_weight, train=True, extras=extras), y=None)
         return self
@@ -394,12 +407,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
-    def reestimate_batchnorm(self, X):
+    def reestimate_batchnorm(self, X, batch_size=None):
         """Reset the network's BatchNorm running statistics and re-estimate them on the images ``X`` (AdaBN).
 
         Only the images are read (no labels); the weights are unchanged. Useful when the model was trained on
         images of another domain (synthetic ones) and is used on ``X``'s domain. A network without BatchNorm
         layers is left as it is.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, C, H, W) or 1-D array of image paths
+        batch_size : int, optional
+            Images per forward pass (default: the estimator's ``batch_size``). Each layer's statistics are the
+            average over the batches, so the batch size changes them slightly.
 
         Returns
         -------
@@ -409,8 +429,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self, "net_")
         reestimate_batchnorm_statistics(self.net_.module_, self._dataset(self._check_X(X, reset=False)),
-                             batch_size=self.batch_size, device=resolve_device(self.device),
-                             num_workers=self.num_workers)
+                                        batch_size=batch_size or self.batch_size, device=resolve_device(self.device),
+                                        num_workers=self.num_workers)
         return self
 
     def save_pretrained(self, directory):
@@ -444,12 +464,33 @@ def backbone_params(estimator):
     return {name: getattr(estimator, name) for name in ImageClassifier._get_param_names()}
 
 
+def stage_one_params(estimator):
+    """The parameters of a two-stage baseline's stage-one :class:`ImageClassifier`: the backbone's, without the
+    user's ``callbacks`` (they belong to the loop of the model the baseline returns)."""
+    return {**backbone_params(estimator), "callbacks": None}
+
+
+def user_callbacks(callbacks):
+    """``callbacks`` (a list of skorch callbacks or ``(name, callback)`` pairs, or None) as checked
+    ``(name, callback)`` pairs; a callback without a name is named after its class, as skorch names it."""
+    from skorch.callbacks import Callback
+
+    pairs = []
+    for item in callbacks or ():
+        name, callback = item if isinstance(item, tuple) and len(item) == 2 else (None, item)
+        if not isinstance(callback, Callback) or not (name is None or isinstance(name, str)):
+            raise InvalidParameterError(
+                f"callbacks must hold skorch callbacks or (name, callback) pairs, got {item!r}.")
+        pairs.append((name or type(callback).__name__, callback))
+    return pairs
+
+
 def fit_stage_one(estimator, X, y, sample_weight=None):
     """The ERM model a two-stage baseline (FairIF, AFR) starts from: an :class:`ImageClassifier` with
     ``estimator``'s backbone parameters fit on ``(X, y)``, read from ``estimator.memory`` when an identical one
     was trained before (only without sample weights and with an integer ``random_state``; otherwise there is
     nothing reusable to look up)."""
-    model = ImageClassifier(**backbone_params(estimator))
+    model = ImageClassifier(**stage_one_params(estimator))
     if sample_weight is not None or not isinstance(estimator.random_state, Integral):
         return model.fit(X, y, sample_weight=sample_weight)
     return cached_fit(resolve_cache(estimator.memory), model, X, y)[0]

@@ -15,7 +15,21 @@ STATS_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 class EpochCheckpoints(Callback):
     """Keep a CPU copy of the module's weights (its ``state_dict``) at the end of every training epoch.
 
-    ``states_`` is the list of copies, epoch 1 first. Each copy costs the model's size in memory.
+    ``states_`` is the list of copies, epoch 1 first; a new training loop starts a new list. Each copy costs the
+    model's size in memory (running statistics included). The mitigator's held-out guard uses it for its
+    candidates; pass one in an estimator's ``callbacks`` to score every epoch afterwards (the benchmark's
+    checkpoint selection does), then load a copy with ``net_.module_.load_state_dict``.
+
+    Examples
+    --------
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> from aimfair_plugin.estimators import EpochCheckpoints, ImageClassifier
+    >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+    >>> clf = ImageClassifier(width=4, max_epochs=2, batch_size=64, augment=False, random_state=0,
+    ...                       callbacks=[("checkpoints", EpochCheckpoints())]).fit(data.X_train, data.y_train)
+    >>> states = dict(clf.net_.callbacks_)["checkpoints"].states_
+    >>> len(states), all(states[1][k].equal(v.cpu()) for k, v in clf.net_.module_.state_dict().items())
+    (2, True)
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):

@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from ._classifier import ImageClassifier, backbone_params, validate_sample_weight, with_backbone_params
+from ._classifier import ImageClassifier, stage_one_params, validate_sample_weight, with_backbone_params
 
 
 @with_backbone_params(identification_epochs=2, upweight=20)
@@ -70,7 +70,7 @@ class JTTClassifier(ImageClassifier):
     def fit(self, X, y, sample_weight=None):
         data = self._validate_fit_input(X, y, sample_weight)
         X, y, weights = data.images.X, data.y, data.sample_weight
-        params = {**backbone_params(self), "max_epochs": self.identification_epochs}
+        params = {**stage_one_params(self), "max_epochs": self.identification_epochs}
         self.stage_one_estimator_ = ImageClassifier(**params).fit(X, y, sample_weight=sample_weight)
         self.error_set_ = np.flatnonzero(self.stage_one_estimator_.predict(X) != y)
         self.upweights_ = np.ones(len(X), dtype=int)

@@ -69,6 +69,12 @@ def _decode_fitted(entry, directory, device):
     return entry["value"]
 
 
+def _saved_params(estimator, skip=()):
+    """The constructor parameters written to ``config.json``: all but ``skip`` and ``callbacks`` (training-loop
+    observers, not part of a fitted model; a loaded model has none)."""
+    return {k: _plain(v) for k, v in estimator.get_params(deep=False).items() if k not in (*skip, "callbacks")}
+
+
 def save_classifier(estimator, directory):
     """Write a fitted :class:`ImageClassifier` (or baseline) to ``directory``; returns the path.
 
@@ -79,7 +85,7 @@ def save_classifier(estimator, directory):
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    params = {k: _plain(v) for k, v in estimator.get_params(deep=False).items()}
+    params = _saved_params(estimator)
     fitted = {name: _encode_fitted(name, value, directory) for name, value in _fitted_attributes(estimator).items()}
     config = {"format": FORMAT, "class": type(estimator).__name__, "params": params, "fitted": fitted}
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -126,11 +132,11 @@ def save_mitigator(mitigator, directory):
     gaps, and both networks (``estimator/`` fine-tuned, ``stage_one/`` pre-trained)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    params = {k: _plain(v) for k, v in mitigator.get_params(deep=False).items() if k not in ("provider", "estimator")}
+    params = _saved_params(mitigator, skip=("provider", "estimator"))
     base = mitigator.estimator
     if base is not None:
         params["estimator"] = {"class": type(base).__name__,
-                               "params": {k: _plain(v) for k, v in base.get_params(deep=False).items()}}
+                               "params": _saved_params(base)}
     fitted = {"classes_": mitigator.classes_.tolist(), "selection_mask_": mitigator.selection_mask_,
               "n_selected_": mitigator.n_selected_, "mask_report_": mitigator.mask_report_,
               "provider": type(mitigator.provider).__name__}

@@ -24,7 +24,7 @@ from ..nets import BLOCK_ORDER, ResNet, block_of
 from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_fingerprint, resolve_cache
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
-from ._classifier import ImageClassifier, seed_torch, validate_labels
+from ._classifier import ImageClassifier, seed_torch, user_callbacks, validate_labels
 from ._data import ImageInput, check_images
 from ._guard import SCORES, EpochCheckpoints, interpolate_states, pseudo_groups
 from ._masking import CRITERIA, SELECTIONS, gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
@@ -271,6 +271,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         Seeds synthetic sampling, random masks and fine-tuning (and the
         default estimator).
     device : str, default="auto"
+    callbacks : list of skorch callbacks or (name, callback) pairs, optional
+        Extra skorch callbacks in the fine-tuning loop, after the package's
+        own (the pre-training loop runs ``estimator``'s ``callbacks``), e.g.
+        :class:`EpochCheckpoints` to keep every epoch's weights, as the
+        benchmark does to select checkpoints on validation data. Not saved
+        by ``save_pretrained``.
 
     Attributes
     ----------
@@ -348,6 +354,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         memory="process",
         random_state=None,
         device="auto",
+        callbacks=None,
     ):
         self.provider = provider
         self.estimator = estimator
@@ -371,6 +378,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         self.memory = memory
         self.random_state = random_state
         self.device = device
+        self.callbacks = callbacks
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -397,11 +405,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "device": [str, torch.device],
+        "callbacks": [None, list, tuple],
     }
 
     def _validate_params(self):
         super()._validate_params()
         validate_declared(self)
+        user_callbacks(self.callbacks)
         resolve_strategy(self)  # a built-in name with the parameters it needs (block=...)
         if not all(isinstance(a, Real) and 0 <= a <= 1 for a in self.interpolation_alphas):
             raise InvalidParameterError(f"interpolation_alphas must lie in [0, 1], got {self.interpolation_alphas!r}.")
@@ -642,7 +652,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         estimator.net_ = estimator._make_net(
             estimator.net_.module_, max_epochs=self.finetune_epochs, lr=self.finetune_lr, lr_milestones=(),
             batch_size=self.finetune_batch_size, optimizer=state.strategy.optimizer_class(estimator.optimizer),
-            callbacks=callbacks,
+            callbacks=[*callbacks, *user_callbacks(self.callbacks)],
         )
         estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
         for column, values in state.strategy.finetune_columns(estimator.net_.optimizer_).items():
@@ -672,7 +682,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         for name, epoch, alpha, weights in self._candidates(checkpoints):
             module.load_state_dict(weights)
             if self.bn_statistics == "real" and name != "pretrained":
-                estimator.reestimate_batchnorm(state.images.X)
+                estimator.reestimate_batchnorm(state.images.X, batch_size=self.finetune_batch_size)
             pred = estimator.predict(held.images.X)
             pretrained_pred = pred if pretrained_pred is None else pretrained_pred
             row = {"candidate": name, "epoch": epoch, "alpha": alpha,
@@ -737,6 +747,38 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     def history_(self):
         check_is_fitted(self, "estimator_")
         return self.estimator_.history_
+
+    def reestimate_batchnorm(self, X):
+        """Re-estimate the fine-tuned network's BatchNorm statistics on the real images ``X``, as
+        ``bn_statistics="real"`` does when fine-tuning ends (batches of ``finetune_batch_size``; no labels read).
+
+        With weights loaded from an epoch's checkpoint (:class:`EpochCheckpoints`), this makes the model the
+        mitigator would have returned had fine-tuning stopped at that epoch.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, C, H, W) or 1-D array of image paths
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from aimfair_plugin.datasets import make_colored_mnist
+        >>> from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+        >>> from aimfair_plugin.synth import RenderedDigitsProvider
+        >>> data = make_colored_mnist(n_train=300, n_test=100, minority_share=0.05, image_size=16, random_state=0)
+        >>> erm = ImageClassifier(width=4, max_epochs=1, batch_size=64, augment=False, random_state=0)
+        >>> mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, finetune_epochs=1,
+        ...                                        random_state=0).fit(data.X_train, data.y_train)
+        >>> before = mitigator.predict(data.X_test)
+        >>> (mitigator.reestimate_batchnorm(data.X_train).predict(data.X_test) == before).all()  # what fit did
+        np.True_
+        """
+        check_is_fitted(self, "estimator_")
+        self.estimator_.reestimate_batchnorm(X, batch_size=self.finetune_batch_size)
+        return self
 
     def predict(self, X):
         """Predicted labels of the fine-tuned classifier."""

@@ -60,6 +60,8 @@ def test_jobs_are_frozen_and_their_settings_are_plain_and_hashed():
     settings = job.to_settings()
     assert json.loads(json.dumps(settings)) == settings
     assert job.settings_hash == settings_hash(settings)
-    assert set(settings) == {"task", "method", "params", "seed", "recipe", "finetune", "device"}
+    assert set(settings) == {"task", "method", "params", "seed", "recipe", "finetune", "device", "checkpoints"}
     assert dataclasses.replace(job, seed=1).settings_hash != job.settings_hash
+    # what the checkpoints depend on is a setting: a record made without them (or another subset) is redone
+    assert dataclasses.replace(job, checkpoint_bn_images=100).settings_hash != job.settings_hash
     assert dataclasses.replace(job, variant="shown only").settings_hash == job.settings_hash

@@ -1,0 +1,195 @@
+"""Checkpoint selection in the benchmark: every epoch scored on both validation sets, one epoch kept per rule."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils import Bunch
+from test_runner import TOY, fake_record, untuned_path
+
+from aimfair_bench.checkpoints import (
+    CALLBACK,
+    checkpoint_callbacks,
+    choose_epoch,
+    select_checkpoints,
+    validation_scores,
+)
+from aimfair_bench.cli import main
+from aimfair_bench.report import markdown_report, records_frame, summarise
+from aimfair_bench.runner import VALIDATION_SETS
+from aimfair_bench.selection import RULES, at_checkpoint, checkpoint_frame, paired_frame, select_variants
+from aimfair_plugin.datasets import make_colored_mnist
+from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+from aimfair_plugin.metrics import fairness_report
+from aimfair_plugin.synth import RenderedDigitsProvider
+
+TINY = dict(width=4, batch_size=64, augment=False, random_state=0)
+
+
+def test_choose_epoch_takes_the_best_score_then_the_tie_break_then_the_earliest():
+    curve = {"a": [50, 70, 70, 70, 60], "b": [1, 2, 3, 3, 9]}
+    assert choose_epoch(curve, "a", "b") == 3  # 70 three times; tie-break 3 first reached at epoch 3
+    assert choose_epoch(curve, "a", "a") == 2  # full tie: the earliest
+    assert choose_epoch(curve, "b", "a") == 5
+
+
+def test_validation_scores_equal_the_fairness_report():
+    rng = np.random.RandomState(0)
+    y, s, pred = rng.randint(0, 2, 300), rng.randint(0, 2, 300), rng.randint(0, 2, 300)
+    report = fairness_report(y, pred, sensitive_features=s)
+    scores = validation_scores(y, pred, s)
+    assert scores["ACC"] == pytest.approx(round(float(report["ACC"]), 3))
+    assert scores["WST"] == pytest.approx(round(float(report["WST"]), 3))
+    keep = ~((y == 1) & (s == 1))  # an empty cell: WST undefined in both
+    with pytest.warns(UserWarning, match="empty"):
+        assert np.isnan(fairness_report(y[keep], pred[keep], sensitive_features=s[keep])["WST"])
+    assert np.isnan(validation_scores(y[keep], pred[keep], s[keep])["WST"])
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = make_colored_mnist(n_train=400, n_test=400, minority_share=0.05, image_size=16, random_state=0)
+    val, test = np.arange(0, 400, 2), np.arange(1, 400, 2)  # both balanced: every (y, s) cell present
+    return Bunch(X_train=d.X_train[:300], y_train=d.y_train[:300], X_val_train=d.X_train[300:],
+                 y_val_train=d.y_train[300:], s_val_train=d.s_train[300:], X_val=d.X_test[val], y_val=d.y_test[val],
+                 s_val=d.s_test[val], X_test=d.X_test[test], y_test=d.y_test[test], s_test=d.s_test[test])
+
+
+def scores(model, X, y, s):
+    return {k: v for k, v in fairness_report(y, model.predict(X), sensitive_features=s).round(3).to_dict().items()}
+
+
+def last_evaluation(model, data):
+    preds = {name: model.predict(data[f"X_{split}"]) for name, split in VALIDATION_SETS.items()}
+    return {"metrics": scores(model, data.X_test, data.y_test, data.s_test),
+            "validation": {name: scores(model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
+                           for name, split in VALIDATION_SETS.items()}, "pred": preds}
+
+
+def test_an_earlier_epoch_is_kept_evaluated_as_a_model_with_its_weights_and_the_model_is_restored(data):
+    model = ImageClassifier(max_epochs=3, lr=0.05, callbacks=checkpoint_callbacks(), **TINY).fit(data.X_train, data.y_train)
+    states = dict(model.net_.callbacks_)[CALLBACK].states_
+    assert len(states) == 3
+    good = copy.deepcopy(states[1])
+    # make the returned model (and its last epoch) a constant classifier: the rules must go back to an epoch before
+    with torch.no_grad():
+        model.net_.module_.fc.weight.zero_()
+        model.net_.module_.fc.bias.copy_(torch.tensor([5.0, 0.0]))
+    states[2] = copy.deepcopy(model.net_.module_.state_dict())
+    returned = copy.deepcopy(model.net_.module_.state_dict())
+    last = last_evaluation(model, data)
+    result = select_checkpoints(model, data, VALIDATION_SETS, RULES, scores, last=last)
+    assert result["n_epochs"] == 3 and result["curve"]["epoch"] == [1, 2, 3]
+    assert result["curve"]["val_train_ACC"][2] == pytest.approx(last["validation"]["train"]["ACC"])
+    for rule, (score, tie) in RULES.items():
+        chosen = result["selected"][rule]
+        assert chosen["epoch"] == choose_epoch(result["curve"], score, tie) < 3
+    # independent: a fresh model with the chosen epoch's weights
+    epoch = result["selected"]["group_val"]["epoch"]
+    fresh = copy.deepcopy(model)
+    fresh.net_.module_.load_state_dict(good if epoch == 2 else states[epoch - 1])
+    assert result["selected"]["group_val"]["metrics"] == scores(fresh, data.X_test, data.y_test, data.s_test)
+    assert result["selected"]["group_val"]["validation"]["group"]["WST"] == result["curve"]["val_group_WST"][epoch - 1]
+    for key, value in model.net_.module_.state_dict().items():  # restored bit for bit
+        assert torch.equal(value, returned[key])
+    assert dict(model.net_.callbacks_)[CALLBACK].states_ == []  # the copies are released
+
+
+def test_a_model_without_epochs_keeps_its_returned_model_and_says_why(data):
+    model = ImageClassifier(max_epochs=1, **TINY).fit(data.X_train, data.y_train)  # no checkpoint callback
+    result = select_checkpoints(model, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(model, data))
+    assert set(result) == {"reason"} and "checkpoint callback" in result["reason"]
+
+
+def test_batchnorm_real_checkpoints_are_scored_with_re_estimated_statistics(data):
+    erm = ImageClassifier(max_epochs=1, lr=0.05, **TINY)
+    mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, strategy="full", finetune_epochs=2,
+                                           finetune_lr=0.01, bn_statistics="real", random_state=0,
+                                           callbacks=checkpoint_callbacks()).fit(data.X_train, data.y_train)
+    states = [copy.deepcopy(s) for s in dict(mitigator.estimator_.net_.callbacks_)[CALLBACK].states_]
+    assert len(states) == 2
+    # the last epoch's weights with statistics re-estimated on all real images are the returned model, bit for bit
+    rebuilt = copy.deepcopy(mitigator)
+    rebuilt.estimator_.net_.module_.load_state_dict(states[1])
+    rebuilt.reestimate_batchnorm(data.X_train)
+    for key, value in mitigator.estimator_.net_.module_.state_dict().items():
+        assert torch.equal(value, rebuilt.estimator_.net_.module_.state_dict()[key])
+    # epoch 1 scored on all images (bn_images=None) equals a hand-made model: weights of epoch 1, statistics re-estimated
+    result = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
+                                reestimate_batchnorm=True, bn_images=None)
+    hand = copy.deepcopy(mitigator.estimator_)
+    hand.net_.module_.load_state_dict(states[0])
+    hand.reestimate_batchnorm(data.X_train, batch_size=mitigator.finetune_batch_size)
+    expected = validation_scores(data.y_val, hand.predict(data.X_val), data.s_val)
+    assert result["curve"]["val_group_WST"][0] == expected["WST"]
+    assert result["curve"]["val_group_ACC"][0] == expected["ACC"]
+    assert result["bn_images"] == len(data.X_train)
+    # with a subset, only that many images are read per scored epoch
+    subset = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
+                                reestimate_batchnorm=True, bn_images=100)
+    assert set(subset) == {"reason"}  # the first call released the weights
+    dict(mitigator.estimator_.net_.callbacks_)[CALLBACK].states_ = states
+    subset = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
+                                reestimate_batchnorm=True, bn_images=100)
+    assert subset["bn_images"] == 100 and len(subset["curve"]["epoch"]) == 2
+
+
+def checkpointed(method, seed, last_wst, checkpoint_wst, epoch, val_wst, variant=""):
+    """A fake record whose group_val checkpoint (epoch ``epoch`` of 10) differs from its last epoch."""
+    record = fake_record(method, seed, 80, last_wst, variant, val_wst=50)
+    chosen = fake_record(method, seed, 81, checkpoint_wst, variant, val_wst=val_wst)
+    record["checkpoints"] = {"n_epochs": 10, "scoring_s": 0.5, "selected": {
+        "group_val": {"epoch": epoch, "metrics": chosen["metrics"], "validation": chosen["validation"]},
+        "label_free": {"epoch": 10, "metrics": record["metrics"], "validation": record["validation"]}}}
+    return record
+
+
+def test_tables_and_pairs_read_each_rule_at_its_checkpoint():
+    records = []
+    for seed in (0, 1, 2):
+        records += [checkpointed("erm", seed, 50 + seed, 60 + seed, 4, 70),
+                    checkpointed("full", seed, 20, 80 + seed, 2, 85, "ft_lr=0.01"),
+                    # the variant whose last epoch validates better but whose checkpoint validates worse
+                    checkpointed("full", seed, 30, 70, 3, 75, "ft_lr=0.001")]
+    records.append(fake_record("jtt", 0, 70, 40))  # made without checkpoint selection: its returned model
+    frame = records_frame(records)
+    summary = summarise(frame)
+    assert frame.loc[frame["method"] == "jtt", "group_val:WST"].item() == 40
+    assert np.isnan(frame.loc[frame["method"] == "jtt", "group_val:epoch"].item())
+    assert at_checkpoint(frame, "group_val")["WST"].tolist()[:3] == [60, 80, 70]
+    chosen = select_variants(summary, "group_val").set_index("method")
+    assert chosen.loc["full", "variant"] == "ft_lr=0.01" and chosen.loc["full", "WST_mean"] == 81
+    assert chosen.loc["erm", "WST_mean"] == 61
+    paired = paired_frame(frame, summary)
+    row = paired[(paired["method_key"] == "full") & (paired["rule"] == "group_val") & (paired["metric"] == "WST")]
+    assert row["mean_diff"].item() == pytest.approx(20)  # (80, 81, 82) - (60, 61, 62)
+    # label_free keeps the last epoch here
+    assert select_variants(summary, "label_free").set_index("method").loc["erm", "WST_mean"] == 51
+    table = checkpoint_frame(frame, summary).set_index(["rule", "method"])
+    full = table.loc[("group_val", "full")]
+    assert full["epoch_mean"] == 2 and full["earlier_share"] == 1 and full["WST_last"] == 20
+    assert full["mean_diff"] == pytest.approx(61) and full["n_with_epochs"] == 3
+    assert table.loc[("group_val", "jtt"), "n_with_epochs"] == 0
+    text = markdown_report(frame, "title")
+    assert "## Checkpoint selection" in text and "| +61.00 [" in text
+
+
+@pytest.mark.slow
+def test_every_run_of_a_suite_records_its_curve_and_checkpoints(tmp_path):
+    out = tmp_path / "out"
+    toy = [a if a != "1" else "2" for a in TOY]  # two epochs of pre-training and of fine-tuning
+    assert main(["quick", "--out", str(out), "--methods", "erm", "jtt", "synthetic_only", "full", *toy,
+                 "--tuned", str(untuned_path())]) == 0
+    import json
+
+    for path in sorted(out.glob("records/*/*/seed0.json")):
+        record = json.loads(path.read_text())
+        checkpoints = record["checkpoints"]
+        assert checkpoints["n_epochs"] == 2, path
+        assert len(checkpoints["curve"]["val_group_WST"]) == 2 and set(checkpoints["selected"]) == set(RULES)
+        assert record["settings"]["checkpoints"]["every_epoch"] is True
+        if record["method"] == "full":  # BatchNorm statistics re-estimated per scored epoch, on a subset
+            assert checkpoints["bn_images"] == min(512, record["n_train"])
+    assert (out / "checkpoints.csv").is_file()
+    assert "## Checkpoint selection" in (out / "report.md").read_text()
