@@ -13,9 +13,9 @@ BatchNorm statistics: a run whose method re-estimates them on the real training 
 (``bn_statistics="real"``, the mitigator's default) returns, at epoch ``e``, epoch ``e``'s weights with re-estimated
 statistics. Each epoch is scored so, with the statistics estimated on ``bn_images`` real training images (a fixed
 random subset; all of them when None); the chosen epochs are then evaluated with statistics from all of them, which
-is exactly the model the method would have returned had it stopped there. The records keep the curve, the chosen
-epochs and what scoring cost, so the subset's effect can be checked (the curve's value at a chosen epoch against
-that epoch's full-statistics validation score).
+is exactly the model the method would have returned had it stopped there. The validation scores a rule reads at
+its checkpoint are the curve's (what the epoch was chosen on), so the variant and the epoch are chosen on the same
+numbers. The records keep the curve, the chosen epochs with their test metrics, and what scoring cost.
 
 A run without epochs to choose from (AFR's closed-form last stage, an empty mask, a model read from a cache that
 kept no checkpoints, the mitigator's own held-out guard) keeps its returned model under every rule, with the reason.
@@ -133,17 +133,16 @@ def select_checkpoints(model, data, validation_sets, rules, evaluate, *, last, r
             for name, split in validation_sets.items():
                 for key, value in validation_scores(data[f"y_{split}"], preds[name], data[f"s_{split}"]).items():
                     curve.setdefault(f"val_{name}_{key}", []).append(value)
-        selected = {}
+        selected, tested = {}, {len(states): last["metrics"]}
         for rule, (score, tie) in rules.items():
             epoch = choose_epoch(curve, score, tie)
-            if epoch == len(states):
-                selected[rule] = {"epoch": epoch, "metrics": last["metrics"], "validation": last["validation"]}
-                continue
-            load(epoch, data.X_train)
-            selected[rule] = {
-                "epoch": epoch, "metrics": evaluate(model, data.X_test, data.y_test, data.s_test),
-                "validation": {name: evaluate(model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
-                               for name, split in validation_sets.items()}}
+            if epoch not in tested:  # each chosen epoch is tested once, whichever rules chose it
+                load(epoch, data.X_train)
+                tested[epoch] = evaluate(model, data.X_test, data.y_test, data.s_test)
+            validation = (last["validation"] if epoch == len(states) else
+                          {name: {key: curve[f"val_{name}_{key}"][epoch - 1] for key in ("ACC", "WST")}
+                           for name in validation_sets})
+            selected[rule] = {"epoch": epoch, "metrics": tested[epoch], "validation": validation}
     finally:
         module.load_state_dict(returned)
         for callback in (dict(classifier.net_.callbacks_).get(CALLBACK),):

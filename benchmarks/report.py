@@ -58,6 +58,8 @@ def checkpoint_columns(record, row):
         values = dict(row)
         if chosen is not None:
             values.update(chosen["metrics"])
+            # the validation scores the rule chose on; the others are not measured at the checkpoint
+            values.update({k: np.nan for k in swapped if k.startswith("val_")})
             for name, metrics in chosen["validation"].items():
                 values.update({f"val_{name}_{k}": v for k, v in metrics.items()})
         columns[f"{rule}:epoch"] = chosen["epoch"] if chosen is not None else np.nan
