@@ -34,8 +34,11 @@ CALLBACK = "benchmark_checkpoints"
 BN_IMAGES = 512
 
 
-def checkpoint_callbacks():
-    """The ``callbacks`` argument that makes an estimator keep every epoch's weights for :func:`select_checkpoints`."""
+def checkpoint_callbacks(job=None):
+    """The ``callbacks`` argument that makes an estimator keep every epoch's weights for :func:`select_checkpoints`
+    (None for a job that runs without checkpoint selection, ``job.checkpoints`` False)."""
+    if job is not None and not job.checkpoints:
+        return None
     return [(CALLBACK, EpochCheckpoints())]
 
 

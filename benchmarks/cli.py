@@ -27,7 +27,7 @@ from .domain_gap import GAP_REFERENCES, batchnorm_tables, gap_measures, gap_summ
 from .methods import METHODS
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
-from .runner import BACKENDS, collect_records, make_jobs, run_jobs
+from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
 from .selection import RULES, checkpoint_frame, paired_frame, select_variants, selected_frame
 from .suites import SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
@@ -43,6 +43,9 @@ def build_parser():
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
     run.add_argument("--methods", nargs="+", help="method keys (default: the suite's), e.g. erm jtt aimfair")
     run.add_argument("--tasks", nargs="+", help="keep only tasks whose name contains one of these words")
+    run.add_argument("--no-checkpoints", action="store_true",
+                     help="keep every run's last epoch instead of one checkpoint per selection rule (no per-epoch "
+                          "scoring of the validation sets; faster, see the quick results page)")
     run.add_argument("--list", action="store_true", help="print the jobs and whether they have records; run nothing")
     run.add_argument("--report-only", action="store_true",
                      help="write the tables and plots from the records that exist; run nothing (the tables say how "
@@ -291,13 +294,13 @@ def main(argv=None):
     try:
         if args.suite == "custom":  # every check runs before anything is written or trained
             suite = apply_overrides(custom_suite(args), args, out)
-            jobs = make_jobs(suite, device=args.device)
+            jobs = make_jobs(suite, device=args.device, checkpoints=not args.no_checkpoints)
             check_own_data(suite, args.n_per_cell)
         else:
             suite = build_suite(args.suite, **({"tuned_path": args.tuned} if args.tuned and args.suite in TUNED_SUITES
                                                else {}))
             suite = apply_overrides(suite, args, out)
-            jobs = make_jobs(suite, device=args.device)
+            jobs = make_jobs(suite, device=args.device, checkpoints=not args.no_checkpoints)
     except ValueError as exc:  # bad data or settings (TaskDataError, unknown methods...): a message, no traceback
         raise SystemExit(f"aimfair-bench {args.suite}: {exc}") from None
     n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)
@@ -330,7 +333,7 @@ def main(argv=None):
     if suite.name == "tune":
         print(f"Tuned settings (group_val): {write_tuned(out, summary, frame, suite.seeds)}")
     if suite.name == "domain-gap":
-        measures = gap_measures(jobs, records, out / "cache")
+        measures = gap_measures(jobs, records, cache_folder(out, not args.no_checkpoints))
         measures.to_csv(out / "gap_measures.csv", index=False)
         # every method against each of the competitors that choose what to tune differently
         versus = paired_frame(frame, summary, references=GAP_REFERENCES)
@@ -342,7 +345,8 @@ def main(argv=None):
         if not args.no_plots:
             print(f"Plot: {plot_domain_gap(measures, paired, out / 'domain_gap.png')}")
     if suite.name == "batchnorm":
-        gap_measures(jobs, records, out / "cache").to_csv(out / "gap_measures.csv", index=False)
+        gap_measures(jobs, records, cache_folder(out, not args.no_checkpoints)).to_csv(out / "gap_measures.csv",
+                                                                                       index=False)
         means, versus = batchnorm_tables(frame)
         means.to_csv(out / "bn_means.csv", index=False)
         versus.to_csv(out / "bn_paired.csv", index=False)

@@ -53,7 +53,7 @@ def base_estimator(job, checkpoints=False, **overrides):
     benchmark's checkpoint selection (:mod:`benchmarks.checkpoints`; not part of the cache key).
     """
     return ImageClassifier(random_state=job.seed, device=job.device,
-                           callbacks=checkpoint_callbacks() if checkpoints else None, **{**job.recipe, **overrides})
+                           callbacks=checkpoint_callbacks(job) if checkpoints else None, **{**job.recipe, **overrides})
 
 
 def recipe_overrides(job):
@@ -81,7 +81,7 @@ def mitigator(job, data, cache_dir, settings=None):
     (default: the suite's fine-tuning settings updated by the job's parameters)."""
     settings = {**job.finetune, **job.params} if settings is None else settings
     return SelectiveFinetuneMitigator(data.provider, estimator=base_estimator(job), memory=str(cache_dir),
-                                      random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(),
+                                      random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(job),
                                       **settings)
 
 
@@ -108,7 +108,7 @@ def fit_baseline(method, job, data, cache_dir):
     params = {**job.recipe, **job.params}
     if method.shares_erm_cache:  # stage one is an ERM model: shared through the cache
         params["memory"] = str(cache_dir)
-    model = method.estimator(random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(), **params)
+    model = method.estimator(random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(job), **params)
     extra = method.fit_arguments(data) if method.fit_arguments else {}
     if extra:
         return model.fit(data.X_train, data.y_train, **extra)

@@ -187,9 +187,22 @@ def checkpoint_sections(folder, tasks=()):
              "Each rule keeps, per run, the epoch with its best validation score (the tables above are those "
              "checkpoints). Per method at the variant the rule selected: mean chosen epoch (of how many), share of "
              "runs stopping before the last epoch, test WST of the last epoch and of the checkpoint, and the paired "
-             "difference: mean [95 % Student t interval]; * the interval excludes 0.",
+             "difference: mean [95 % Student t interval]; * the interval excludes 0." + checkpoint_cost(folder),
              _table(table[[*tasks, "rule", "method", "variant", "epoch (of)", "stops early", "WST last → checkpoint",
                            "difference", "n_seeds"]]))]
+
+
+def checkpoint_cost(folder):
+    """A sentence on what scoring the epochs cost, from ``records.csv`` (each run's time and its scoring time,
+    measured in the run itself); empty without those columns."""
+    path = folder / "records.csv"
+    records = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if "checkpoint_s" not in records or "wall_s" not in records:
+        return ""
+    scoring, total = records["checkpoint_s"].sum(), records["wall_s"].sum()
+    return (f" Scoring the epochs took {scoring:.0f} s of the {total:.0f} s the {len(records)} runs took in all "
+            f"(`records.csv`, `checkpoint_s` and `wall_s`, summed over runs): {scoring / (total - scoring):.1%} on top "
+            "of the runs without it.")
 
 
 SECTIONS = {"batchnorm": batchnorm_sections}  # every other suite: suite_sections

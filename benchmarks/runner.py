@@ -9,7 +9,8 @@ main process as each job finishes (atomically), so an interrupted run loses only
 Parallel runs use joblib: ``n_jobs`` local processes (loky), or an existing dask or ray cluster through
 joblib's ``dask`` / ``ray`` backends. ERM jobs run first, so the fine-tuning jobs of a seed find the
 pre-trained model in ``{out}/cache`` instead of training it again; runs that do not start from it (the
-baselines, training on synthetic data) share the first phase with ERM.
+baselines, training on synthetic data) share the first phase with ERM. (``{out}/cache-checkpoints`` when runs
+select checkpoints: see :func:`cache_folder`.)
 """
 
 import dataclasses
@@ -77,6 +78,7 @@ class Job:
     variant: str = ""
     variant_params: dict = field(default_factory=dict)
     pretrain_only: bool = False
+    checkpoints: bool = True
     checkpoint_bn_images: int = BN_IMAGES
 
     def to_settings(self):
@@ -86,7 +88,8 @@ class Job:
             "recipe": self.recipe, "finetune": self.finetune if METHODS[self.method].uses_synthetic else None,
             "device": self.device,
             # what the record's per-rule checkpoints depend on (a record made without them is recomputed)
-            "checkpoints": {"every_epoch": True, "bn_images": self.checkpoint_bn_images},
+            "checkpoints": ({"every_epoch": True, "bn_images": self.checkpoint_bn_images} if self.checkpoints
+                            else {"every_epoch": False}),
         }
         if self.tuned_from is not None:
             settings["tuned_from"] = self.tuned_from
@@ -119,8 +122,9 @@ def _variants(suite, key):
         yield shown, params, finetune
 
 
-def make_jobs(suite, *, device="auto"):
-    """All jobs of a suite (a list of :class:`Job`), ERM first within each (task, seed)."""
+def make_jobs(suite, *, device="auto", checkpoints=True):
+    """All jobs of a suite (a list of :class:`Job`), ERM first within each (task, seed); ``checkpoints=False``:
+    every run keeps its last epoch (no per-epoch scoring, :mod:`benchmarks.checkpoints`)."""
     unknown = [m for m in suite.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; expected some of {list(METHODS)}.")
@@ -137,7 +141,7 @@ def make_jobs(suite, *, device="auto"):
             recipe=_plain_json(suite.recipe),
             finetune=_plain_json(finetune) if METHODS[key].uses_synthetic else {}, device=device,
             tuned_from=tuned_from if suite.tuned.get(key) else None, suite=suite.name,
-            variant=variant_label(shown), variant_params=_plain_json(shown))
+            variant=variant_label(shown), variant_params=_plain_json(shown), checkpoints=bool(checkpoints))
         for task, seed in itertools.product(suite.tasks, suite.seeds)
         for key in order
         for shown, params, finetune in variants[key]
@@ -214,7 +218,7 @@ def run_job(job, cache_dir, n_threads=None):
     checkpoints = select_checkpoints(
         model, data, VALIDATION_SETS, RULES, scores, last={"metrics": metrics, "validation": validation, "pred": preds},
         reestimate_batchnorm=reestimates_batchnorm(job, model), bn_images=job.checkpoint_bn_images,
-        random_state=job.seed)
+        random_state=job.seed) if job.checkpoints else {"reason": "checkpoint selection was turned off (--no-checkpoints)"}
     record = {
         "suite": job.suite, "task": job.task["name"], "method": job.method,
         "method_name": METHODS[job.method].label, "group_labels": METHODS[job.method].group_labels,
@@ -267,7 +271,8 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
     if not (isinstance(n_jobs, int) and (n_jobs >= 1 or n_jobs == -1)):
         raise ValueError(f"n_jobs must be a positive int or -1, got {n_jobs!r}.")
-    out, cache_dir = Path(out), str(Path(out) / "cache")
+    out = Path(out)
+    cache_dir = str(cache_folder(out, all(job.checkpoints for job in jobs)))
     todo = [job for job in jobs if not is_done(out, job)]
     if len(todo) < len(jobs):
         log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already have records with the same settings; skipping them.")
@@ -302,6 +307,13 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     finally:
         bar.close()
     return len(todo)
+
+
+def cache_folder(out, checkpoints=True):
+    """Where a run's pre-trained models are cached: ``OUT/cache-checkpoints`` (models that keep every epoch's
+    weights), or ``OUT/cache`` for runs without checkpoint selection (as before it existed: a folder from an earlier
+    version is reused by those runs only)."""
+    return Path(out) / ("cache-checkpoints" if checkpoints else "cache")
 
 
 def needs_pretrained_erm(job):

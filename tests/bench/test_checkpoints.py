@@ -193,3 +193,28 @@ def test_every_run_of_a_suite_records_its_curve_and_checkpoints(tmp_path):
             assert checkpoints["bn_images"] == min(512, record["n_train"])
     assert (out / "checkpoints.csv").is_file()
     assert "## Checkpoint selection" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_no_checkpoints_keeps_the_last_epoch_and_is_another_setting(tmp_path):
+    out = tmp_path / "out"
+    args = ["quick", "--out", str(out), "--methods", "erm", "full", *TOY, "--tuned", str(untuned_path())]
+    assert main([*args, "--no-checkpoints"]) == 0
+    import json
+
+    for path in sorted(out.glob("records/*/*/seed0.json")):
+        record = json.loads(path.read_text())
+        assert "turned off" in record["checkpoints"]["reason"]
+        assert record["settings"]["checkpoints"] == {"every_epoch": False}
+    frame = records_frame([json.loads(p.read_text()) for p in out.glob("records/*/*/seed0.json")])
+    assert frame["group_val:epoch"].isna().all() and (frame["group_val:WST"] == frame["WST"]).all()
+    # the same runs with checkpoint selection are other settings: a re-run in the folder redoes them
+    from aimfair_bench.runner import make_jobs
+    from aimfair_bench.suites import build_suite
+
+    suite = build_suite("quick", tuned_path=untuned_path())
+    assert all(j.settings_hash != k.settings_hash for j, k in zip(make_jobs(suite), make_jobs(suite, checkpoints=False)))
+    assert main(args) == 0  # its ERM model is not the cached one without checkpoints: each mode has its cache
+    assert (out / "cache").is_dir() and (out / "cache-checkpoints").is_dir()
+    for path in sorted(out.glob("records/*/*/seed0.json")):
+        assert json.loads(path.read_text())["checkpoints"]["n_epochs"] == 1, path

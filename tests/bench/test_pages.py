@@ -58,3 +58,19 @@ def test_guard_choices_count_what_each_guarded_run_returned(tmp_path):
     assert table.loc["accuracy", "level"] == "g = 1.5"
     assert (table.loc["accuracy", ["pre-trained", "earlier epoch", "last epoch", "α = 0.5"]].tolist()
             == ["1", "1", "1", "2"])
+
+
+def test_page_shows_what_checkpoint_selection_changed_and_cost(results, tmp_path):
+    pd.DataFrame([{"task": "t", "method": "full", "rule": "group_val", "variant": "ft_lr=0.001", "n_seeds": 3,
+                   "n_with_epochs": 3, "n_epochs": 10.0, "epoch_mean": 4.0, "earlier_share": 2 / 3,
+                   "WST_last": 70.0, "WST_checkpoint": 75.5, "mean_diff": 5.5, "ci_low": -1.0, "ci_high": 12.0},
+                  {"task": "t", "method": "afr", "rule": "group_val", "variant": "", "n_seeds": 3,
+                   "n_with_epochs": 0, "n_epochs": float("nan"), "epoch_mean": float("nan"),
+                   "earlier_share": float("nan"), "WST_last": 60.0, "WST_checkpoint": 60.0, "mean_diff": 0.0,
+                   "ci_low": 0.0, "ci_high": 0.0}]).to_csv(results / "checkpoints.csv", index=False)
+    pd.DataFrame({"wall_s": [10.0, 20.0, 30.0], "checkpoint_s": [2.0, 3.0, 5.0]}).to_csv(results / "records.csv",
+                                                                                       index=False)
+    text = write_page(results, tmp_path / "docs", "quick", "Quick suite", measured_at="abc1234").read_text()
+    assert "## Checkpoint selection" in text and "4.0 (10)" in text and "67%" in text and "70.0 → 75.5" in text
+    assert "+5.5 [-1.0, +12.0]" in text and "AFR" not in text  # a method without epochs has no row
+    assert "took 10 s of the 60 s the 3 runs took" in text and "20.0% on top" in text  # 10 / (60 - 10)
