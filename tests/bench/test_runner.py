@@ -13,7 +13,16 @@ from PIL import Image
 
 from aimfair_bench.cli import main
 from aimfair_bench.report import cell_table, markdown_report, records_frame, summarise, table1
-from aimfair_bench.runner import collect_records, is_done, make_jobs, record_path, run_job, run_jobs, settings_hash
+from aimfair_bench.runner import (
+    cache_folder,
+    collect_records,
+    is_done,
+    make_jobs,
+    record_path,
+    run_job,
+    run_jobs,
+    settings_hash,
+)
 from aimfair_bench.suites import build_suite
 
 TOY = ["--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val-per-cell", "10", "--n-val-train", "40",
@@ -203,10 +212,13 @@ def test_fine_tuning_reuses_the_erm_model_of_its_seed(toy_run, monkeypatch, untu
         raise AssertionError("pre-training ran again")
 
     monkeypatch.setattr(ImageClassifier, "fit", no_training)
-    record = run_job(job, str(toy_run / "cache"))
+    record = run_job(job, str(cache_folder(toy_run)))
     stored = json.loads(record_path(toy_run, job).read_text())
     for part in ("metrics", "validation"):  # compared as JSON text: NaN (e.g. an undefined ratio) equals NaN
         assert json.dumps(record[part], sort_keys=True) == json.dumps(stored[part], sort_keys=True)
+    for part in ("curve", "selected"):  # the checkpoints too (their scoring time aside)
+        assert json.dumps(record["checkpoints"][part], sort_keys=True) == json.dumps(stored["checkpoints"][part],
+                                                                                    sort_keys=True)
 
 
 def test_topk_plot(tmp_path):
