@@ -274,7 +274,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Extra skorch callbacks in the fine-tuning loop, after the package's
         own (the pre-training loop runs ``estimator``'s ``callbacks``), e.g.
-        :class:`EpochCheckpoints` to keep every epoch's weights, as the
+        :class:`~aimfair_plugin.estimators.EpochCheckpoints` to keep every epoch's weights, as the
         benchmark does to select checkpoints on validation data. Not saved
         by ``save_pretrained``.
 
@@ -752,8 +752,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """Re-estimate the fine-tuned network's BatchNorm statistics on the real images ``X``, as
         ``bn_statistics="real"`` does when fine-tuning ends (batches of ``finetune_batch_size``; no labels read).
 
-        With weights loaded from an epoch's checkpoint (:class:`EpochCheckpoints`), this makes the model the
-        mitigator would have returned had fine-tuning stopped at that epoch.
+        With weights loaded from an epoch's checkpoint
+        (:class:`~aimfair_plugin.estimators.EpochCheckpoints`), this makes the model the mitigator would have
+        returned had fine-tuning stopped at that epoch.
 
         Parameters
         ----------
