@@ -328,7 +328,8 @@ def pretraining_jobs(jobs):
     for job in jobs:
         if needs_pretrained_erm(job):
             needs.setdefault((job.task["name"], job.seed), job)
-    trained = {(j.task["name"], j.seed) for j in jobs if j.method == "erm" and not recipe_overrides(j)}
+    trained = {(j.task["name"], j.seed) for j in jobs if j.method == "erm"
+               and all(j.recipe.get(k) == v for k, v in recipe_overrides(j).items())}  # e.g. a tuned lr = the recipe's
     return [dataclasses.replace(job, pretrain_only=True) for key, job in needs.items() if key not in trained]
 
 

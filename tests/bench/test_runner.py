@@ -409,6 +409,10 @@ def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_
     pretraining = pretraining_jobs(quick)
     assert len(pretraining) == 1 and pretraining[0].pretrain_only and pretraining[0].seed == 0
     assert pretraining_jobs(make_jobs(toy_suite(methods=("erm", "full"), tuned=untuned))) == []
+    # a tuned lr equal to the recipe's is the recipe model: the ERM job trains it (and keeps its checkpoints)
+    path.write_text(json.dumps({"source": "test", "methods": {"erm": {"params": {"lr": 0.05}}}}))
+    same = make_jobs(toy_suite(methods=("erm", "full"), tuned=path))
+    assert next(j for j in same if j.method == "erm").params == {"lr": 0.05} and pretraining_jobs(same) == []
 
 
 def test_every_method_has_its_own_plot_style():
