@@ -148,8 +148,7 @@ def select_checkpoints(model, data, validation_sets, rules, evaluate, *, last, r
             selected[rule] = {"epoch": epoch, "metrics": tested[epoch], "validation": validation}
     finally:
         module.load_state_dict(returned)
-        for callback in (dict(classifier.net_.callbacks_).get(CALLBACK),):
-            callback.states_ = []  # the weights are no longer needed
+        dict(classifier.net_.callbacks_)[CALLBACK].states_ = []  # the copies are no longer needed
     return {"n_epochs": len(states), "curve": curve, "selected": selected,
             "bn_images": (len(X_bn) if reestimate_batchnorm else None),
             "scoring_s": round(time.perf_counter() - start, 3)}
