@@ -158,13 +158,63 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     if missing:
         warnings.warn(_MSG_EMPTY.format(missing, ", ".join(_CELL_METRICS)), UserWarning, stacklevel=2)
         return report
-    report["WST"] = 100.0 * cells.min()
+    report["WST"] = 100.0 * worst_group_accuracy(y_true, y_pred, np.column_stack([y_true, s]), cells=CELLS)
     report["STD"] = 100.0 * np.std(cells.to_numpy(), ddof=0)
     report["EO"] = 100.0 * equalized_odds_difference(y_true, y_pred, sensitive_features=s, agg=_FAIRLEARN_AGG[agg])
     report["AOD"] = 100.0 * equalized_odds_difference(y_true, y_pred, sensitive_features=s, agg="mean")
     report["EOD"] = 100.0 * equal_opportunity_difference(y_true, y_pred, sensitive_features=s)
     report["EOp_ratio"] = equal_opportunity_ratio(y_true, y_pred, sensitive_features=s)
     return report
+
+
+def worst_group_accuracy(y_true, y_pred, groups, *, cells=None):
+    """The lowest accuracy over groups of examples: the package's one worst-group rule.
+
+    Every worst-group number in the package is this function: ``WST`` of :func:`fairness_report` (groups are the
+    (y, s) cells), the mitigator's held-out candidate scores and the benchmark's per-epoch validation scores.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+    groups : array-like of shape (n_samples,) or (n_samples, n_columns)
+        The group of each example; with several columns a group is one combination of their values (an
+        intersection, as ``MetricFrame`` groups several sensitive features).
+    cells : iterable, optional
+        The groups that must be present: when one of them has no example the result is NaN (the rule for an
+        empty group: a worst case that cannot be computed is not replaced by the worst of the others). Without
+        ``cells`` the groups are the values ``groups`` holds, none of which can be empty.
+
+    Returns
+    -------
+    accuracy : float
+        In [0, 1], or NaN (an empty group of ``cells``, or no examples at all).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.metrics import worst_group_accuracy
+    >>> worst_group_accuracy([0, 0, 1, 1], [0, 1, 1, 1], [0, 1, 0, 1])
+    0.5
+    >>> worst_group_accuracy([0, 1], [0, 1], [[0, 0], [1, 0]], cells=[(0, 0), (0, 1), (1, 0), (1, 1)])
+    nan
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    groups = np.asarray(groups)
+    if groups.ndim == 1:
+        keys = groups.tolist()
+    else:
+        keys = [tuple(row) for row in groups.tolist()]
+    if not (len(y_true) == len(y_pred) == len(keys)):
+        raise ValueError(_MSG_LENGTH.format([len(y_true), len(y_pred), len(keys)]))
+    if not keys:
+        return float("nan")
+    codes, index = {}, np.empty(len(keys), dtype=np.intp)
+    for i, key in enumerate(keys):
+        index[i] = codes.setdefault(key, len(codes))
+    correct = np.bincount(index, weights=(y_true == y_pred), minlength=len(codes))
+    sizes = np.bincount(index, minlength=len(codes))
+    if cells is not None and any((tuple(c) if isinstance(c, (list, tuple)) else c) not in codes for c in cells):
+        return float("nan")
+    return float(np.min(correct / sizes))
 
 
 def _report_metric(y_true, y_pred, *, sensitive_features, metric, agg):

@@ -333,7 +333,7 @@ def main(argv=None):
     if suite.name == "tune":
         print(f"Tuned settings (group_val): {write_tuned(out, summary, frame, suite.seeds)}")
     if suite.name == "domain-gap":
-        measures = gap_measures(jobs, records, cache_folder(out, not args.no_checkpoints))
+        measures = gap_measures(jobs, records, cache_folder(out))
         measures.to_csv(out / "gap_measures.csv", index=False)
         # every method against each of the competitors that choose what to tune differently
         versus = paired_frame(frame, summary, references=GAP_REFERENCES)
@@ -345,7 +345,7 @@ def main(argv=None):
         if not args.no_plots:
             print(f"Plot: {plot_domain_gap(measures, paired, out / 'domain_gap.png')}")
     if suite.name == "batchnorm":
-        gap_measures(jobs, records, cache_folder(out, not args.no_checkpoints)).to_csv(out / "gap_measures.csv",
+        gap_measures(jobs, records, cache_folder(out)).to_csv(out / "gap_measures.csv",
                                                                                        index=False)
         means, versus = batchnorm_tables(frame)
         means.to_csv(out / "bn_means.csv", index=False)

@@ -22,38 +22,175 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import joblib
 import numpy as np
+from sklearn.base import clone
 from sklearn.utils import Bunch
 
 from aimfair_plugin.datasets import read_images, write_images
 from aimfair_plugin.estimators import (
     AFRClassifier,
+    AutoRGNMask,
+    CandidateSelection,
     CVaRDROClassifier,
+    FreezeBlockMask,
+    FullMask,
     GroupDROClassifier,
     ImageClassifier,
     InfluenceReweightingClassifier,
     JTTClassifier,
     LfFClassifier,
+    LinearProbeMask,
+    RandomMask,
+    RealBatchNormStatistics,
     SelectiveFinetuneMitigator,
+    SelectiveMask,
+    UpdateBlockMask,
+    as_image_dataset,
     fit_cached,
 )
 from aimfair_plugin.synth import balanced_group_counts, synthetic_set_size
 
-from .checkpoints import checkpoint_callbacks
+from .checkpoints import CALLBACK, RULES, checkpoint_callbacks
+
+# The two validation sets of every task (see benchmarks.tasks): record name -> split name in the task data.
+VALIDATION_SETS = {"train": "val_train", "group": "val"}
 
 # Job parameters that belong to the backbone recipe (ImageClassifier) rather than to the method itself.
 RECIPE_KEYS = frozenset(ImageClassifier._get_param_names())
 
 
-def base_estimator(job, checkpoints=False, **overrides):
+# -- the benchmark's settings vocabulary -------------------------------------------------------------------
+#
+# Suites, variants, tuned settings and records name a fine-tuning method's settings flat (``top_k``, ``criterion``,
+# ``bn_statistics``...), as the tables and the settings hashes of the records always have. These functions turn
+# them into the mitigator's parameters (strategy and selection objects, one BatchNorm setting).
+
+# The flat defaults: what a settings dict means when it does not name a setting.
+FLAT_DEFAULTS = {"strategy": "selective", "top_k": 55, "criterion": "normalized", "selection": "intersection",
+                 "bias_ratio": 0.9, "mask_max_batches": None, "block": None, "freeze_bn_stats": True,
+                 "bn_statistics": "real", "validation_fraction": None, "selection_score": "synthetic_worst_group",
+                 "interpolation_alphas": (0.25, 0.5, 0.75)}
+_STRATEGY_KEYS = ("strategy", "top_k", "criterion", "selection", "bias_ratio", "mask_max_batches", "block")
+_SELECTION_KEYS = ("validation_fraction", "selection_score", "interpolation_alphas")
+
+
+def _strategy(flat):
+    name = flat["strategy"]
+    if name == "selective":
+        return SelectiveMask(top_k=flat["top_k"], criterion=flat["criterion"], selection=flat["selection"],
+                             bias_ratio=flat["bias_ratio"], max_batches=flat["mask_max_batches"])
+    if name == "random":
+        return RandomMask(top_k=flat["top_k"])
+    if name in ("update_block", "freeze_block"):
+        return (UpdateBlockMask if name == "update_block" else FreezeBlockMask)(flat["block"])
+    builtin = {"full": FullMask, "linear_probe": LinearProbeMask, "auto_rgn": AutoRGNMask}
+    if name not in builtin:
+        raise ValueError(f"Unknown strategy {name!r} in the benchmark's settings.")
+    return builtin[name]()
+
+
+def _batchnorm(flat):
+    bn, keep = flat["bn_statistics"], flat["freeze_bn_stats"]
+    if bn == "eval":
+        return "eval"
+    if bn == "real":
+        if not keep:
+            raise ValueError("bn_statistics='real' with freeze_bn_stats=False has no mitigator setting (its "
+                             "batchnorm='real' keeps frozen layers' statistics during fine-tuning).")
+        return "real"
+    return "finetune" if keep else "train"
+
+
+def mitigator_params(settings):
+    """The :class:`SelectiveFinetuneMitigator` parameters a flat settings dict stands for."""
+    flat = {**FLAT_DEFAULTS, **settings}
+    params = {k: v for k, v in flat.items() if k not in (*FLAT_DEFAULTS, "validate_on")}
+    params["strategy"] = _strategy(flat)
+    params["batchnorm"] = _batchnorm(flat)
+    if any(k in settings for k in _SELECTION_KEYS):
+        params["candidate_selection"] = CandidateSelection(
+            validation_fraction=flat["validation_fraction"], score=flat["selection_score"],
+            interpolation_alphas=tuple(flat["interpolation_alphas"]))
+    return params
+
+
+def reestimates_batchnorm(job):
+    """Whether the job's method re-estimates its BatchNorm statistics on the real training images after
+    training (so each of its checkpoints must be too): a fine-tuning job at ``bn_statistics="real"``, or a
+    synthetic-only run's."""
+    method = METHODS[job.method]
+    if method.finetunes:
+        return {**FLAT_DEFAULTS, **job.finetune, **job.params}["bn_statistics"] == "real"
+    return method.fit is fit_synthetic_only and job.params.get("bn_statistics", "finetune") == "real"
+
+
+def bn_batch_size(job):
+    """The batch size the job's method re-estimates BatchNorm statistics with (None: it does not)."""
+    if not reestimates_batchnorm(job):
+        return None
+    if METHODS[job.method].finetunes:
+        return {**job.finetune, **job.params}.get("finetune_batch_size", 128)
+    return {**job.recipe, **recipe_overrides(job)}.get("batch_size", ImageClassifier().batch_size)
+
+
+class Checkpointing:
+    """The benchmark's checkpoint scoring of one job, built by the runner from the task's full data (the
+    validation sets with their group labels, which the method itself may not see) and handed to the method's
+    fit as ``data.checkpointing``."""
+
+    def __init__(self, job, data):
+        self.job, self.data = job, data
+        self._sets_hash = None
+
+    def callbacks(self, bn_batch_size=None):
+        """The callback for a training loop (None without checkpoint selection); ``bn_batch_size``: the batch
+        size of the loop's BatchNorm re-estimation, None when it has none. It carries :meth:`key`, so a model
+        read from the cache is reused only when its curve was scored on the same validation data the same way."""
+        callbacks = checkpoint_callbacks(self.job, self.data, RULES, VALIDATION_SETS, bn_batch_size=bn_batch_size,
+                                         bn_images=self.job.checkpoint_bn_images)
+        if callbacks:
+            callbacks[0][1].benchmark_key = self.key(bn_batch_size)
+        return callbacks
+
+    def key(self, bn_batch_size=None):
+        """What a curve depends on besides the model: the validation sets, the rules and the BatchNorm images."""
+        if self._sets_hash is None:
+            self._sets_hash = joblib.hash([(self.data[f"X_{s}"], self.data[f"y_{s}"], self.data[f"s_{s}"])
+                                           for s in VALIDATION_SETS.values()])
+        return joblib.hash((self._sets_hash, RULES, self.job.checkpoint_bn_images, bn_batch_size, self.job.seed))
+
+
+def benchmark_callbacks(job, data, *, erm=False):
+    """The checkpoint callbacks the runner handed to this fit (``data.checkpointing``), or None; ``erm``: for a
+    loop trained on the real data from scratch (no BatchNorm re-estimation, whatever the job's method)."""
+    checkpointing = data.get("checkpointing")
+    if checkpointing is None or not job.checkpoints:
+        return None
+    return checkpointing.callbacks(None if erm else bn_batch_size(job))
+
+
+def fit_scored(estimator, job, data, cache_dir):
+    """``fit_cached`` for a model trained with the benchmark's callback: a cached model whose callback scored
+    other data (or none: a run without checkpoint selection trained it) is trained again, outside the cache."""
+    model = fit_cached(estimator, data.X_train, data.y_train, memory=str(cache_dir))
+    checkpointing = data.get("checkpointing")
+    if not job.checkpoints or checkpointing is None:
+        return model
+    callback = dict(getattr(model.net_, "callbacks_", None) or ()).get(CALLBACK)
+    if getattr(callback, "benchmark_key", None) == checkpointing.key() and getattr(callback, "rows_", None):
+        return model
+    return clone(estimator).fit(data.X_train, data.y_train)
+
+
+def base_estimator(job, callbacks=None, **overrides):
     """The unfitted ERM model of a job (the pre-training every fine-tuning method starts from).
 
     ``overrides`` (e.g. a tuned ``lr``) change the recipe; without them this is the suite's recipe, the model
-    every fine-tuning method of the seed starts from. ``checkpoints``: keep every epoch's weights for the
-    benchmark's checkpoint selection (:mod:`benchmarks.checkpoints`; not part of the cache key).
+    every fine-tuning method of the seed starts from. ``callbacks`` are not part of the cache key.
     """
-    return ImageClassifier(random_state=job.seed, device=job.device,
-                           callbacks=checkpoint_callbacks(job) if checkpoints else None, **{**job.recipe, **overrides})
+    return ImageClassifier(random_state=job.seed, device=job.device, callbacks=callbacks,
+                           **{**job.recipe, **overrides})
 
 
 def recipe_overrides(job):
@@ -63,8 +200,8 @@ def recipe_overrides(job):
 
 def pretrained_erm(job, data, cache_dir, **overrides):
     """ERM on the real training data, trained once per (task, seed, recipe) and then read from the cache (with
-    every epoch's weights, whichever job trained it)."""
-    return fit_cached(base_estimator(job, checkpoints=True, **overrides), data.X_train, data.y_train, memory=str(cache_dir))
+    its scored checkpoints, whichever job trained it)."""
+    return fit_scored(base_estimator(job, benchmark_callbacks(job, data, erm=True), **overrides), job, data, cache_dir)
 
 
 def balanced_synthetic(job, data):
@@ -76,13 +213,13 @@ def balanced_synthetic(job, data):
     return data.provider.sample(balanced_group_counts(n), image_shape=shape, random_state=job.seed)
 
 
-def mitigator(job, data, cache_dir, settings=None):
+def mitigator(job, data, cache_dir, settings=None, callbacks=None):
     """The job's :class:`SelectiveFinetuneMitigator`, starting from the seed's ERM model, with ``settings``
-    (default: the suite's fine-tuning settings updated by the job's parameters)."""
+    (default: the suite's fine-tuning settings updated by the job's parameters; flat, see
+    :func:`mitigator_params`)."""
     settings = {**job.finetune, **job.params} if settings is None else settings
     return SelectiveFinetuneMitigator(data.provider, estimator=base_estimator(job), memory=str(cache_dir),
-                                      random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(job),
-                                      **settings)
+                                      random_state=job.seed, callbacks=callbacks, **mitigator_params(settings))
 
 
 def finetune_synthetic(job, data, cache_dir):
@@ -108,29 +245,25 @@ def fit_baseline(method, job, data, cache_dir):
     params = {**job.recipe, **job.params}
     if method.shares_erm_cache:  # stage one is an ERM model: shared through the cache
         params["memory"] = str(cache_dir)
-    model = method.estimator(random_state=job.seed, device=job.device, callbacks=checkpoint_callbacks(job), **params)
+    model = method.estimator(random_state=job.seed, device=job.device,
+                             callbacks=benchmark_callbacks(job, data, erm=True), **params)
     extra = method.fit_arguments(data) if method.fit_arguments else {}
     if extra:
         return model.fit(data.X_train, data.y_train, **extra)
-    return fit_cached(model, data.X_train, data.y_train, memory=str(cache_dir))
+    return fit_scored(model, job, data, cache_dir)
 
 
 def fit_synthetic_only(method, job, data, cache_dir):
     """The backbone trained from scratch on the balanced synthetic set alone; with the parameter
-    ``bn_statistics="real"`` its BatchNorm statistics are then re-estimated on the real training images."""
+    ``bn_statistics="real"`` its BatchNorm statistics are re-estimated on the real training images when training
+    ends (a callback in its loop)."""
     X_syn, y_syn, _ = balanced_synthetic(job, data)
-    model = base_estimator(job, checkpoints=True, **recipe_overrides(job)).fit(X_syn, y_syn)
-    if job.params.get("bn_statistics", "finetune") == "real":
-        model.reestimate_batchnorm(data.X_train)
-    return model
-
-
-def reestimates_batchnorm(job, model):
-    """Whether a fitted run re-estimated its BatchNorm statistics on the real training images after training
-    (so each of its checkpoints must be too): the mitigator's ``bn_statistics``, or a synthetic-only run's."""
-    if isinstance(model, SelectiveFinetuneMitigator):
-        return model.bn_statistics == "real"
-    return METHODS[job.method].fit is fit_synthetic_only and job.params.get("bn_statistics", "finetune") == "real"
+    callbacks = []
+    if reestimates_batchnorm(job):
+        callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
+            as_image_dataset(data.X_train), batch_size=bn_batch_size(job))))
+    return base_estimator(job, [*callbacks, *(benchmark_callbacks(job, data) or [])],
+                          **recipe_overrides(job)).fit(X_syn, y_syn)
 
 
 def fit_supplementation(method, job, data, cache_dir):
@@ -142,7 +275,7 @@ def fit_supplementation(method, job, data, cache_dir):
     elif X.ndim != 1 and X_syn.ndim == 1:  # real arrays, synthetic files: decode them at the real size
         X_syn = read_images(X_syn, image_size=X.shape[2:])
     X_syn, y_syn = np.concatenate([X, X_syn]), np.concatenate([y, y_syn])
-    return base_estimator(job, checkpoints=True, **recipe_overrides(job)).fit(X_syn, y_syn)
+    return base_estimator(job, benchmark_callbacks(job, data), **recipe_overrides(job)).fit(X_syn, y_syn)
 
 
 def fit_finetune(method, job, data, cache_dir):
@@ -150,14 +283,16 @@ def fit_finetune(method, job, data, cache_dir):
 
     A variant with ``validate_on="val_train"`` turns the mitigator's held-out guard on with the task's
     training-distribution validation split (``X_val_train``, no group labels) as ``X_val`` / ``y_val``; the
-    ERM model never sees that split, so the shared pre-training is unchanged."""
+    ERM model never sees that split, so the shared pre-training is unchanged. (The guard then chooses the
+    returned model; the benchmark scores no checkpoints of it.)"""
     params = dict(job.params)
     validate_on = params.pop("validate_on", None)
-    model = mitigator(job, data, cache_dir, {**job.finetune, **params})
     if validate_on is None:
+        model = mitigator(job, data, cache_dir, {**job.finetune, **params}, benchmark_callbacks(job, data))
         return model.fit(data.X_train, data.y_train)
     if validate_on != "val_train":
         raise ValueError(f"validate_on={validate_on!r}: the guard can read 'val_train' (no group labels).")
+    model = mitigator(job, data, cache_dir, {**job.finetune, **params})
     return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
 
 
@@ -173,7 +308,8 @@ def fit_random_matched(method, job, data, cache_dir):
     if match_top_k is not None:
         select["top_k"] = match_top_k
     size = mitigator(job, data, cache_dir, select).fit(data.X_train, data.y_train).n_selected_
-    return mitigator(job, data, cache_dir, {**job.finetune, **params, "top_k": size}).fit(data.X_train, data.y_train)
+    return mitigator(job, data, cache_dir, {**job.finetune, **params, "top_k": size},
+                     benchmark_callbacks(job, data)).fit(data.X_train, data.y_train)
 
 
 @dataclass(frozen=True)
@@ -294,9 +430,21 @@ METHODS = {
 
 
 def mitigator_defaults():
-    """The default of every ``SelectiveFinetuneMitigator`` parameter, read from its signature."""
-    return {name: p.default for name, p in inspect.signature(SelectiveFinetuneMitigator).parameters.items()
-            if p.default is not inspect.Parameter.empty}
+    """The mitigator's defaults in the benchmark's flat vocabulary: its signature's plain defaults, its default
+    strategy's settings and its BatchNorm default (as ``bn_statistics`` / ``freeze_bn_stats``)."""
+    signature = {name: p.default for name, p in inspect.signature(SelectiveFinetuneMitigator).parameters.items()
+                 if p.default is not inspect.Parameter.empty}
+    strategy = SelectiveMask() if signature["strategy"] == "selective" else None
+    flat = {k: v for k, v in signature.items() if k not in ("strategy", "batchnorm", "candidate_selection")}
+    flat["strategy"] = signature["strategy"]
+    if strategy is not None:
+        flat.update({("mask_max_batches" if k == "max_batches" else k): v for k, v in strategy.get_params().items()})
+    flat["bn_statistics"] = {"real": "real", "eval": "eval"}.get(signature["batchnorm"], "finetune")
+    flat["freeze_bn_stats"] = signature["batchnorm"] != "train"
+    selection = CandidateSelection()
+    flat.update(validation_fraction=selection.validation_fraction, selection_score=selection.score,
+                interpolation_alphas=selection.interpolation_alphas)
+    return flat
 
 
 def package_default_method():
@@ -321,12 +469,13 @@ def visible_data(job, data):
     """What a job's method may read of a task: the training and validation splits, the provider and the spec,
     with the group labels its method declares (``Method.group_labels``); never the test split."""
     seen = METHODS[job.method].group_labels
-    hidden = {"X_test", "y_test", "s_test"}
+    hidden = {"X_test", "y_test", "s_test", "checkpointing"}
     if seen != "training":
         hidden |= {"s_train"}
     if seen == "none":
         hidden |= {"s_val", "s_val_train"}
-    return Bunch(**{key: value for key, value in data.items() if key not in hidden})
+    return Bunch(**{key: value for key, value in data.items() if key not in hidden},
+                 checkpointing=Checkpointing(job, data))
 
 
 def fit_method(job, data, cache_dir):

@@ -9,8 +9,9 @@ main process as each job finishes (atomically), so an interrupted run loses only
 Parallel runs use joblib: ``n_jobs`` local processes (loky), or an existing dask or ray cluster through
 joblib's ``dask`` / ``ray`` backends. ERM jobs run first, so the fine-tuning jobs of a seed find the
 pre-trained model in ``{out}/cache`` instead of training it again; runs that do not start from it (the
-baselines, training on synthetic data) share the first phase with ERM. (``{out}/cache-checkpoints`` when runs
-select checkpoints: see :func:`cache_folder`.)
+baselines, training on synthetic data) share the first phase with ERM. Runs with and without checkpoint selection
+share the one cache folder: a cached model keeps at most its best checkpoint per rule, and a job that needs
+a curve the cached model was not scored with trains its own (:func:`benchmarks.methods.fit_scored`).
 """
 
 import dataclasses
@@ -27,6 +28,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
+from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 import aimfair_plugin
@@ -34,13 +36,19 @@ from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 from aimfair_plugin.utils import atomic_write, resolve_device
 
 from .checkpoints import BN_IMAGES, select_checkpoints
-from .methods import METHODS, fit_method, pretrained_erm, recipe_overrides, reestimates_batchnorm, visible_data
-from .selection import RULES
+from .methods import (
+    METHODS,
+    VALIDATION_SETS,
+    Checkpointing,
+    fit_method,
+    pretrained_erm,
+    recipe_overrides,
+    reestimates_batchnorm,
+    visible_data,
+)
 from .tasks import load_task
 
 BACKENDS = ("loky", "dask", "ray")
-# The two validation sets of every task (see benchmarks.tasks): record name -> split name in the task data.
-VALIDATION_SETS = {"train": "val_train", "group": "val"}
 
 
 def variant_label(params):
@@ -202,8 +210,8 @@ def run_job(job, cache_dir, n_threads=None):
         torch.set_num_threads(n_threads)
     start = time.perf_counter()
     data = load_task(job.task, job.seed)
-    if job.pretrain_only:
-        pretrained_erm(job, data, cache_dir)
+    if job.pretrain_only:  # the ERM model, scored as the seed's ERM job scores it
+        pretrained_erm(job, Bunch(**data, checkpointing=Checkpointing(job, data)), cache_dir)
         return None
     model = fit_method(job, visible_data(job, data), cache_dir)
 
@@ -211,14 +219,12 @@ def run_job(job, cache_dir, n_threads=None):
         return {k: v for k, v in evaluate(job.method, model, X, y, s, eo_agg="mean").items() if k != "method"}
 
     metrics = scores(model, data.X_test, data.y_test, data.s_test)
-    preds = {name: model.predict(data[f"X_{split}"]) for name, split in VALIDATION_SETS.items()}
-    validation = {name: {k: v for k, v in evaluate_predictions(
-        job.method, data[f"y_{split}"], preds[name], data[f"s_{split}"], eo_agg="mean").items() if k != "method"}
-        for name, split in VALIDATION_SETS.items()}
+    validation = {name: scores(model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
+                  for name, split in VALIDATION_SETS.items()}
     checkpoints = select_checkpoints(
-        model, data, VALIDATION_SETS, RULES, scores, last={"metrics": metrics, "validation": validation, "pred": preds},
-        reestimate_batchnorm=reestimates_batchnorm(job, model), bn_images=job.checkpoint_bn_images,
-        random_state=job.seed) if job.checkpoints else {"reason": "checkpoint selection was turned off (--no-checkpoints)"}
+        model, data, VALIDATION_SETS, scores, last={"metrics": metrics, "validation": validation},
+        reestimate_batchnorm=reestimates_batchnorm(job),
+    ) if job.checkpoints else {"reason": "checkpoint selection was turned off (--no-checkpoints)"}
     record = {
         "suite": job.suite, "task": job.task["name"], "method": job.method,
         "method_name": METHODS[job.method].label, "group_labels": METHODS[job.method].group_labels,
@@ -272,7 +278,7 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     if not (isinstance(n_jobs, int) and (n_jobs >= 1 or n_jobs == -1)):
         raise ValueError(f"n_jobs must be a positive int or -1, got {n_jobs!r}.")
     out = Path(out)
-    cache_dir = str(cache_folder(out, all(job.checkpoints for job in jobs)))
+    cache_dir = str(cache_folder(out))
     todo = [job for job in jobs if not is_done(out, job)]
     if len(todo) < len(jobs):
         log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already have records with the same settings; skipping them.")
@@ -309,11 +315,9 @@ def run_jobs(jobs, out, *, n_jobs=1, backend="loky", scheduler=None, progress=Tr
     return len(todo)
 
 
-def cache_folder(out, checkpoints=True):
-    """Where a run's pre-trained models are cached: ``OUT/cache-checkpoints`` (models that keep every epoch's
-    weights), or ``OUT/cache`` for runs without checkpoint selection (as before it existed: a folder from an earlier
-    version is reused by those runs only)."""
-    return Path(out) / ("cache-checkpoints" if checkpoints else "cache")
+def cache_folder(out):
+    """Where a run's pre-trained models are cached: ``OUT/cache`` (one folder, with or without checkpoints)."""
+    return Path(out) / "cache"
 
 
 def needs_pretrained_erm(job):

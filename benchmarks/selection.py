@@ -19,13 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .checkpoints import RULES
 from .methods import METHODS
 
-# rule -> (validation column maximised, tie-break column maximised)
-RULES = {
-    "label_free": ("val_train_ACC", "val_train_ACC"),
-    "group_val": ("val_group_WST", "val_group_ACC"),
-}
 SELECTED_COLUMNS = ["task", "method", "rule", "variant", "n_seeds", "ACC_mean", "ACC_std", "WST_mean", "WST_std",
                     "EO_mean", "EO_std"]
 PAIRED_COLUMNS = ["task", "method", "reference", "rule", "metric", "mean_diff", "ci_low", "ci_high", "n_seeds"]

@@ -8,12 +8,13 @@ from ._afr import AFRClassifier
 from ._auto_rgn import AutoRGNAdam, AutoRGNSGD
 from ._cache import fit_cached
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics, reestimate_batchnorm_statistics
+from ._checkpoints import ScoredCheckpoints, as_image_dataset, interpolate_states, predict_indices
 from ._classifier import ImageClassifier
 from ._dro import CVaRDROClassifier, GroupDROClassifier
 from ._fairif import InfluenceReweightingClassifier
-from ._guard import EpochCheckpoints
 from ._jtt import JTTClassifier
 from ._lff import LfFClassifier
+from ._selection import CandidateSelection
 from ._selective import SelectiveFinetuneMitigator, SyntheticSet
 from ._strategies import (
     AutoRGNMask,
@@ -32,7 +33,7 @@ __all__ = [
     "AutoRGNMask",
     "AutoRGNSGD",
     "CVaRDROClassifier",
-    "EpochCheckpoints",
+    "CandidateSelection",
     "FreezeBlockMask",
     "FullMask",
     "GroupDROClassifier",
@@ -45,12 +46,16 @@ __all__ = [
     "MaskedFinetune",
     "RandomMask",
     "RealBatchNormStatistics",
+    "ScoredCheckpoints",
     "SelectiveFinetuneMitigator",
     "SelectiveMask",
     "SyntheticSet",
     "UpdateBlockMask",
     "all_estimators",
+    "as_image_dataset",
     "fit_cached",
+    "interpolate_states",
+    "predict_indices",
     "reestimate_batchnorm_statistics",
 ]
 
@@ -75,5 +80,5 @@ def all_estimators():
     namespace = globals()
     return sorted(
         (name, namespace[name]) for name in __all__
-        if inspect.isclass(namespace[name]) and issubclass(namespace[name], BaseEstimator)
+        if inspect.isclass(namespace[name]) and issubclass(namespace[name], BaseEstimator) and hasattr(namespace[name], "fit")
     )

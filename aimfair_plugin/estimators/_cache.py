@@ -10,26 +10,18 @@ where training is deterministic for a fixed seed). On disk the cache is a
 """
 
 import copy
-import hashlib
 import os
 from collections import OrderedDict
+from numbers import Integral
 
-import numpy as np
+import joblib
 from sklearn.utils.validation import check_memory
 
 
 def fingerprint(*parts):
-    """Stable hex digest of arrays, strings and plain Python values."""
-    digest = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            arr = np.ascontiguousarray(part)
-            digest.update(f"{arr.dtype}{arr.shape}".encode())
-            digest.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
-        else:
-            digest.update(repr(part).encode())
-        digest.update(b"\x00")
-    return digest.hexdigest()
+    """Stable hex digest of arrays, strings and Python values: ``joblib.hash`` (what ``joblib.Memory`` keys
+    calls by; arrays by their bytes, other objects by their pickled state, never by a memory address)."""
+    return joblib.hash(parts)
 
 
 def pretraining_fingerprint(estimator, X, y):
@@ -70,13 +62,24 @@ class ProcessCache:
 PROCESS_CACHE = ProcessCache()
 
 
-def cached_fit(cache, estimator, X, y):
-    """``(fitted estimator, hit)``: ``estimator.fit(X, y)``, or the identical fit from ``cache``.
+def pretraining_cache(estimator, memory):
+    """The cache a pre-training of ``estimator`` may use: ``resolve_cache(memory)`` when its ``random_state`` is
+    an int, else None. The one caching rule of the package (the mitigator, FairIF's and AFR's stage one,
+    :func:`fit_cached`): a fit seeded by None or a ``RandomState`` object is not reproducible from its
+    parameters, so there is nothing to reuse."""
+    seed = getattr(estimator, "random_state", None)
+    return resolve_cache(memory) if isinstance(seed, Integral) and not isinstance(seed, bool) else None
+
+
+def cached_fit(memory, estimator, X, y):
+    """``(fitted estimator, hit)``: ``estimator.fit(X, y)``, or the identical fit from ``memory``
+    (under :func:`pretraining_cache`'s rule).
 
     The key is :func:`pretraining_fingerprint`, so the mitigator, FairIF's stage one and the benchmark's ERM
     runs share one model whenever they pre-train the same estimator on the same data.
     """
-    return cached(cache, pretraining_fingerprint(estimator, X, y), lambda: estimator.fit(X, y))
+    return cached(pretraining_cache(estimator, memory), pretraining_fingerprint(estimator, X, y),
+                  lambda: estimator.fit(X, y))
 
 
 def fit_cached(estimator, X, y, *, memory="process"):
@@ -84,7 +87,7 @@ def fit_cached(estimator, X, y, *, memory="process"):
 
     The key is a fingerprint of the data and of every parameter of ``estimator`` (including its seed), so a
     pre-training is done once and shared by everything that asks for the same one: the mitigator with the
-    same ``memory``, FairIF's stage one, every job of a benchmark.
+    same ``memory``, FairIF's stage one, every job of a benchmark. Only a fit seeded by an int is cached.
 
     Parameters
     ----------
@@ -112,7 +115,7 @@ def fit_cached(estimator, X, y, *, memory="process"):
     >>> (a.predict_proba(data.X_test) == b.predict_proba(data.X_test)).all()
     np.True_
     """
-    return cached_fit(resolve_cache(memory), estimator, X, y)[0]
+    return cached_fit(memory, estimator, X, y)[0]
 
 
 def resolve_cache(memory):

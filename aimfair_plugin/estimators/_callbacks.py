@@ -112,10 +112,14 @@ def reestimate_batchnorm_statistics(module, dataset, *, batch_size=128, device="
     if not layers:
         return 0
     momenta = [bn.momentum for bn in layers]
+    # Forward pre-hooks on the layers (MaskedFinetune's, which keep frozen layers in evaluation mode during
+    # fine-tuning) would stop a layer from re-estimating: they are lifted for the passes and put back after.
+    hooks = [dict(bn._forward_pre_hooks) for bn in layers]
     was_training = module.training
     for bn in layers:
         bn.reset_running_stats()
         bn.momentum = None
+        bn._forward_pre_hooks.clear()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         **loader_options(num_workers, dataset, device, persistent=False))
     n_seen = 0
@@ -129,8 +133,9 @@ def reestimate_batchnorm_statistics(module, dataset, *, batch_size=128, device="
                 module(images.to(device))
                 n_seen += len(images)
     finally:
-        for bn, momentum in zip(layers, momenta):
+        for bn, momentum, saved in zip(layers, momenta, hooks):
             bn.momentum = momentum
+            bn._forward_pre_hooks.update(saved)
         module.train(was_training)
     return n_seen
 

@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from .._device import autocast, resolve_device
 from .._validation import validate_declared
 from ..nets import LinearModel, ResNet, load_checkpoint
-from ._cache import cached_fit, resolve_cache
+from ._cache import cached_fit
 from ._callbacks import ConstantPredictionCheck, DivergenceGuard
 from ._data import ImageInput, WorkerInvariantLoader, check_image_size, loader_options
 
@@ -488,12 +488,12 @@ def user_callbacks(callbacks):
 def fit_stage_one(estimator, X, y, sample_weight=None):
     """The ERM model a two-stage baseline (FairIF, AFR) starts from: an :class:`ImageClassifier` with
     ``estimator``'s backbone parameters fit on ``(X, y)``, read from ``estimator.memory`` when an identical one
-    was trained before (only without sample weights and with an integer ``random_state``; otherwise there is
-    nothing reusable to look up)."""
+    was trained before (without sample weights, under the package's one caching rule,
+    :func:`~aimfair_plugin.estimators._cache.pretraining_cache`)."""
     model = ImageClassifier(**stage_one_params(estimator))
-    if sample_weight is not None or not isinstance(estimator.random_state, Integral):
+    if sample_weight is not None:
         return model.fit(X, y, sample_weight=sample_weight)
-    return cached_fit(resolve_cache(estimator.memory), model, X, y)[0]
+    return cached_fit(estimator.memory, model, X, y)[0]
 
 
 def head_inputs(module, loader, device, dtype=torch.float32):

@@ -127,19 +127,47 @@ def load_classifier(directory, *, device=None):
     return estimator
 
 
+def _settings_object(value):
+    """A strategy or candidate selection object as ``{"class", "params"}`` (a name stays a name)."""
+    if value is None or isinstance(value, str):
+        return value
+    if not hasattr(value, "get_params"):
+        raise ValueError(f"Cannot save {value!r} in {CONFIG}: it has no get_params.")
+    return {"class": type(value).__name__, "params": {k: _plain(v) for k, v in value.get_params().items()}}
+
+
+def _settings_from(entry):
+    """The object :func:`_settings_object` wrote (a built-in strategy class or CandidateSelection)."""
+    if entry is None or isinstance(entry, str):
+        return entry
+    from . import _selection, _strategies
+
+    cls = getattr(_strategies, entry["class"], None) or getattr(_selection, entry["class"], None)
+    if cls is None:
+        raise ValueError(f"{entry['class']} is not a strategy or selection of this package; pass it again "
+                         "with set_params after loading.")
+    return cls(**_tuples(entry["params"]))
+
+
 def save_mitigator(mitigator, directory):
     """Write a fitted :class:`SelectiveFinetuneMitigator`: its parameters (not the provider), the mask and
     gaps, and both networks (``estimator/`` fine-tuned, ``stage_one/`` pre-trained)."""
+    from sklearn.frozen import FrozenEstimator
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    params = _saved_params(mitigator, skip=("provider", "estimator"))
+    params = _saved_params(mitigator, skip=("provider", "estimator", "strategy", "candidate_selection"))
+    params["strategy"] = _settings_object(mitigator.strategy)
+    params["candidate_selection"] = _settings_object(mitigator.candidate_selection)
     base = mitigator.estimator
-    if base is not None:
+    if isinstance(base, FrozenEstimator):  # the prefit model is the saved stage_one/
+        params["estimator"] = {"frozen": True}
+    elif base is not None:
         params["estimator"] = {"class": type(base).__name__,
                                "params": _saved_params(base)}
     fitted = {"classes_": mitigator.classes_.tolist(), "selection_mask_": mitigator.selection_mask_,
               "n_selected_": mitigator.n_selected_, "mask_report_": mitigator.mask_report_,
-              "provider": type(mitigator.provider).__name__}
+              "n_features_in_": mitigator.n_features_in_, "provider": type(mitigator.provider).__name__}
     for name in ("selected_candidate_", "validation_indices_"):
         if getattr(mitigator, name, None) is not None:
             fitted[name] = getattr(mitigator, name)
@@ -147,7 +175,7 @@ def save_mitigator(mitigator, directory):
               "fitted": json.loads(json.dumps(fitted, default=_plain))}
     (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     mitigator.gradient_gaps_.to_csv(directory / "gradient_gaps.csv", index=False)
-    if hasattr(mitigator, "finetune_scores_"):
+    if getattr(mitigator, "finetune_scores_", None) is not None:
         mitigator.finetune_scores_.to_csv(directory / "finetune_scores.csv", index=False)
     save_classifier(mitigator.estimator_, directory / "estimator")
     save_classifier(mitigator.stage_one_estimator_, directory / "stage_one")
@@ -156,16 +184,20 @@ def save_mitigator(mitigator, directory):
 
 def load_mitigator(cls, directory, *, provider=None, device=None):
     """The mitigator saved in ``directory``; ``provider`` is needed only to fit again."""
+    from sklearn.frozen import FrozenEstimator
+
     directory = Path(directory)
     config = json.loads((directory / CONFIG).read_text())
     if config.get("format") != FORMAT or config.get("class") != cls.__name__:
         raise ValueError(f"{directory / CONFIG} is not a saved {cls.__name__}.")
     params = _tuples(config["params"])
-    if device is not None:
-        params["device"] = device
+    params["strategy"] = _settings_from(config["params"].get("strategy"))
+    params["candidate_selection"] = _settings_from(config["params"].get("candidate_selection"))
     stage_one = load_classifier(directory / "stage_one", device=device)
     base = params.pop("estimator", None)
-    if base is not None:  # the unfitted estimator parameter, as it was given
+    if base is not None and base.get("frozen"):
+        base = FrozenEstimator(load_classifier(directory / "stage_one", device=device))
+    elif base is not None:  # the unfitted estimator parameter, as it was given
         base_params = _tuples(base["params"])
         if device is not None:
             base_params["device"] = device
@@ -176,13 +208,13 @@ def load_mitigator(cls, directory, *, provider=None, device=None):
     mitigator.selection_mask_ = fitted["selection_mask_"]
     mitigator.n_selected_ = fitted["n_selected_"]
     mitigator.mask_report_ = fitted["mask_report_"]
-    if "selected_candidate_" in fitted:
-        mitigator.selected_candidate_ = fitted["selected_candidate_"]
-    if "validation_indices_" in fitted:
-        mitigator.validation_indices_ = np.asarray(fitted["validation_indices_"])
+    mitigator.n_features_in_ = fitted["n_features_in_"]
+    mitigator.selected_candidate_ = fitted.get("selected_candidate_")
+    mitigator.validation_indices_ = (np.asarray(fitted["validation_indices_"]) if "validation_indices_" in fitted
+                                     else None)
     mitigator.gradient_gaps_ = pd.read_csv(directory / "gradient_gaps.csv")
-    if (directory / "finetune_scores.csv").exists():
-        mitigator.finetune_scores_ = pd.read_csv(directory / "finetune_scores.csv")
+    mitigator.finetune_scores_ = (pd.read_csv(directory / "finetune_scores.csv")
+                                  if (directory / "finetune_scores.csv").exists() else None)
     mitigator.stage_one_estimator_ = stage_one
     mitigator.estimator_ = load_classifier(directory / "estimator", device=device)
     return mitigator

@@ -7,10 +7,10 @@ is small:
 ``needs_gradient_gaps`` (bool)
     Whether the mitigator must draw the biased synthetic set S1 and compute the per-tensor gradient gaps
     before :meth:`MaskStrategy.mask` is called. Without it S1 is not drawn and the gap columns are NaN.
-``mask(gaps, k, rng)``
+``mask(gaps, rng)``
     A boolean array, one entry per row of ``gaps`` (the per-tensor table: ``tensor``, ``block``, ``numel``,
-    ``grad_scale``, ``domain_gap``, ``bias_gap``), True for the tensors to fine-tune. ``k`` is ``top_k``
-    resolved to a count; ``rng`` is the mitigator's seeded ``RandomState``.
+    ``grad_scale``, ``domain_gap``, ``bias_gap``), True for the tensors to fine-tune; ``rng`` is the
+    mitigator's seeded ``RandomState``.
 ``optimizer_class(optimizer)``
     The torch optimiser class fine-tuning uses, given the name of the estimator's own optimiser
     (``"sgd"``/``"adam"``); ``None`` keeps the estimator's.
@@ -18,20 +18,29 @@ is small:
     Extra per-tensor columns for ``gradient_gaps_`` after fine-tuning (a dict name -> array), from the
     fitted optimiser; ``{}`` for none.
 
+A strategy that needs the gaps also says how to compute them: ``criterion``, ``bias_ratio`` (the majority share of
+the biased synthetic set S1) and ``max_batches`` (see :class:`SelectiveMask`).
+
+A strategy carries its own settings as constructor parameters (``SelectiveMask(top_k=40)``), readable and
+settable as scikit-learn's are: ``get_params``, ``set_params``, ``clone``, and nested names in a search
+(``GridSearchCV(mitigator, {"strategy__top_k": [20, 40]})``). Settings are checked when the mitigator fits.
+
 Derive from :class:`MaskStrategy` to get the defaults (no gaps, the estimator's optimiser, no extra columns).
 """
 
 from abc import ABC, abstractmethod
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
+from .._params import Params
 from ..nets import BLOCK_ORDER
 from ._auto_rgn import AUTO_RGN_OPTIMIZERS
-from ._masking import SELECTIONS, select_tensors
+from ._masking import CRITERIA, SELECTIONS, resolve_top_k, select_tensors
 
 
-class MaskStrategy(ABC):
+class MaskStrategy(Params, ABC):
     """Base class of the mask strategies: which tensors the mitigator fine-tunes, and with which optimiser.
 
     ``SelectiveFinetuneMitigator(strategy=...)`` takes an instance or the name of a built-in one. Subclasses
@@ -51,7 +60,7 @@ class MaskStrategy(ABC):
     >>> import numpy as np
     >>> from aimfair_plugin.estimators import MaskStrategy
     >>> class LastStage(MaskStrategy):
-    ...     def mask(self, gaps, k, rng):
+    ...     def mask(self, gaps, rng):
     ...         return gaps["block"].isin(["layer4", "fc"]).to_numpy()
     >>> LastStage()
     LastStage()
@@ -60,7 +69,7 @@ class MaskStrategy(ABC):
     needs_gradient_gaps = False
 
     @abstractmethod
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         """The tensors to fine-tune.
 
         Parameters
@@ -68,8 +77,6 @@ class MaskStrategy(ABC):
         gaps : pandas.DataFrame
             One row per parameter tensor: ``tensor``, ``block``, ``numel``, ``grad_scale``, ``domain_gap``,
             ``bias_gap`` (the gap columns NaN unless ``needs_gradient_gaps``).
-        k : int
-            ``top_k`` resolved to a count of tensors.
         rng : numpy.random.RandomState
             The mitigator's seeded generator.
 
@@ -109,26 +116,37 @@ class MaskStrategy(ABC):
         """
         return {}
 
-    def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({fields})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and vars(self) == vars(other)
-
-    def __hash__(self):
-        return hash((type(self), tuple(sorted(vars(self).items()))))
+    def validate(self):
+        """Check the settings (called by the mitigator's ``fit``); raises ``InvalidParameterError``."""
 
 
 class SelectiveMask(MaskStrategy):
-    """AIM-Fair's selection from the gradient gaps (``selection`` "intersection" or "ratio", see
-    the masking module's ``select_tensors``).
+    """AIM-Fair's selection from the gradient gaps of every parameter tensor.
+
+    The mitigator draws a biased synthetic set S1 (``bias_ratio``) beside the balanced S2, computes the mean
+    loss gradient of every tensor on the real data R, S1 and S2 (at most ``max_batches`` batches each), the
+    domain gap gap(R, S1) and the bias gap gap(S1, S2) (``criterion``), and this strategy selects from them.
 
     Parameters
     ----------
+    top_k : int or float, default=55
+        Tensors per ranking: a count (the paper uses 55 of ResNet-18's 62) or a fraction of all tensors.
+    criterion : {"normalized", "abs_diff", "cosine"}, default="normalized"
+        ``"abs_diff"``: ``mean |g_a - g_b|`` per tensor (the paper's Eq. 4); ``"cosine"``: 1 - cosine
+        similarity of the two gradients (its Table 4); ``"normalized"``: abs_diff divided by the tensor's
+        gradient scale (``mean |g|`` over R, S1 and S2). abs_diff grows with a tensor's gradient magnitude, so
+        its two rankings nearly agree and the intersection degenerates to a band of magnitude; dividing by the
+        scale removes that common factor. The default because its two rankings measure different things and in
+        the package's benchmarks it did at least as well as "abs_diff" (the mitigator's ``mask_report_`` shows
+        the rank correlation of the two gaps either way).
     selection : {"intersection", "ratio"}, default="intersection"
-        ``"intersection"``: (``top_k`` smallest domain gaps) ∩ (``top_k`` largest bias gaps), the paper's;
-        ``"ratio"``: the ``top_k`` tensors with the largest bias gap / domain gap.
+        ``"intersection"``: (``top_k`` smallest domain gaps) ∩ (``top_k`` largest bias gaps), the paper's
+        Eqs. 5-7 (its size is data-dependent, at least ``2k - n``); ``"ratio"``: the ``top_k`` tensors with the
+        largest bias gap / domain gap (``top_k`` is then the mask size).
+    bias_ratio : float in [0.5, 1), default=0.9
+        Majority share per class of S1 (0.9 -> cells [0.05, 0.45, 0.45, 0.05]), the paper's setting.
+    max_batches : int, optional
+        Cap on the batches per set of the mean gradients (None: every batch).
 
     Examples
     --------
@@ -136,17 +154,40 @@ class SelectiveMask(MaskStrategy):
     >>> from aimfair_plugin.synth import RenderedDigitsProvider
     >>> SelectiveFinetuneMitigator(RenderedDigitsProvider(), strategy=SelectiveMask(selection='ratio')).strategy
     SelectiveMask(selection='ratio')
+    >>> SelectiveMask(top_k=40).set_params(criterion='abs_diff')
+    SelectiveMask(top_k=40, criterion='abs_diff')
     """
 
     needs_gradient_gaps = True
 
-    def __init__(self, selection="intersection"):
-        if selection not in SELECTIONS:
-            raise InvalidParameterError(f"selection must be one of {SELECTIONS}, got {selection!r}.")
+    def __init__(self, top_k=55, criterion="normalized", selection="intersection", bias_ratio=0.9, max_batches=None):
+        self.top_k = top_k
+        self.criterion = criterion
         self.selection = selection
+        self.bias_ratio = bias_ratio
+        self.max_batches = max_batches
 
-    def mask(self, gaps, k, rng):
-        return select_tensors(gaps["domain_gap"], gaps["bias_gap"], k, self.selection)
+    def validate(self):
+        _check_top_k(self.top_k)
+        if self.criterion not in CRITERIA:
+            raise InvalidParameterError(f"criterion must be one of {CRITERIA}, got {self.criterion!r}.")
+        if self.selection not in SELECTIONS:
+            raise InvalidParameterError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
+        if isinstance(self.bias_ratio, bool) or not isinstance(self.bias_ratio, Real) or not 0.5 <= self.bias_ratio < 1:
+            raise InvalidParameterError(f"bias_ratio must be a float in [0.5, 1), got {self.bias_ratio!r}.")
+        if self.max_batches is not None and (isinstance(self.max_batches, bool) or not isinstance(
+                self.max_batches, Integral) or self.max_batches < 1):
+            raise InvalidParameterError(f"max_batches must be None or a positive int, got {self.max_batches!r}.")
+
+    def mask(self, gaps, rng):
+        return select_tensors(gaps["domain_gap"], gaps["bias_gap"], resolve_top_k(self.top_k, len(gaps)),
+                              self.selection)
+
+
+def _check_top_k(top_k):
+    valid = (isinstance(top_k, Integral) and top_k >= 1) or (isinstance(top_k, Real) and 0 < top_k <= 1)
+    if isinstance(top_k, bool) or not valid:
+        raise InvalidParameterError(f"top_k must be an int >= 1 or a float in (0, 1], got {top_k!r}.")
 
 
 class FullMask(MaskStrategy):
@@ -157,11 +198,11 @@ class FullMask(MaskStrategy):
     >>> import pandas as pd
     >>> from aimfair_plugin.estimators import FullMask
     >>> gaps = pd.DataFrame({'tensor': ['conv1.weight', 'fc.weight'], 'block': ['stem', 'fc']})
-    >>> FullMask().mask(gaps, 1, None).tolist()
+    >>> FullMask().mask(gaps, None).tolist()
     [True, True]
     """
 
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         return np.ones(len(gaps), dtype=bool)
 
 
@@ -173,37 +214,50 @@ class LinearProbeMask(MaskStrategy):
     >>> import pandas as pd
     >>> from aimfair_plugin.estimators import LinearProbeMask
     >>> gaps = pd.DataFrame({'tensor': ['conv1.weight', 'fc.weight'], 'block': ['stem', 'fc']})
-    >>> LinearProbeMask().mask(gaps, 1, None).tolist()
+    >>> LinearProbeMask().mask(gaps, None).tolist()
     [False, True]
     """
 
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         return gaps["block"].to_numpy() == "fc"
 
 
 class RandomMask(MaskStrategy):
-    """``k`` tensors drawn uniformly without replacement from ``rng``.
+    """``top_k`` tensors drawn uniformly without replacement from the mitigator's seeded generator.
+
+    Parameters
+    ----------
+    top_k : int or float, default=55
+        A count of tensors, or a fraction of all tensors.
 
     Examples
     --------
     >>> import numpy as np, pandas as pd
     >>> from aimfair_plugin.estimators import RandomMask
     >>> gaps = pd.DataFrame({'tensor': list('abcd'), 'block': ['stem', 'layer1', 'layer2', 'fc']})
-    >>> int(RandomMask().mask(gaps, 2, np.random.RandomState(0)).sum())
+    >>> int(RandomMask(top_k=2).mask(gaps, np.random.RandomState(0)).sum())
     2
     """
 
-    def mask(self, gaps, k, rng):
+    def __init__(self, top_k=55):
+        self.top_k = top_k
+
+    def validate(self):
+        _check_top_k(self.top_k)
+
+    def mask(self, gaps, rng):
         mask = np.zeros(len(gaps), dtype=bool)
-        mask[rng.choice(len(gaps), size=k, replace=False)] = True
+        mask[rng.choice(len(gaps), size=resolve_top_k(self.top_k, len(gaps)), replace=False)] = True
         return mask
 
 
 class _BlockMask(MaskStrategy):
     def __init__(self, block):
-        if block not in BLOCK_ORDER:
-            raise InvalidParameterError(f"{type(self).__name__} needs block= one of {BLOCK_ORDER}, got {block!r}.")
         self.block = block
+
+    def validate(self):
+        if self.block not in BLOCK_ORDER:
+            raise InvalidParameterError(f"{type(self).__name__} needs block= one of {BLOCK_ORDER}, got {self.block!r}.")
 
 
 class UpdateBlockMask(_BlockMask):
@@ -219,11 +273,11 @@ class UpdateBlockMask(_BlockMask):
     >>> import pandas as pd
     >>> from aimfair_plugin.estimators import UpdateBlockMask
     >>> gaps = pd.DataFrame({'tensor': list('abc'), 'block': ['stem', 'layer1', 'fc']})
-    >>> UpdateBlockMask('layer1').mask(gaps, 1, None).tolist()
+    >>> UpdateBlockMask('layer1').mask(gaps, None).tolist()
     [False, True, False]
     """
 
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         return gaps["block"].to_numpy() == self.block
 
 
@@ -240,11 +294,11 @@ class FreezeBlockMask(_BlockMask):
     >>> import pandas as pd
     >>> from aimfair_plugin.estimators import FreezeBlockMask
     >>> gaps = pd.DataFrame({'tensor': list('abc'), 'block': ['stem', 'layer1', 'fc']})
-    >>> FreezeBlockMask('layer1').mask(gaps, 1, None).tolist()
+    >>> FreezeBlockMask('layer1').mask(gaps, None).tolist()
     [True, False, True]
     """
 
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         return gaps["block"].to_numpy() != self.block
 
 
@@ -267,34 +321,31 @@ class AutoRGNMask(FullMask):
         return {"lr_factor": optimizer.mean_factors_}
 
 
-def _selective(mitigator):
-    return SelectiveMask(mitigator.selection)
-
-
-def _block(cls):
-    def build(mitigator):
-        if mitigator.block is None:
-            raise InvalidParameterError(f"strategy={mitigator.strategy!r} needs block= one of {BLOCK_ORDER}.")
-        return cls(mitigator.block)
-
-    return build
-
-
-# The built-in names and how each builds its object from the mitigator's parameters.
+# The built-in names: each is its class with the default settings.
 BUILTIN_STRATEGIES = {
-    "selective": _selective,
-    "full": lambda mitigator: FullMask(),
-    "linear_probe": lambda mitigator: LinearProbeMask(),
-    "random": lambda mitigator: RandomMask(),
-    "update_block": _block(UpdateBlockMask),
-    "freeze_block": _block(FreezeBlockMask),
-    "auto_rgn": lambda mitigator: AutoRGNMask(),
+    "selective": SelectiveMask,
+    "full": FullMask,
+    "linear_probe": LinearProbeMask,
+    "random": RandomMask,
+    "auto_rgn": AutoRGNMask,
 }
 
 
-def resolve_strategy(mitigator):
-    """The strategy object of a mitigator: a built-in name resolved with its parameters, or the object given."""
-    strategy = mitigator.strategy
+def resolve_strategy(strategy):
+    """The strategy object: a built-in name's class with its defaults, or the object given (checked)."""
     if isinstance(strategy, str):
-        return BUILTIN_STRATEGIES[strategy](mitigator)
+        if strategy not in BUILTIN_STRATEGIES:
+            raise InvalidParameterError(
+                f"strategy must be a MaskStrategy or one of {sorted(BUILTIN_STRATEGIES)}, got {strategy!r} "
+                "(the block strategies are objects: UpdateBlockMask('layer4'), FreezeBlockMask('layer1')).")
+        strategy = BUILTIN_STRATEGIES[strategy]()
+    if not all(hasattr(strategy, name) for name in ("mask", "optimizer_class", "finetune_columns")):
+        raise InvalidParameterError(f"strategy must be a MaskStrategy or a built-in name, got {strategy!r}.")
+    validate = getattr(strategy, "validate", None)
+    if validate is not None:
+        validate()
+    if getattr(strategy, "needs_gradient_gaps", False) and not all(
+            hasattr(strategy, name) for name in ("criterion", "bias_ratio", "max_batches")):
+        raise InvalidParameterError(f"{strategy!r} needs the gradient gaps, so it must say how to compute them: "
+                                    "criterion, bias_ratio and max_batches (derive from SelectiveMask).")
     return strategy

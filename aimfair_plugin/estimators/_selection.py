@@ -1,0 +1,112 @@
+"""Held-out selection among the mitigator's fine-tuning candidates: what data, which candidates, which score.
+
+:class:`CandidateSelection` is the one setting (``SelectiveFinetuneMitigator(candidate_selection=...)``), as
+scikit-learn groups early stopping's settings; the scores are named functions ``score(y_true, y_pred, groups)``
+on :func:`aimfair_plugin.metrics.worst_group_accuracy`, the package's one worst-group rule.
+"""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils._param_validation import InvalidParameterError
+
+from .._params import Params
+from ..metrics import worst_group_accuracy
+
+
+def accuracy(y_true, y_pred, groups=None):
+    """Plain accuracy (``groups`` is not read)."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def worst_class_accuracy(y_true, y_pred, groups=None):
+    """The lowest per-class recall: no group labels needed (SubpopBench's proxy for worst-group accuracy)."""
+    return worst_group_accuracy(y_true, y_pred, y_true)
+
+
+def pseudo_groups(y_true, y_pred_start):
+    """JTT's error set as groups: (class, whether the starting model got the example right)."""
+    y_true = np.asarray(y_true)
+    return np.column_stack([y_true, (np.asarray(y_pred_start) == y_true).astype(int)])
+
+
+def label_cells(y_true, s):
+    """The (class, group) cells of the product of the values present (a cell without examples makes the worst
+    group NaN: :func:`aimfair_plugin.metrics.worst_group_accuracy`)."""
+    return [(a, b) for a in np.unique(y_true).tolist() for b in np.unique(s).tolist()]
+
+
+# name -> (score function, where its groups come from)
+SCORES = {
+    "accuracy": (accuracy, None),
+    "worst_class_accuracy": (worst_class_accuracy, None),
+    "pseudo_group": (worst_group_accuracy, "pseudo"),
+    "worst_group": (worst_group_accuracy, "sensitive"),
+    "synthetic_worst_group": (worst_group_accuracy, "synthetic"),
+}
+
+
+class CandidateSelection(Params):
+    """Choose the returned model among fine-tuning candidates on held-out real data.
+
+    The candidates are the pre-trained model, the model after each fine-tuning epoch and WiSE-FT interpolations
+    between the two ends; each is scored while fine-tuning runs and only the best state is kept
+    (:class:`~aimfair_plugin.estimators.ScoredCheckpoints`). With the mitigator's ``batchnorm="real"`` every
+    fine-tuned candidate's BatchNorm statistics are re-estimated on the real training images before it is scored.
+
+    Parameters
+    ----------
+    validation_fraction : float in (0, 1) or None, default=None
+        A stratified share of the real training data held out from pre-training and fine-tuning to score the
+        candidates (scikit-learn's name, as in ``MLPClassifier``). None: the ``X_val``/``y_val`` given to
+        ``fit`` (required then). Not with a prefit (frozen) estimator, which may have seen any part of ``X``.
+    score : str or callable, default="synthetic_worst_group"
+        How a candidate is scored (higher is better; ties go to the earliest candidate, the pre-trained model
+        first):
+
+        - ``"accuracy"``: the upstream protocol; valid only on held-out data that is not biased like the
+          training data (on held-out data of the biased training distribution it prefers the least-moved model);
+        - ``"worst_class_accuracy"``: the lowest per-class recall, no group labels;
+        - ``"pseudo_group"``: the worst accuracy over groups made of the class and whether the pre-trained model
+          was right (JTT's error set), no group labels;
+        - ``"synthetic_worst_group"``: the worst (class, group) cell of a further balanced synthetic draw, whose
+          groups are known by construction; label-free, but it reads synthetic images only;
+        - ``"worst_group"``: the worst (class, group) cell of the held-out data; needs ``sensitive_features_val``
+          (a cell without examples makes it NaN, and the pre-trained model is kept);
+        - a scikit-learn scorer ``scorer(estimator, X_val, y_val)``.
+
+        The default is the one label-free score that rewarded debiasing on the package's benchmark.
+    interpolation_alphas : sequence of float in [0, 1], default=(0.25, 0.5, 0.75)
+        Candidates ``(1 - alpha) * θ_pre + alpha * θ_ft`` between the pre-trained and the last epoch's weights
+        (0 and 1 are the two ends, already candidates).
+
+    Examples
+    --------
+    >>> from aimfair_plugin.estimators import CandidateSelection, SelectiveFinetuneMitigator
+    >>> from aimfair_plugin.synth import RenderedDigitsProvider
+    >>> SelectiveFinetuneMitigator(RenderedDigitsProvider(),
+    ...     candidate_selection=CandidateSelection(validation_fraction=0.2, score="accuracy")).candidate_selection
+    CandidateSelection(validation_fraction=0.2, score='accuracy')
+    """
+
+    def __init__(self, validation_fraction=None, score="synthetic_worst_group", interpolation_alphas=(0.25, 0.5, 0.75)):
+        self.validation_fraction = validation_fraction
+        self.score = score
+        self.interpolation_alphas = interpolation_alphas
+
+    def validate(self):
+        """Check the settings (called by the mitigator's ``fit``); raises ``InvalidParameterError``."""
+        fraction = self.validation_fraction
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, Real)
+                                     or not 0 < fraction < 1):
+            raise InvalidParameterError(f"validation_fraction must be None or a float in (0, 1), got {fraction!r}.")
+        if not (callable(self.score) or self.score in SCORES):
+            raise InvalidParameterError(f"score must be one of {sorted(SCORES)} or a scorer, got {self.score!r}.")
+        alphas = self.interpolation_alphas
+        if not isinstance(alphas, (tuple, list)) or not all(
+                isinstance(a, Real) and not isinstance(a, bool) and 0 <= a <= 1 for a in alphas):
+            raise InvalidParameterError(f"interpolation_alphas must be a sequence of floats in [0, 1], got {alphas!r}.")
+
+    def alphas(self):
+        """The interpolation weights strictly between the two ends, sorted."""
+        return tuple(sorted({float(a) for a in self.interpolation_alphas} - {0.0, 1.0}))
