@@ -60,6 +60,37 @@ def bn_subset(X_train, bn_images, random_state):
     return X_train[np.sort(check_random_state(random_state).permutation(len(X_train))[:bn_images])]
 
 
+class ValidationScoring:
+    """The benchmark's per-epoch scores: overall and worst-cell accuracy on each validation set (a picklable
+    ``scoring`` for :class:`~aimfair_plugin.estimators.ScoredCheckpoints`, so a cached model keeps its curve).
+
+    Parameters
+    ----------
+    sets : dict name -> (X, y, s)
+        The validation sets (checked once into datasets here, read every epoch).
+    classes : ndarray
+        The labels the network's class indices stand for.
+
+    Attributes
+    ----------
+    predictions_ : dict name -> ndarray
+        The last scored candidate's predictions on each set: after training, the returned model's (the last
+        epoch is scored last, as returned), so the runner's validation report needs no second pass.
+    """
+
+    def __init__(self, sets, classes):
+        self.sets = {name: (as_image_dataset(X), np.asarray(y), np.asarray(s)) for name, (X, y, s) in sets.items()}
+        self.classes = np.asarray(classes)
+        self.predictions_ = {}
+
+    def __call__(self, net, candidate):
+        row = {}
+        for name, (X, y, s) in self.sets.items():
+            pred = self.predictions_[name] = self.classes[predict_indices(net, X)]
+            row.update({f"val_{name}_{key}": value for key, value in validation_scores(y, pred, s).items()})
+        return row
+
+
 def checkpoint_callbacks(job, data, rules, validation_sets, *, bn_batch_size=None, bn_images=BN_IMAGES):
     """The ``callbacks`` argument that scores every epoch of an estimator's training loop for
     :func:`select_checkpoints` (None for a job without checkpoint selection, ``job.checkpoints`` False).
@@ -69,17 +100,8 @@ def checkpoint_callbacks(job, data, rules, validation_sets, *, bn_batch_size=Non
     """
     if not job.checkpoints:
         return None
-    classes = np.unique(data.y_train)
-    sets = {name: (as_image_dataset(data[f"X_{split}"]), data[f"y_{split}"], data[f"s_{split}"])
-            for name, split in validation_sets.items()}  # checked once, read every epoch
-
-    def scoring(net, candidate):
-        row = {}
-        for name, (X, y, s) in sets.items():
-            pred = classes[predict_indices(net, X)]
-            row.update({f"val_{name}_{key}": value for key, value in validation_scores(y, pred, s).items()})
-        return row
-
+    scoring = ValidationScoring({name: (data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
+                                 for name, split in validation_sets.items()}, np.unique(data.y_train))
     images = None if bn_batch_size is None else bn_subset(data.X_train, bn_images, job.seed)
     callback = ScoredCheckpoints(scoring, {rule: keys for rule, keys in rules.items()}, batchnorm_images=images,
                                  batch_size=bn_batch_size or 128, score_returned_model=True)
@@ -104,6 +126,13 @@ def scored_checkpoints(model):
     return callback, None
 
 
+def last_predictions(model):
+    """The returned model's predictions on each validation set, as its loop's benchmark callback made them when
+    training ended (None when the model has no such callback)."""
+    callback, _ = scored_checkpoints(model)
+    return None if callback is None or callback.scoring is None else dict(callback.scoring.predictions_)
+
+
 def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestimate_batchnorm=False):
     """Evaluate the epoch each rule chose while ``model`` trained (its :func:`checkpoint_callbacks`).
 
@@ -118,7 +147,8 @@ def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestima
     evaluate : callable ``(model, X, y, s) -> dict``
         The runner's evaluation (the fairness report and cell accuracies of a model on a split).
     last : dict
-        The returned model's evaluation, ``{"metrics": test, "validation": {name: ...}}``.
+        The returned model's evaluation, ``{"metrics": test, "validation": {name: ...}}`` (its validation
+        predictions are the callback's last ones, :func:`last_predictions`).
     reestimate_batchnorm : bool
         Whether the method re-estimates BatchNorm statistics on the real training images after training.
 
@@ -136,13 +166,6 @@ def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestima
     n_epochs = int(scores["epoch"].max())
     curve = {"epoch": scores["epoch"].astype(int).tolist(),
              **{key: scores[key].tolist() for key in scores.columns if key.startswith("val_")}}
-    for name in validation_sets:  # the last epoch was scored on the model the method returned: the same numbers
-        for key in ("ACC", "WST"):
-            ours, theirs = curve[f"val_{name}_{key}"][-1], round(float(last["validation"][name][key]), 3)
-            if not (ours == theirs or (np.isnan(ours) and np.isnan(theirs))):
-                raise RuntimeError(f"The last epoch's val_{name}_{key} scored in the training loop ({ours}) differs "
-                                   f"from the returned model's ({theirs}): the callback did not score the model the "
-                                   "method returns.")
     n_bn = None if callback.batchnorm_images is None else len(callback.batchnorm_images)
     module = returned_classifier(model).net_.module_
     returned = {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -35,7 +35,7 @@ import aimfair_plugin
 from aimfair_plugin.metrics import fairness_report, group_accuracy_table
 from aimfair_plugin.utils import atomic_write, resolve_device
 
-from .checkpoints import BN_IMAGES, select_checkpoints
+from .checkpoints import BN_IMAGES, last_predictions, select_checkpoints
 from .methods import (
     METHODS,
     VALIDATION_SETS,
@@ -219,8 +219,11 @@ def run_job(job, cache_dir, n_threads=None):
         return {k: v for k, v in evaluate(job.method, model, X, y, s, eo_agg="mean").items() if k != "method"}
 
     metrics = scores(model, data.X_test, data.y_test, data.s_test)
-    validation = {name: scores(model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
-                  for name, split in VALIDATION_SETS.items()}
+    preds = (last_predictions(model) if job.checkpoints else None) or {
+        name: model.predict(data[f"X_{split}"]) for name, split in VALIDATION_SETS.items()}
+    validation = {name: {k: v for k, v in evaluate_predictions(
+        job.method, data[f"y_{split}"], preds[name], data[f"s_{split}"], eo_agg="mean").items() if k != "method"}
+        for name, split in VALIDATION_SETS.items()}
     checkpoints = select_checkpoints(
         model, data, VALIDATION_SETS, scores, last={"metrics": metrics, "validation": validation},
         reestimate_batchnorm=reestimates_batchnorm(job),
