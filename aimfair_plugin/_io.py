@@ -2,10 +2,13 @@
 
 Everything the package writes that another process may read while it is written (caches, prompt files,
 manifests, generated images, benchmark records) goes through :func:`atomic_write`: the content goes to a
-temporary file in the same folder, which then replaces the target in one ``os.replace``.
+temporary file in the same folder, which then replaces the target in one ``os.replace``. The temporary file is
+made by ``tempfile.mkstemp``, so its name is unique to the call: two threads or processes writing the same
+target never share one (the last ``os.replace`` wins, and each reader sees one whole file).
 """
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,7 +39,9 @@ def atomic_path(path):
     'done'
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)

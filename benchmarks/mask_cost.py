@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
 from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
 from aimfair_plugin.metrics import fairness_scorer
 
+from .methods import mitigator_params
 from .suites import EMBEDDED_FINETUNE, EMBEDDED_RECIPE, embedded_task
 from .tasks import load_task
 
@@ -38,9 +40,12 @@ CRITERIA = ("abs_diff", "normalized")
 GRID = [45, 50, 55, 58, 60]
 
 
-def _mitigator(provider, seed, **params):
+def _mitigator(provider, seed, estimator, memory="process", **settings):
+    """The mitigator at the embedded suite's fine-tuning settings changed by ``settings`` (the benchmark's flat
+    names, :func:`benchmarks.methods.mitigator_params`)."""
     finetune = {k: v for k, v in EMBEDDED_FINETUNE.items() if k != "finetune_lr"}
-    return SelectiveFinetuneMitigator(provider, random_state=seed, **{**finetune, **params})
+    return SelectiveFinetuneMitigator(provider, estimator=estimator, memory=memory, random_state=seed,
+                                      **mitigator_params({**finetune, **settings}))
 
 
 def mask_stability(data, seed, caps=CAPS, criteria=CRITERIA):
@@ -51,7 +56,7 @@ def mask_stability(data, seed, caps=CAPS, criteria=CRITERIA):
         masks = {}
         for cap in (None, *caps):
             start = time.perf_counter()
-            fitted = _mitigator(data.provider, seed, estimator=erm, prefit=True, criterion=criterion,
+            fitted = _mitigator(data.provider, seed, FrozenEstimator(erm), criterion=criterion,
                                 finetune_epochs=0, mask_max_batches=cap).fit(data.X_train, data.y_train)
             masks[cap] = np.array(list(fitted.selection_mask_.values()))  # name -> selected, in module order
             rows.append({"seed": seed, "criterion": criterion, "max_batches": cap or "all",
@@ -66,7 +71,7 @@ def grid_cost(data, seed, grid=GRID):
     X, y, s = data.X_train, data.y_train, data.s_train
 
     def make(memory):
-        return _mitigator(data.provider, seed, estimator=ImageClassifier(random_state=seed, **EMBEDDED_RECIPE),
+        return _mitigator(data.provider, seed, ImageClassifier(random_state=seed, **EMBEDDED_RECIPE),
                           memory=memory, finetune_lr=EMBEDDED_FINETUNE["finetune_lr"])
 
     with tempfile.TemporaryDirectory() as single_dir, tempfile.TemporaryDirectory() as grid_dir:
@@ -75,7 +80,7 @@ def grid_cost(data, seed, grid=GRID):
         single = time.perf_counter() - start
         start = time.perf_counter()
         with sklearn.config_context(enable_metadata_routing=True):
-            GridSearchCV(make(grid_dir), {"top_k": grid}, scoring=fairness_scorer("WST"), cv=2,
+            GridSearchCV(make(grid_dir), {"strategy__top_k": grid}, scoring=fairness_scorer("WST"), cv=2,
                          refit=False).fit(X, y, sensitive_features=s)
         searched = time.perf_counter() - start
     return {"seed": seed, "single_fit_s": round(single, 1), "grid_s": round(searched, 1),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .domain_gap import DEFAULT_RUN, level_of
 from .methods import METHODS
+from .selection import format_interval
 
 COPIED = ("report.md", "selected.csv", "paired.csv", "checkpoints.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
           "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
@@ -67,8 +68,7 @@ def _table(frame):
 
 def _interval(row):
     """``+x.x [lo, hi]``, with `` *`` when the interval excludes 0."""
-    marker = "" if row["ci_low"] <= 0 <= row["ci_high"] else " *"
-    return f"{row['mean_diff']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]{marker}"
+    return format_interval(row["mean_diff"], row["ci_low"], row["ci_high"], decimals=1, mark=True)
 
 
 def _label(key):

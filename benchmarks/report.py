@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 
 from .methods import METHODS, table_methods
-from .selection import REFERENCES, RULES, checkpoint_frame, paired_frame, paired_sentences, select_variants
+from .selection import (
+    REFERENCES,
+    RULES,
+    checkpoint_frame,
+    format_interval,
+    paired_frame,
+    paired_sentences,
+    select_variants,
+)
 
 METRICS = ["ACC", "WST", "EO", "STD", "AD", "AOD", "EOD"]
 CELLS = ["cell_y0_s0", "cell_y0_s1", "cell_y1_s0", "cell_y1_s1"]
@@ -241,11 +249,6 @@ def checkpoint_table(checkpoints):
             checkpoints["mean_diff"], checkpoints["ci_low"], checkpoints["ci_high"])],
         "Seeds": checkpoints["n_seeds"]})
     return table
-
-
-def format_interval(mean, low, high):
-    """``+x.xx [lo, hi]`` (just the mean when the interval is undefined)."""
-    return f"{mean:+.2f}" if np.isnan(low) else f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def paired_table(paired):

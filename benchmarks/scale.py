@@ -95,7 +95,7 @@ def one_fit(data, root, n_synthetic, width, mask_batches, batch_size):
     """Fit once in this process; returns the measurements (called in a fresh subprocess by :func:`main`)."""
     import torch
 
-    from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+    from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator, SelectiveMask
     from aimfair_plugin.synth import ImageFolderProvider
 
     labels = pd.read_csv(data / "real" / "labels.csv")
@@ -105,8 +105,8 @@ def one_fit(data, root, n_synthetic, width, mask_batches, batch_size):
                                 image_size=SIZE, augment=False, random_state=0)
     mitigator = SelectiveFinetuneMitigator(
         ImageFolderProvider(root, image_size=SIZE, replace=True), estimator=estimator, synthetic_ratio=n_synthetic / len(y),
-        bias_ratio=0.9, top_k=55, finetune_epochs=1, finetune_batch_size=batch_size, mask_max_batches=mask_batches,
-        memory=None, random_state=0)
+        strategy=SelectiveMask(top_k=55, bias_ratio=0.9, max_batches=mask_batches), finetune_epochs=1,
+        finetune_batch_size=batch_size, memory=None, random_state=0)
     start = time.perf_counter()
     mitigator.fit(paths, y)
     wall = time.perf_counter() - start

@@ -78,14 +78,23 @@ def selected_frame(summary):
     return frame[SELECTED_COLUMNS + extra].rename(columns=lambda c: c.replace("_mean", "") if c.startswith("val_") else c)
 
 
+def format_interval(mean, low, high, *, decimals=2, mark=False):
+    """``+x.xx [lo, hi]`` (just the mean when the interval is undefined): the one way the benchmark writes a
+    mean difference with its interval. ``mark``: append `` *`` when the interval excludes 0."""
+    if np.isnan(low):
+        return f"{mean:+.{decimals}f}"
+    marker = " *" if mark and not low <= 0 <= high else ""
+    return f"{mean:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}]{marker}"
+
+
 def t_interval(differences, confidence=CONFIDENCE):
     """``(mean, low, high)`` of a two-sided Student t interval; the bounds are NaN for fewer than 2 values."""
     d = np.asarray(differences, dtype=float)
     mean = float(d.mean()) if len(d) else float("nan")
     if len(d) < 2:
         return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return mean, mean - half, mean + half
+    low, high = stats.t.interval(confidence, len(d) - 1, loc=mean, scale=stats.sem(d))
+    return mean, float(low), float(high)
 
 
 def paired_frame(frame, summary, references=REFERENCES, metrics=PAIRED_METRICS):
@@ -156,10 +165,9 @@ def paired_sentences(paired, method="aimfair"):
     names = {"ERM": "ERM", "Fully Fine-Tuning": "full fine-tuning"}
     label = "AIM-Fair" if method == "aimfair" else METHODS[method].label
     for _, row in paired[paired["method_key"] == method].iterrows():
-        interval = ("" if np.isnan(row["ci_low"]) else
-                    f" [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+        interval = format_interval(row["mean_diff"], row["ci_low"], row["ci_high"], decimals=1)
         lines.append(f"{row['task']}, {row['rule']}: {label} vs {names.get(row['reference'], row['reference'])}, "
-                     f"{row['metric']}: {row['mean_diff']:+.1f}{interval} over {row['n_seeds']} seeds "
+                     f"{row['metric']}: {interval} over {row['n_seeds']} seeds "
                      f"(95 % t interval; {row['variant'] or 'one variant'} vs "
                      f"{row['reference_variant'] or 'one variant'}).")
     return lines

@@ -28,12 +28,12 @@ def afr_weights(p_true, y, gamma):
     return w / len(classes)
 
 
-@with_backbone_params(holdout_fraction=0.2, gamma=4.0, reg_lambda=0.0, max_iter=200, memory="process")
+@with_backbone_params(validation_fraction=0.2, gamma=4.0, reg_lambda=0.0, max_iter=200, memory="process")
 class AFRClassifier(ImageClassifier):
     """Automatic Feature Reweighting on the ResNet backbone, without group labels.
 
     1. ERM (this estimator's backbone parameters) on the training data
-       except a stratified ``holdout_fraction`` of it, which stage one never
+       except a stratified ``validation_fraction`` of it, which stage one never
        sees.
     2. On the held-out part, every example gets the weight
        ``exp(-gamma * p)``, ``p`` being the ERM model's probability of its
@@ -48,7 +48,7 @@ class AFRClassifier(ImageClassifier):
 
     Parameters
     ----------
-    holdout_fraction : float, default=0.2
+    validation_fraction : float, default=0.2
         Share of the training data kept out of stage one for reweighting (the
         paper's 80 / 20 split).
     gamma : float, default=4.0
@@ -93,7 +93,7 @@ class AFRClassifier(ImageClassifier):
 
     _parameter_constraints = {
         **ImageClassifier._parameter_constraints,
-        "holdout_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "gamma": [Interval(Real, 0, None, closed="left")],
         "reg_lambda": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -106,9 +106,9 @@ class AFRClassifier(ImageClassifier):
         seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
         rows = np.arange(len(X))
         try:
-            first, held = train_test_split(rows, test_size=self.holdout_fraction, stratify=y, random_state=seed)
+            first, held = train_test_split(rows, test_size=self.validation_fraction, stratify=y, random_state=seed)
         except ValueError as exc:
-            raise ValueError(f"AFR cannot hold out {self.holdout_fraction} of {len(X)} samples with both classes "
+            raise ValueError(f"AFR cannot hold out {self.validation_fraction} of {len(X)} samples with both classes "
                              f"on each side: {exc}") from exc
         self.holdout_indices_, first = np.sort(held), np.sort(first)
         stage_one = fit_stage_one(self, X[first], y[first], None if weights is None else weights[first])

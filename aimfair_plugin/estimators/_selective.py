@@ -459,6 +459,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
         with torch.device("meta"):
             names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
+        if getattr(strategy, "top_k", None) is not None:
+            resolve_top_k(strategy.top_k, len(names))  # a count the network does not have fails before training
         images, y, held_out = self._held_out(images, y, base, prefit, validation or {}, record=reset)
         return _FitState(images, y, base, prefit, strategy, names, check_random_state(self.random_state),
                          held_out=held_out)
@@ -706,10 +708,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     def reestimate_batchnorm(self, X):
         """Re-estimate the fine-tuned network's BatchNorm statistics on the real images ``X``, as
-        ``bn_statistics="real"`` does when fine-tuning ends (batches of ``finetune_batch_size``; no labels read).
+        ``batchnorm="real"`` does when fine-tuning ends (batches of ``finetune_batch_size``; no labels read).
 
-        With weights loaded from an epoch's checkpoint
-        (:class:`~aimfair_plugin.estimators.EpochCheckpoints`), this makes the model the mitigator would have
+        With weights loaded from a kept checkpoint
+        (:class:`~aimfair_plugin.estimators.ScoredCheckpoints`), this makes the model the mitigator would have
         returned had fine-tuning stopped at that epoch.
 
         Parameters

@@ -13,7 +13,6 @@ attribute is as unpredictable as the model can make it, so a per-(y, s) ``sample
 not apply; call ``sample(n, y=labels)`` and train any downstream classifier on the result.
 """
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -34,12 +33,12 @@ from ._tabular import TabularEncoder
 
 
 def timestep_embedding(t, dim, n_steps):
-    """Sinusoidal embedding of integer timesteps (the usual transformer/DDPM one), scaled to [0, 1000]."""
-    t = t.float() * (1000.0 / n_steps)
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device).float() / half)
-    args = t[:, None] * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    """Sinusoidal embedding of integer timesteps, scaled to [0, 1000]: diffusers' ``get_timestep_embedding``
+    (sines then cosines, frequencies ``10000 ** (-i / (dim // 2))``)."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    return get_timestep_embedding(t.float() * (1000.0 / n_steps), dim, flip_sin_to_cos=False,
+                                  downscale_freq_shift=0)
 
 
 class TimeConditionedMLP(nn.Module):

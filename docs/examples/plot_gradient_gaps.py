@@ -13,7 +13,7 @@ filled.
 import matplotlib.pyplot as plt
 
 from aimfair_plugin.datasets import make_colored_mnist
-from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator, SelectiveMask
 from aimfair_plugin.inspection import plot_gradient_gaps
 from aimfair_plugin.synth import RenderedDigitsProvider
 
@@ -26,7 +26,8 @@ erm = ImageClassifier(width=8, max_epochs=4, lr=0.05, batch_size=64, lr_mileston
 # divided by its own gradient scale), both with the paper's intersection of the two top-k lists.
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, criterion in zip(axes, ("abs_diff", "normalized")):
-    mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, top_k=45, criterion=criterion,
+    mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm,
+                                           strategy=SelectiveMask(top_k=45, criterion=criterion),
                                            random_state=0).select(data.X_train, data.y_train)
     plot_gradient_gaps(mitigator, ax=ax, title=f"{criterion}: {mitigator.n_selected_} tensors")
     report = mitigator.mask_report_

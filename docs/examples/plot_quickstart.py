@@ -12,6 +12,7 @@ reads the protected attribute; the report does, on a test set balanced over the 
 # Data: 2,000 biased training images (4 % of each class has the rare colour), 32 px.
 import matplotlib.pyplot as plt
 import pandas as pd
+from sklearn.frozen import FrozenEstimator
 
 from aimfair_plugin.datasets import make_colored_mnist
 from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
@@ -24,10 +25,10 @@ erm = ImageClassifier(width=8, max_epochs=8, lr=0.05, batch_size=64, lr_mileston
 erm.fit(data.X_train, data.y_train)
 
 # %%
-# The mitigator starts from the fitted ERM model (``prefit=True``), draws biased and balanced synthetic sets
-# from the provider, selects tensors and fine-tunes them; its BatchNorm statistics are re-estimated on the
-# real training images at the end (``bn_statistics="real"``, the default).
-mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, prefit=True,
+# The mitigator starts from the fitted ERM model (scikit-learn's ``FrozenEstimator``: prefit, never refitted),
+# draws biased and balanced synthetic sets from the provider, selects tensors and fine-tunes them; its BatchNorm
+# statistics are re-estimated on the real training images at the end (``batchnorm="real"``, the default).
+mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=FrozenEstimator(erm),
                                        finetune_epochs=5, finetune_lr=0.001, finetune_batch_size=64,
                                        random_state=0)
 mitigator.fit(data.X_train, data.y_train)

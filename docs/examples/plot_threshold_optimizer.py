@@ -13,6 +13,7 @@ test split.
 import matplotlib.pyplot as plt
 import pandas as pd
 from fairlearn.postprocessing import ThresholdOptimizer
+from sklearn.frozen import FrozenEstimator
 
 from aimfair_plugin.datasets import make_colored_mnist
 from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
@@ -25,7 +26,7 @@ X_test, y_test, s_test = data.X_test[200:], data.y_test[200:], data.s_test[200:]
 
 erm = ImageClassifier(width=8, max_epochs=8, lr=0.05, batch_size=64, lr_milestones=(6,), lr_gamma=0.1,
                       augment=False, random_state=0).fit(data.X_train, data.y_train)
-mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, prefit=True, finetune_epochs=5,
+mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=FrozenEstimator(erm), finetune_epochs=5,
                                        finetune_lr=0.001, finetune_batch_size=64, random_state=0)
 mitigator.fit(data.X_train, data.y_train)
 

@@ -1,37 +1,65 @@
-"""Checkpoint selection in the benchmark: every epoch scored on both validation sets, one epoch kept per rule."""
+"""Checkpoint selection in the benchmark: every epoch scored on both validation sets while training runs, one
+checkpoint kept per rule."""
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from sklearn.utils import Bunch
+from skorch.callbacks import Callback
 from test_runner import TOY, fake_record, untuned_path
 
 from aimfair_bench.checkpoints import (
     CALLBACK,
+    RULES,
     checkpoint_callbacks,
-    choose_epoch,
+    last_predictions,
     select_checkpoints,
     validation_scores,
 )
 from aimfair_bench.cli import main
+from aimfair_bench.methods import VALIDATION_SETS
 from aimfair_bench.report import markdown_report, records_frame, summarise
-from aimfair_bench.runner import VALIDATION_SETS
-from aimfair_bench.selection import RULES, at_checkpoint, checkpoint_frame, paired_frame, select_variants
+from aimfair_bench.selection import at_checkpoint, checkpoint_frame, paired_frame, select_variants
 from aimfair_plugin.datasets import make_colored_mnist
-from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+from aimfair_plugin.estimators import ImageClassifier, ScoredCheckpoints, SelectiveFinetuneMitigator
 from aimfair_plugin.metrics import fairness_report
 from aimfair_plugin.synth import RenderedDigitsProvider
 
 TINY = dict(width=4, batch_size=64, augment=False, random_state=0)
+JOB = SimpleNamespace(checkpoints=True, seed=0)
 
 
-def test_choose_epoch_takes_the_best_score_then_the_tie_break_then_the_earliest():
-    curve = {"a": [50, 70, 70, 70, 60], "b": [1, 2, 3, 3, 9]}
-    assert choose_epoch(curve, "a", "b") == 3  # 70 three times; tie-break 3 first reached at epoch 3
-    assert choose_epoch(curve, "a", "a") == 2  # full tie: the earliest
-    assert choose_epoch(curve, "b", "a") == 5
+class KeepEpochs(Callback):
+    """Every epoch's weights as trained (to rebuild the candidates by hand)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.states_ = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states_.append({k: v.detach().clone() for k, v in net.module_.state_dict().items()})
+
+
+class BreakLastEpoch(Callback):
+    """Makes the model a constant classifier at the end of its last epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == net.max_epochs:
+            with torch.no_grad():
+                net.module_.fc.weight.zero_()
+                net.module_.fc.bias.copy_(torch.tensor([5.0, 0.0]))
+
+
+def test_the_best_score_then_the_tie_break_then_the_earliest_epoch_is_kept(small_mnist):
+    script = {"a": [50, 70, 70, 70, float("nan"), 60], "b": [1, 2, 3, 3, 9, 9]}
+    callback = ScoredCheckpoints(lambda net, c: {k: v[c["epoch"] - 1] for k, v in script.items()},
+                                 {"ab": ("a", "b"), "aa": ("a", "a"), "ba": ("b", "a")})
+    ImageClassifier(max_epochs=6, callbacks=[("scores", callback)], **TINY).fit(small_mnist.X_train[:64],
+                                                                                small_mnist.y_train[:64])
+    assert {k: v["epoch"] for k, v in callback.best_.items()} == {"ab": 3, "aa": 2, "ba": 5}  # NaN ranks lowest
+    assert len(callback.best_states_) == 3 and len(callback.scores_) == 6
 
 
 def test_validation_scores_equal_the_fairness_report():
@@ -61,78 +89,80 @@ def scores(model, X, y, s):
 
 
 def last_evaluation(model, data):
-    preds = {name: model.predict(data[f"X_{split}"]) for name, split in VALIDATION_SETS.items()}
     return {"metrics": scores(model, data.X_test, data.y_test, data.s_test),
             "validation": {name: scores(model, data[f"X_{split}"], data[f"y_{split}"], data[f"s_{split}"])
-                           for name, split in VALIDATION_SETS.items()}, "pred": preds}
+                           for name, split in VALIDATION_SETS.items()}}
+
+
+def callbacks(data, **options):
+    return checkpoint_callbacks(JOB, data, RULES, VALIDATION_SETS, **options)
 
 
 def test_an_earlier_epoch_is_kept_evaluated_as_a_model_with_its_weights_and_the_model_is_restored(data):
-    model = ImageClassifier(max_epochs=3, lr=0.05, callbacks=checkpoint_callbacks(), **TINY).fit(data.X_train, data.y_train)
-    states = dict(model.net_.callbacks_)[CALLBACK].states_
-    assert len(states) == 3
-    good = copy.deepcopy(states[1])
-    # make the returned model (and its last epoch) a constant classifier: the rules must go back to an epoch before
-    with torch.no_grad():
-        model.net_.module_.fc.weight.zero_()
-        model.net_.module_.fc.bias.copy_(torch.tensor([5.0, 0.0]))
-    states[2] = copy.deepcopy(model.net_.module_.state_dict())
+    keep = KeepEpochs()
+    model = ImageClassifier(max_epochs=3, lr=0.05, callbacks=[keep, ("break", BreakLastEpoch()), *callbacks(data)],
+                            **TINY).fit(data.X_train, data.y_train)
     returned = copy.deepcopy(model.net_.module_.state_dict())
     last = last_evaluation(model, data)
-    result = select_checkpoints(model, data, VALIDATION_SETS, RULES, scores, last=last)
+    # the runner reads the returned model's validation predictions from the callback: they are the model's own
+    for name, split in VALIDATION_SETS.items():
+        np.testing.assert_array_equal(last_predictions(model)[name], model.predict(data[f"X_{split}"]))
+    result = select_checkpoints(model, data, VALIDATION_SETS, scores, last=last)
     assert result["n_epochs"] == 3 and result["curve"]["epoch"] == [1, 2, 3]
     assert result["curve"]["val_train_ACC"][2] == pytest.approx(last["validation"]["train"]["ACC"])
-    for rule, (score, tie) in RULES.items():
-        chosen = result["selected"][rule]
-        assert chosen["epoch"] == choose_epoch(result["curve"], score, tie) < 3
+    for rule, (score, tie) in RULES.items():  # the constant last epoch is never the best
+        keys = list(zip(result["curve"][score], result["curve"][tie]))
+        assert result["selected"][rule]["epoch"] == 1 + max(range(3), key=lambda i: (keys[i], -i)) < 3
     # independent: a fresh model with the chosen epoch's weights
     epoch = result["selected"]["group_val"]["epoch"]
     fresh = copy.deepcopy(model)
-    fresh.net_.module_.load_state_dict(good if epoch == 2 else states[epoch - 1])
+    fresh.net_.module_.load_state_dict(keep.states_[epoch - 1])
     assert result["selected"]["group_val"]["metrics"] == scores(fresh, data.X_test, data.y_test, data.s_test)
     assert result["selected"]["group_val"]["validation"]["group"]["WST"] == result["curve"]["val_group_WST"][epoch - 1]
     for key, value in model.net_.module_.state_dict().items():  # restored bit for bit
         assert torch.equal(value, returned[key])
-    assert dict(model.net_.callbacks_)[CALLBACK].states_ == []  # the copies are released
+    assert dict(model.net_.callbacks_)[CALLBACK].best_states_ == {}  # the copies are released
 
 
 def test_a_model_without_epochs_keeps_its_returned_model_and_says_why(data):
     model = ImageClassifier(max_epochs=1, **TINY).fit(data.X_train, data.y_train)  # no checkpoint callback
-    result = select_checkpoints(model, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(model, data))
+    result = select_checkpoints(model, data, VALIDATION_SETS, scores, last=last_evaluation(model, data))
     assert set(result) == {"reason"} and "checkpoint callback" in result["reason"]
 
 
-def test_batchnorm_real_checkpoints_are_scored_with_re_estimated_statistics(data):
+@pytest.mark.parametrize("bn_images", [None, 100])
+def test_batchnorm_real_checkpoints_are_scored_with_re_estimated_statistics(data, bn_images):
+    keep = KeepEpochs()
     erm = ImageClassifier(max_epochs=1, lr=0.05, **TINY)
-    mitigator = SelectiveFinetuneMitigator(RenderedDigitsProvider(), estimator=erm, strategy="full", finetune_epochs=2,
-                                           finetune_lr=0.01, bn_statistics="real", random_state=0,
-                                           callbacks=checkpoint_callbacks()).fit(data.X_train, data.y_train)
-    states = [copy.deepcopy(s) for s in dict(mitigator.estimator_.net_.callbacks_)[CALLBACK].states_]
-    assert len(states) == 2
+    mitigator = SelectiveFinetuneMitigator(
+        RenderedDigitsProvider(), estimator=erm, strategy="full", finetune_epochs=2, finetune_lr=0.01,
+        batchnorm="real", random_state=0,
+        callbacks=[keep, *callbacks(data, bn_batch_size=128, bn_images=bn_images)]).fit(data.X_train, data.y_train)
     # the last epoch's weights with statistics re-estimated on all real images are the returned model, bit for bit
     rebuilt = copy.deepcopy(mitigator)
-    rebuilt.estimator_.net_.module_.load_state_dict(states[1])
+    rebuilt.estimator_.net_.module_.load_state_dict(keep.states_[1])
     rebuilt.reestimate_batchnorm(data.X_train)
     for key, value in mitigator.estimator_.net_.module_.state_dict().items():
         assert torch.equal(value, rebuilt.estimator_.net_.module_.state_dict()[key])
-    # epoch 1 scored on all images (bn_images=None) equals a hand-made model: weights of epoch 1, statistics re-estimated
-    result = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
-                                reestimate_batchnorm=True, bn_images=None)
+    result = select_checkpoints(mitigator, data, VALIDATION_SETS, scores, last=last_evaluation(mitigator, data),
+                                reestimate_batchnorm=True)
+    # epoch 1 was scored as a hand-made model: its weights, statistics re-estimated on the BatchNorm images
+    from aimfair_bench.checkpoints import bn_subset
+
     hand = copy.deepcopy(mitigator.estimator_)
-    hand.net_.module_.load_state_dict(states[0])
-    hand.reestimate_batchnorm(data.X_train, batch_size=mitigator.finetune_batch_size)
+    hand.net_.module_.load_state_dict(keep.states_[0])
+    hand.reestimate_batchnorm(bn_subset(data.X_train, bn_images, JOB.seed), batch_size=mitigator.finetune_batch_size)
     expected = validation_scores(data.y_val, hand.predict(data.X_val), data.s_val)
     assert result["curve"]["val_group_WST"][0] == expected["WST"]
     assert result["curve"]["val_group_ACC"][0] == expected["ACC"]
-    assert result["bn_images"] == len(data.X_train)
-    # with a subset, only that many images are read per scored epoch
-    subset = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
-                                reestimate_batchnorm=True, bn_images=100)
-    assert set(subset) == {"reason"}  # the first call released the weights
-    dict(mitigator.estimator_.net_.callbacks_)[CALLBACK].states_ = states
-    subset = select_checkpoints(mitigator, data, VALIDATION_SETS, RULES, scores, last=last_evaluation(mitigator, data),
-                                reestimate_batchnorm=True, bn_images=100)
-    assert subset["bn_images"] == 100 and len(subset["curve"]["epoch"]) == 2
+    assert result["bn_images"] == (len(data.X_train) if bn_images is None else bn_images)
+    # a chosen earlier epoch is evaluated with statistics from all real images (the model fit would have returned)
+    for rule, chosen in result["selected"].items():
+        if chosen["epoch"] == 1:
+            full = copy.deepcopy(mitigator)
+            full.estimator_.net_.module_.load_state_dict(keep.states_[0])
+            full.reestimate_batchnorm(data.X_train)
+            assert chosen["metrics"] == scores(full, data.X_test, data.y_test, data.s_test), rule
 
 
 def checkpointed(method, seed, last_wst, checkpoint_wst, epoch, val_wst, variant=""):
@@ -214,7 +244,8 @@ def test_no_checkpoints_keeps_the_last_epoch_and_is_another_setting(tmp_path):
 
     suite = build_suite("quick", tuned_path=untuned_path())
     assert all(j.settings_hash != k.settings_hash for j, k in zip(make_jobs(suite), make_jobs(suite, checkpoints=False)))
-    assert main(args) == 0  # its ERM model is not the cached one without checkpoints: each mode has its cache
-    assert (out / "cache").is_dir() and (out / "cache-checkpoints").is_dir()
+    # one cache folder: the cached ERM model has no curve, so the checkpointed ERM run trains its own
+    assert main(args) == 0
+    assert (out / "cache").is_dir() and not (out / "cache-checkpoints").exists()
     for path in sorted(out.glob("records/*/*/seed0.json")):
         assert json.loads(path.read_text())["checkpoints"]["n_epochs"] == 1, path

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.frozen import FrozenEstimator
 
 from aimfair_plugin.estimators import AutoRGNAdam, AutoRGNSGD, ImageClassifier, SelectiveFinetuneMitigator
 from aimfair_plugin.estimators._auto_rgn import auto_rgn_factors
@@ -75,7 +76,7 @@ def test_mitigator_auto_rgn_tunes_every_tensor_at_its_own_rate(small_mnist):
     provider = ArrayProvider(1.0 - d.X_test, d.y_test, d.s_test)
     fast = dict(width=8, max_epochs=1, lr=0.05, batch_size=64, augment=False)
     pretrained = ImageClassifier(random_state=0, **fast).fit(d.X_train, d.y_train)
-    common = dict(estimator=pretrained, prefit=True, finetune_epochs=1, finetune_lr=0.05, finetune_batch_size=64,
+    common = dict(estimator=FrozenEstimator(pretrained), finetune_epochs=1, finetune_lr=0.05, finetune_batch_size=64,
                   random_state=0)
     rgn = SelectiveFinetuneMitigator(provider, strategy="auto_rgn", **common).fit(d.X_train, d.y_train)
     full = SelectiveFinetuneMitigator(provider, strategy="full", **common).fit(d.X_train, d.y_train)

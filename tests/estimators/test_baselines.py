@@ -236,7 +236,7 @@ BASELINES = [
     (LfFClassifier, {"gce_q": 0.5}, {"gce_q": 2.0}),
     (InfluenceReweightingClassifier, {"lissa_iterations": 5}, {"influence_layers": "middle"}),
     (GroupDROClassifier, {"step_size": 0.1}, {"step_size": -1.0}),
-    (AFRClassifier, {"gamma": 2.0, "reg_lambda": 0.1, "memory": None}, {"holdout_fraction": 1.5}),
+    (AFRClassifier, {"gamma": 2.0, "reg_lambda": 0.1, "memory": None}, {"validation_fraction": 1.5}),
 ]
 
 

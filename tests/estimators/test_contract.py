@@ -110,11 +110,8 @@ def test_names_never_released_are_gone():
         assert not hasattr(cls, old)
 
 
-def test_mitigator_and_estimator_devices_cannot_disagree(small_mnist):
-    mitigator = SelectiveFinetuneMitigator(_provider(small_mnist), estimator=ImageClassifier(device="cpu", **{
-        k: v for k, v in TINY.items()}), device="mps")
-    with pytest.raises(ValueError, match="disagree"):
-        fit(mitigator, small_mnist)
+def test_the_mitigator_takes_its_device_from_its_estimator():
+    assert "device" not in inspect.signature(SelectiveFinetuneMitigator).parameters  # one place: the estimator's
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.__name__)

@@ -7,14 +7,18 @@ import pytest
 import sklearn
 import torch
 from _tiny import TINY, tiny_mitigator
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 from torch.utils.data import Dataset
 
 from aimfair_plugin.estimators import (
+    CandidateSelection,
     CVaRDROClassifier,
     ImageClassifier,
     MaskStrategy,
     SelectiveFinetuneMitigator,
+    SelectiveMask,
+    interpolate_states,
     reestimate_batchnorm_statistics,
 )
 from aimfair_plugin.exceptions import (
@@ -73,8 +77,8 @@ def test_reestimated_statistics_equal_a_hand_computation_and_read_no_labels():
 
 def test_bn_statistics_real_is_the_fine_tuned_weights_with_statistics_from_the_real_images(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
-    kept = mitigator(small_mnist, strategy="full", bn_statistics="finetune").fit(X, y)
-    real = mitigator(small_mnist, strategy="full", bn_statistics="real").fit(X, y)
+    kept = mitigator(small_mnist, strategy="full", batchnorm="finetune").fit(X, y)
+    real = mitigator(small_mnist, strategy="full", batchnorm="real").fit(X, y)
     by_hand = kept.estimator_.reestimate_batchnorm(X)  # the same weights, statistics re-estimated on X
     for (name, a), b in zip(real.estimator_.net_.module_.state_dict().items(),
                             by_hand.net_.module_.state_dict().values()):
@@ -85,7 +89,7 @@ def test_bn_statistics_real_is_the_fine_tuned_weights_with_statistics_from_the_r
 
 
 def test_bn_statistics_eval_keeps_every_layer_at_the_pretrained_statistics(small_mnist):
-    model = mitigator(small_mnist, strategy="full", bn_statistics="eval").fit(small_mnist.X_train[:160],
+    model = mitigator(small_mnist, strategy="full", batchnorm="eval").fit(small_mnist.X_train[:160],
                                                                             small_mnist.y_train[:160])
     before = model.stage_one_estimator_.net_.module_.state_dict()
     after = model.estimator_.net_.module_.state_dict()
@@ -97,7 +101,7 @@ def test_bn_statistics_eval_keeps_every_layer_at_the_pretrained_statistics(small
 def test_an_empty_mask_warns_and_returns_the_pretrained_model(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
     class NoTensor(MaskStrategy):
-        def mask(self, gaps, k, rng):
+        def mask(self, gaps, rng):
             return np.zeros(len(gaps), dtype=bool)
 
     with pytest.warns(EmptyMaskWarning, match="selects no tensor"):
@@ -108,7 +112,7 @@ def test_an_empty_mask_warns_and_returns_the_pretrained_model(small_mnist):
 
 
 def test_grid_search_over_top_k_finishes_with_empty_masks(small_mnist):
-    search = GridSearchCV(mitigator(small_mnist), {"top_k": [10, 20, 30, 40, 50, 60]},
+    search = GridSearchCV(mitigator(small_mnist, strategy=SelectiveMask()), {"strategy__top_k": [10, 20, 30, 40, 50, 60]},
                           scoring=fairness_scorer("WST"), cv=2)
     with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyMaskWarning)
@@ -138,8 +142,6 @@ def test_a_fit_that_predicts_one_class_warns(small_mnist):
 
 
 def test_interpolation_endpoints_are_the_two_models_bit_for_bit():
-    from aimfair_plugin.estimators._guard import interpolate_states
-
     torch.manual_seed(0)
     a, b = torch.nn.BatchNorm2d(3).state_dict(), torch.nn.BatchNorm2d(3)
     b.weight.data.normal_(), b.running_mean.normal_(), b.num_batches_tracked.fill_(5)
@@ -157,8 +159,9 @@ def test_a_fine_tuning_that_only_hurts_hands_back_the_pretrained_model(small_mni
     flipped = ArrayProvider(small_mnist.X_test, 1 - small_mnist.y_test, small_mnist.s_test)  # labels inverted
     model = SelectiveFinetuneMitigator(
         flipped, estimator=ImageClassifier(**{**TINY, "max_epochs": 3}), strategy="full", finetune_epochs=3,
-        finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5, validation_fraction=0.2,
-        selection_score="worst_class_accuracy", random_state=0)  # a synthetic score cannot see it: labels flipped
+        finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5,
+        candidate_selection=CandidateSelection(validation_fraction=0.2, score="worst_class_accuracy"),
+        random_state=0)  # a synthetic score cannot see it: labels flipped
     with pytest.warns(FineTuningWarning, match="pre-trained model is returned"):
         model.fit(X, y)
     scores = model.finetune_scores_
@@ -180,8 +183,9 @@ def test_held_out_rows_never_reach_pre_training_and_the_best_candidate_is_return
         return fit(self, X_, y_, sample_weight=sample_weight)
 
     monkeypatch.setattr(ImageClassifier, "fit", spy)
-    model = mitigator(small_mnist, strategy="full", finetune_epochs=2, validation_fraction=0.25,
-                      bn_statistics="real", selection_score="pseudo_group", interpolation_alphas=(0.5,))
+    model = mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm="real",
+                      candidate_selection=CandidateSelection(validation_fraction=0.25, score="pseudo_group",
+                                                             interpolation_alphas=(0.5,)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)
@@ -199,15 +203,112 @@ def test_held_out_rows_never_reach_pre_training_and_the_best_candidate_is_return
 def test_validation_data_given_to_fit_and_its_errors(small_mnist):
     X, y, s = small_mnist.X_train[:160], small_mnist.y_train[:160], small_mnist.s_train[:160]
     Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
-    model = mitigator(small_mnist, finetune_epochs=1, selection_score="worst_group", interpolation_alphas=())
+    model = mitigator(small_mnist, finetune_epochs=1,
+                      candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
     assert {"accuracy", "worst_class_accuracy", "pseudo_group", "worst_group"} <= set(model.finetune_scores_)
     with pytest.raises(ValueError, match="both X_val and y_val"):
         mitigator(small_mnist).fit(X, y, X_val=Xv)
-    with pytest.raises(ValueError, match="prefit=True with validation_fraction"):
+    with pytest.raises(ValueError, match="prefit"):
         pre = ImageClassifier(**TINY).fit(X, y)
-        SelectiveFinetuneMitigator(ArrayProvider(Xv, yv, sv), estimator=pre, prefit=True,
-                                   validation_fraction=0.2).fit(X, y)
+        SelectiveFinetuneMitigator(ArrayProvider(Xv, yv, sv), estimator=FrozenEstimator(pre),
+                                   candidate_selection=CandidateSelection(validation_fraction=0.2)).fit(X, y)
+    with pytest.raises(ValueError, match="needs held-out data"):
+        mitigator(small_mnist, candidate_selection=CandidateSelection()).fit(X, y)
+    with pytest.raises(ValueError, match="sensitive_features_val"):
+        mitigator(small_mnist, candidate_selection=CandidateSelection(score="worst_group")).fit(X, y, X_val=Xv,
+                                                                                                y_val=yv)
+    with pytest.raises(ValueError, match="score"):
+        mitigator(small_mnist, candidate_selection=CandidateSelection(score="best")).fit(X, y, X_val=Xv, y_val=yv)
     assert len(s) == 160
+
+
+def test_a_refit_keeps_nothing_of_the_last_fit(small_mnist):
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv = small_mnist.X_test[:80], small_mnist.y_test[:80]
+    model = mitigator(small_mnist, candidate_selection=CandidateSelection(validation_fraction=0.25))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+        first = {k: v for k, v in vars(model).items() if k.endswith("_")}
+        assert first["validation_indices_"] is not None and first["finetune_scores_"] is not None
+        model.set_params(candidate_selection=None).fit(X, y, X_val=Xv, y_val=yv)  # given validation data
+    assert model.validation_indices_ is None and model.finetune_scores_ is not None
+    model.fit(X, y)  # unguarded
+    assert model.validation_indices_ is None and model.finetune_scores_ is None and model.selected_candidate_ is None
+    fresh = mitigator(small_mnist).fit(X, y)
+    assert sorted(k for k in vars(model) if k.endswith("_")) == sorted(k for k in vars(fresh) if k.endswith("_"))
+    for name in vars(fresh):
+        if name.endswith("_") and isinstance(getattr(fresh, name), (int, float, str, type(None))):
+            assert getattr(model, name) == getattr(fresh, name), name
+    np.testing.assert_array_equal(model.predict_proba(small_mnist.X_test), fresh.predict_proba(small_mnist.X_test))
+    assert model.n_features_in_ == int(np.prod(X.shape[1:]))
+
+
+def _hand_made(pre_state, post_state, model_like, X_real, bn_real):
+    """A candidate made by hand: load the weights into a copy of the fitted model, re-estimate if asked."""
+    import copy
+
+    clf = copy.deepcopy(model_like)
+    clf.net_.module_.load_state_dict(post_state if pre_state is None else pre_state)
+    if bn_real:
+        clf.reestimate_batchnorm(X_real, batch_size=64)
+    return clf
+
+
+@pytest.mark.parametrize("batchnorm", ["real", "finetune"])
+def test_the_chosen_candidate_equals_a_hand_made_model_bit_for_bit(small_mnist, batchnorm):
+    from skorch.callbacks import Callback
+
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
+    states = []
+
+    class Keep(Callback):  # keeps every epoch's weights as trained, to rebuild the candidates by hand
+        def on_epoch_end(self, net, **kwargs):
+            states.append({k: v.detach().clone() for k, v in net.module_.state_dict().items()})
+
+    keep = Keep()
+    params = dict(strategy="full", finetune_epochs=3, batchnorm=batchnorm, callbacks=[("keep", keep)],
+                  candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mitigator(small_mnist, **params).fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+    scores = model.finetune_scores_
+    assert list(scores["candidate"]) == ["pretrained", "epoch 1", "epoch 2", "epoch 3", "alpha 0.5"]
+    pre = {k: v.detach().clone() for k, v in model.stage_one_estimator_.net_.module_.state_dict().items()}
+    real = batchnorm == "real"
+    hand = [model.stage_one_estimator_] + [_hand_made(None, st, model.estimator_, X, real) for st in states]
+    hand.append(_hand_made(interpolate_states(pre, states[-1], 0.5), None, model.estimator_, X, real))
+    from aimfair_plugin.metrics import worst_group_accuracy
+
+    for row, clf in zip(scores.itertuples(), hand):  # every candidate scored as a hand-made model scores
+        assert row.worst_group == worst_group_accuracy(yv, clf.predict(Xv), np.column_stack([yv, sv]))
+        assert row.accuracy == float(np.mean(clf.predict(Xv) == yv))
+    chosen = hand[int(scores["worst_group"].to_numpy().argmax())]
+    for (name, a), b in zip(model.estimator_.net_.module_.state_dict().items(),
+                            chosen.net_.module_.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert model.selected_candidate_["candidate"] == scores["candidate"].iloc[scores["worst_group"].to_numpy().argmax()]
+
+
+def test_scoring_during_training_changes_no_weight(small_mnist):
+    from aimfair_plugin.estimators import ScoredCheckpoints, predict_indices
+
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv = small_mnist.X_test[:80], small_mnist.y_test[:80]
+    plain = mitigator(small_mnist, strategy="full", finetune_epochs=2).fit(X, y)
+    scored = ScoredCheckpoints(lambda net, c: {"acc": float(np.mean(predict_indices(net, Xv) == yv))}, "acc",
+                               batchnorm_images=X, batch_size=64, score_returned_model=True)
+    watched = mitigator(small_mnist, strategy="full", finetune_epochs=2, callbacks=[("scored", scored)]).fit(X, y)
+    for (name, a), b in zip(plain.estimator_.net_.module_.state_dict().items(),
+                            watched.estimator_.net_.module_.state_dict().values()):
+        assert torch.equal(a, b), name  # BatchNorm re-estimation, predictions and RNG state all restored
+    assert list(scored.scores_["epoch"]) == [1, 2]
+    # the last epoch was scored on the returned model (statistics re-estimated on all of X)
+    assert scored.scores_["acc"].iloc[-1] == float(np.mean(watched.predict(Xv) == yv))
+    best = scored.best_["acc"]
+    assert best["epoch"] == 1 + int(scored.scores_["acc"].to_numpy().argmax())
+    assert set(scored.best_states_) == {"acc"}  # one state kept, not one per epoch

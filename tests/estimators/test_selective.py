@@ -6,9 +6,17 @@ import pytest
 import sklearn
 import torch
 from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
-from aimfair_plugin.estimators import ImageClassifier, SelectiveFinetuneMitigator
+from aimfair_plugin.estimators import (
+    FreezeBlockMask,
+    ImageClassifier,
+    RandomMask,
+    SelectiveFinetuneMitigator,
+    SelectiveMask,
+    UpdateBlockMask,
+)
 from aimfair_plugin.estimators._cache import PROCESS_CACHE
 from aimfair_plugin.metrics import fairness_scorer
 from aimfair_plugin.synth import ArrayProvider, SyntheticDataProvider, balanced_group_counts, biased_group_counts
@@ -26,7 +34,7 @@ def setup(small_mnist):
 
 
 def mitigator(provider, estimator, **kw):
-    params = dict(top_k=55, finetune_epochs=2, finetune_lr=0.05, finetune_batch_size=64, random_state=0)
+    params = dict(finetune_epochs=2, finetune_lr=0.05, finetune_batch_size=64, random_state=0)
     return SelectiveFinetuneMitigator(provider, estimator=estimator, **{**params, **kw})
 
 
@@ -40,9 +48,10 @@ def test_group_count_helpers():
 def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
     d, provider, pretrained = setup
     before = copy.deepcopy(pretrained.net_.module_.state_dict())
-    # bn_statistics="finetune": the returned model keeps the statistics fine-tuning left (the default "real"
+    # batchnorm="finetune": the returned model keeps the statistics fine-tuning left (the default "real"
     # re-estimates every layer's afterwards; tested in test_guards.py).
-    m = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", bn_statistics="finetune").fit(d.X_train, d.y_train)
+    m = mitigator(provider, FrozenEstimator(pretrained), strategy=SelectiveMask(criterion="abs_diff"),
+                  batchnorm="finetune").fit(d.X_train, d.y_train)
     # The paper's abs_diff criterion with k=55 of 62 gives at least 2k - n = 48 tensors.
     assert m.n_selected_ >= 48 and m.mask_report_["min_possible_intersection"] == 48
     after = m.estimator_.net_.module_.state_dict()
@@ -67,25 +76,25 @@ def test_frozen_tensors_are_unchanged_bit_for_bit(setup):
 
 def test_bn_statistics_drift_when_not_frozen(setup):
     d, provider, pretrained = setup
-    m = mitigator(provider, pretrained, prefit=True, strategy="linear_probe", freeze_bn_stats=False,
-                  bn_statistics="finetune").fit(d.X_train, d.y_train)
+    m = mitigator(provider, FrozenEstimator(pretrained), strategy="linear_probe",
+                  batchnorm="train").fit(d.X_train, d.y_train)
     before, after = pretrained.net_.module_.state_dict(), m.estimator_.net_.module_.state_dict()
     assert not torch.equal(before["bn1.running_mean"], after["bn1.running_mean"])
     assert torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])
 
 
 @pytest.mark.parametrize(
-    "strategy, block, selected_blocks",
+    "strategy, selected_blocks",
     [
-        ("full", None, {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}),
-        ("linear_probe", None, {"fc"}),
-        ("update_block", "layer2", {"layer2"}),
-        ("freeze_block", "layer1", {"stem", "layer2", "layer3", "layer4", "fc"}),
+        ("full", {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}),
+        ("linear_probe", {"fc"}),
+        (UpdateBlockMask("layer2"), {"layer2"}),
+        (FreezeBlockMask("layer1"), {"stem", "layer2", "layer3", "layer4", "fc"}),
     ],
 )
-def test_comparison_strategies(setup, strategy, block, selected_blocks):
+def test_comparison_strategies(setup, strategy, selected_blocks):
     d, provider, pretrained = setup
-    m = mitigator(provider, pretrained, prefit=True, strategy=strategy, block=block).fit(d.X_train, d.y_train)
+    m = mitigator(provider, FrozenEstimator(pretrained), strategy=strategy).fit(d.X_train, d.y_train)
     gaps = m.gradient_gaps_
     assert set(gaps.loc[gaps.selected, "block"]) == selected_blocks
     assert set(gaps.loc[~gaps.selected, "block"]).isdisjoint(selected_blocks)
@@ -94,8 +103,8 @@ def test_comparison_strategies(setup, strategy, block, selected_blocks):
 
 def test_random_strategy_uses_top_k_tensors_and_is_seeded(setup):
     d, provider, pretrained = setup
-    a = mitigator(provider, pretrained, prefit=True, strategy="random", top_k=0.25).fit(d.X_train, d.y_train)
-    b = mitigator(provider, pretrained, prefit=True, strategy="random", top_k=0.25).fit(d.X_train, d.y_train)
+    a = mitigator(provider, FrozenEstimator(pretrained), strategy=RandomMask(top_k=0.25)).fit(d.X_train, d.y_train)
+    b = mitigator(provider, FrozenEstimator(pretrained), strategy=RandomMask(top_k=0.25)).fit(d.X_train, d.y_train)
     assert a.n_selected_ == round(0.25 * 62)
     assert a.selection_mask_ == b.selection_mask_
     np.testing.assert_array_equal(a.predict_proba(d.X_test), b.predict_proba(d.X_test))
@@ -103,7 +112,8 @@ def test_random_strategy_uses_top_k_tensors_and_is_seeded(setup):
 
 def test_fit_pretrains_and_predicts_and_pickles(setup):
     d, provider, _ = setup
-    m = mitigator(provider, ImageClassifier(random_state=0, **FAST), criterion="cosine", memory=None)
+    m = mitigator(provider, ImageClassifier(random_state=0, **FAST), strategy=SelectiveMask(criterion="cosine"),
+                  memory=None)
     m.fit(d.X_train, d.y_train)
     assert hasattr(m.stage_one_estimator_, "net_") and not m.pretrain_cache_hit_
     assert list(m.gradient_gaps_.columns) == ["tensor", "block", "numel", "grad_scale", "domain_gap", "bias_gap", "selected"]
@@ -145,10 +155,14 @@ def test_bad_input_fails_before_training(setup, monkeypatch, make, X_change, y_c
         mitigator(make(provider), ImageClassifier(random_state=0, **FAST)).fit(X, y)
 
 
-@pytest.mark.parametrize("kw, message", [({"top_k": 63}, "top_k"), ({"top_k": 0.0}, "top_k"),
+@pytest.mark.parametrize("kw, message", [({"strategy": SelectiveMask(top_k=63)}, "top_k"),
+                                         ({"strategy": SelectiveMask(top_k=0.0)}, "top_k"),
                                          ({"strategy": "lora"}, "strategy"),
-                                         ({"strategy": "update_block"}, "block"),
-                                         ({"criterion": "l1"}, "criterion")])
+                                         ({"strategy": "update_block"}, "UpdateBlockMask"),
+                                         ({"strategy": UpdateBlockMask("layer9")}, "block"),
+                                         ({"strategy": SelectiveMask(criterion="l1")}, "criterion"),
+                                         ({"strategy": SelectiveMask(bias_ratio=1.0)}, "bias_ratio"),
+                                         ({"batchnorm": "frozen"}, "batchnorm")])
 def test_bad_parameters(setup, monkeypatch, kw, message):
     d, provider, _ = setup
     monkeypatch.setattr(ImageClassifier, "fit", lambda *a, **k: pytest.fail("trained with bad parameters"))
@@ -168,8 +182,8 @@ def test_grid_search_over_k_pretrains_once_per_fold(setup, monkeypatch):
 
     monkeypatch.setattr(ImageClassifier, "fit", counting_fit)
     search = GridSearchCV(
-        mitigator(provider, ImageClassifier(random_state=0, **FAST), finetune_epochs=1),
-        {"top_k": [50, 55, 60]},
+        mitigator(provider, ImageClassifier(random_state=0, **FAST), strategy=SelectiveMask(), finetune_epochs=1),
+        {"strategy__top_k": [50, 55, 60]},
         scoring=fairness_scorer("WST"),
         cv=2,
         refit=False,
@@ -193,9 +207,12 @@ def test_sensitive_features_never_reach_fit(setup):
 
 def test_clone_keeps_parameters(setup):
     _, provider, _ = setup
-    m = mitigator(provider, ImageClassifier(**FAST), top_k=0.8, strategy="random")
+    m = mitigator(provider, ImageClassifier(**FAST), strategy=RandomMask(top_k=0.8))
     c = clone(m)
-    assert c.get_params()["top_k"] == 0.8 and c.get_params()["estimator__width"] == 8
+    assert c.get_params()["strategy__top_k"] == 0.8 and c.get_params()["estimator__width"] == 8
+    assert c.strategy == m.strategy and c.strategy is not m.strategy  # cloned, not shared
+    c.set_params(strategy__top_k=0.5)
+    assert m.strategy.top_k == 0.8
 
 
 def test_array_provider_resizes_and_checks_channels(small_mnist):
@@ -210,9 +227,8 @@ def test_array_provider_resizes_and_checks_channels(small_mnist):
 
 def test_ratio_selection_normalized_criterion_and_select_only(setup):
     d, provider, pretrained = setup
-    ratio = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", selection="ratio", top_k=20,
-                      finetune_epochs=0).fit(
-        d.X_train, d.y_train)
+    ratio = mitigator(provider, FrozenEstimator(pretrained), finetune_epochs=0,
+                      strategy=SelectiveMask(top_k=20, criterion="abs_diff", selection="ratio")).fit(d.X_train, d.y_train)
     assert ratio.n_selected_ == 20 and ratio.mask_report_["selection"] == "ratio"
     gaps = ratio.gradient_gaps_
     score = gaps["bias_gap"] / gaps["domain_gap"]
@@ -220,27 +236,32 @@ def test_ratio_selection_normalized_criterion_and_select_only(setup):
     # finetune_epochs=0 selects only: the model is the pre-trained one, weight for weight
     for name, value in pretrained.net_.module_.state_dict().items():
         assert torch.equal(ratio.estimator_.net_.module_.state_dict()[name], value)
-    normalized = mitigator(provider, pretrained, prefit=True, criterion="normalized", finetune_epochs=0).fit(
-        d.X_train, d.y_train)
+    normalized = mitigator(provider, FrozenEstimator(pretrained), finetune_epochs=0).fit(d.X_train, d.y_train)
     report = normalized.mask_report_
     assert report["criterion"] == "normalized" and report["n_selected"] >= report["min_possible_intersection"]
     g = normalized.gradient_gaps_
-    raw = mitigator(provider, pretrained, prefit=True, criterion="abs_diff", finetune_epochs=0).fit(
-        d.X_train, d.y_train).gradient_gaps_
+    raw = mitigator(provider, FrozenEstimator(pretrained), strategy=SelectiveMask(criterion="abs_diff"),
+                    finetune_epochs=0).fit(d.X_train, d.y_train).gradient_gaps_
     assert np.allclose(g["domain_gap"] * g["grad_scale"], raw["domain_gap"], rtol=1e-5)
     # the same tensors by gap ratio whichever of the two criteria (the scale cancels)
-    same = mitigator(provider, pretrained, prefit=True, criterion="normalized", selection="ratio", top_k=20,
+    same = mitigator(provider, FrozenEstimator(pretrained), strategy=SelectiveMask(top_k=20, selection="ratio"),
                      finetune_epochs=0).fit(d.X_train, d.y_train)
     assert same.selection_mask_ == ratio.selection_mask_
 
 
-@pytest.mark.parametrize("kwargs, message", [({"selection": "union"}, "selection"),
+@pytest.mark.parametrize("kwargs, message", [({"strategy": SelectiveMask(selection="union")}, "selection"),
                                              ({"finetune_epochs": -1}, "finetune_epochs"),
                                              ({"finetune_epochs": True}, "finetune_epochs")])
 def test_bad_selection_parameters(setup, kwargs, message):
     d, provider, pretrained = setup
     with pytest.raises(ValueError, match=message):
-        mitigator(provider, pretrained, prefit=True, **kwargs).fit(d.X_train, d.y_train)
+        mitigator(provider, FrozenEstimator(pretrained), **kwargs).fit(d.X_train, d.y_train)
+
+
+def test_signature_has_at_most_twelve_parameters():
+    import inspect
+
+    assert len(inspect.signature(SelectiveFinetuneMitigator).parameters) <= 12
 
 
 def test_plot_gradient_gaps(setup):
@@ -250,13 +271,13 @@ def test_plot_gradient_gaps(setup):
     from aimfair_plugin.inspection import plot_gradient_gaps
 
     d, provider, pretrained = setup
-    m = mitigator(provider, pretrained, prefit=True, finetune_epochs=0).fit(d.X_train, d.y_train)
+    m = mitigator(provider, FrozenEstimator(pretrained), finetune_epochs=0).fit(d.X_train, d.y_train)
     ax = plot_gradient_gaps(m)
     points = sum(len(c.get_offsets()) for c in ax.collections)
     assert points == 62
     assert "Spearman" in ax.texts[0].get_text() and ax.get_xscale() == "log"
     assert len(ax.lines) == 2  # the two k-th gap thresholds of the intersection rule
-    full = mitigator(provider, pretrained, prefit=True, strategy="full", finetune_epochs=0).fit(d.X_train, d.y_train)
+    full = mitigator(provider, FrozenEstimator(pretrained), strategy="full", finetune_epochs=0).fit(d.X_train, d.y_train)
     with pytest.raises(ValueError, match="selective"):
         plot_gradient_gaps(full)
     with pytest.raises(ValueError, match="fitted"):

@@ -9,13 +9,11 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from aimfair_plugin.estimators import (
     AutoRGNMask,
-    FreezeBlockMask,
     FullMask,
     LinearProbeMask,
     MaskedFinetune,
     MaskStrategy,
     RandomMask,
-    SelectiveFinetuneMitigator,
     SelectiveMask,
     UpdateBlockMask,
 )
@@ -27,27 +25,31 @@ mitigator = tiny_mitigator
 class Layer4Weights(MaskStrategy):
     """A user's strategy: the 4-D convolution weights of layer4."""
 
-    def mask(self, gaps, k, rng):
+    def mask(self, gaps, rng):
         return (gaps["block"] == "layer4").to_numpy() & gaps["tensor"].str.endswith("conv1.weight").to_numpy()
 
 
-def test_every_builtin_name_maps_to_its_object():
-    expected = {"selective": SelectiveMask("ratio"), "full": FullMask(), "linear_probe": LinearProbeMask(),
-                "random": RandomMask(), "update_block": UpdateBlockMask("layer2"),
-                "freeze_block": FreezeBlockMask("layer2"), "auto_rgn": AutoRGNMask()}
+def test_every_builtin_name_maps_to_its_object_with_defaults():
+    expected = {"selective": SelectiveMask(), "full": FullMask(), "linear_probe": LinearProbeMask(),
+                "random": RandomMask(), "auto_rgn": AutoRGNMask()}
     assert set(BUILTIN_STRATEGIES) == set(expected)
     for name, obj in expected.items():
-        model = SelectiveFinetuneMitigator(None, strategy=name, selection="ratio", block="layer2")
-        assert resolve_strategy(model) == obj
+        assert resolve_strategy(name) == obj
+    assert SelectiveMask().get_params() == {"top_k": 55, "criterion": "normalized", "selection": "intersection",
+                                            "bias_ratio": 0.9, "max_batches": None}
+    assert repr(SelectiveMask(top_k=40, selection="ratio")) == "SelectiveMask(top_k=40, selection='ratio')"
+    assert SelectiveMask(top_k=40) != SelectiveMask() and hash(SelectiveMask()) == hash(SelectiveMask())
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        SelectiveMask().set_params(k=3)
     assert SelectiveMask().needs_gradient_gaps and not FullMask().needs_gradient_gaps
     assert AutoRGNMask().optimizer_class("sgd").__name__ == "AutoRGNSGD" and FullMask().optimizer_class("sgd") is None
 
 
 def test_a_name_and_its_object_give_the_same_model(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
-    for name, obj in (("full", FullMask()), ("random", RandomMask()), ("update_block", UpdateBlockMask("layer3"))):
-        by_name = mitigator(small_mnist, strategy=name, block="layer3", top_k=20).fit(X, y)
-        by_object = mitigator(small_mnist, strategy=obj, top_k=20).fit(X, y)
+    for name, obj in (("full", FullMask()), ("random", RandomMask()), ("selective", SelectiveMask())):
+        by_name = mitigator(small_mnist, strategy=name).fit(X, y)
+        by_object = mitigator(small_mnist, strategy=obj).fit(X, y)
         assert by_name.selection_mask_ == by_object.selection_mask_
         np.testing.assert_array_equal(by_name.predict_proba(small_mnist.X_test),
                                       by_object.predict_proba(small_mnist.X_test))
@@ -72,7 +74,9 @@ def test_a_strategy_that_needs_gaps_gets_them(small_mnist):
     class SmallestDomainGap(MaskStrategy):
         needs_gradient_gaps = True
 
-        def mask(self, gaps, k, rng):
+        criterion, bias_ratio, max_batches = "abs_diff", 0.9, None  # how its gaps are computed
+
+        def mask(self, gaps, rng):
             return gaps["domain_gap"].rank(method="first").to_numpy() <= 3
 
     model = mitigator(small_mnist, strategy=SmallestDomainGap(), finetune_epochs=0).fit(
@@ -86,15 +90,23 @@ def test_bad_strategies_are_refused(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
 
     class WrongLength(MaskStrategy):
-        def mask(self, gaps, k, rng):
+        def mask(self, gaps, rng):
             return np.ones(3, dtype=bool)
+
+    class GapsWithoutSettings(MaskStrategy):
+        needs_gradient_gaps = True
+
+        def mask(self, gaps, rng):
+            return np.ones(len(gaps), dtype=bool)
 
     with pytest.raises(ValueError, match="one entry per tensor"):
         mitigator(small_mnist, strategy=WrongLength()).fit(X, y)
     with pytest.raises(InvalidParameterError):
         mitigator(small_mnist, strategy=object()).fit(X, y)
     with pytest.raises(InvalidParameterError, match="needs block"):
-        mitigator(small_mnist, strategy="update_block").fit(X, y)
+        mitigator(small_mnist, strategy=UpdateBlockMask(None)).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="criterion, bias_ratio and max_batches"):
+        mitigator(small_mnist, strategy=GapsWithoutSettings()).fit(X, y)
 
 
 class TinyBN(torch.nn.Module):

@@ -14,6 +14,7 @@ from aimfair_plugin.estimators import (
     JTTClassifier,
     LfFClassifier,
     SelectiveFinetuneMitigator,
+    SelectiveMask,
 )
 from aimfair_plugin.estimators._data import ImageDataset, loader_options, resolve_num_workers
 from aimfair_plugin.estimators._fairif import Batches
@@ -161,7 +162,8 @@ def test_mitigator_fine_tunes_on_synthetic_paths_like_on_their_decoded_arrays(pn
 
     folder = ImageFolderProvider(image_folder, replace=True)
     params = dict(estimator=ImageClassifier(random_state=0, image_size=16, **FAST), synthetic_ratio=0.2,
-                  finetune_epochs=1, finetune_batch_size=16, top_k=40, random_state=0, memory=None)
+                  finetune_epochs=1, finetune_batch_size=16, strategy=SelectiveMask(top_k=40), random_state=0,
+                  memory=None)
     lazy = SelectiveFinetuneMitigator(folder, **params).fit(png_data["train"], png_data["y"])
     eager = SelectiveFinetuneMitigator(Decoded(folder), **params).fit(png_data["train"], png_data["y"])
     assert lazy.selection_mask_ == eager.selection_mask_

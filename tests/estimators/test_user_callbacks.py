@@ -9,8 +9,18 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 
-from aimfair_plugin.estimators import EpochCheckpoints, ImageClassifier, JTTClassifier, SelectiveFinetuneMitigator
+from aimfair_plugin.estimators import ImageClassifier, JTTClassifier, SelectiveFinetuneMitigator
 from aimfair_plugin.estimators._cache import pretraining_fingerprint
+
+
+class EpochCheckpoints(Callback):
+    """A user's callback: a copy of the weights at the end of every epoch."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.states_ = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states_.append({k: v.detach().clone() for k, v in net.module_.state_dict().items()})
 
 
 class EpochCounter(Callback):
@@ -77,7 +87,7 @@ def test_the_mitigator_runs_its_callbacks_in_fine_tuning_and_saves_without_them(
 
 def test_the_mitigator_re_estimates_statistics_as_its_fit_does_at_any_batch_size(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
-    model = tiny_mitigator(small_mnist, strategy="full", finetune_batch_size=32, bn_statistics="real").fit(X, y)
+    model = tiny_mitigator(small_mnist, strategy="full", finetune_batch_size=32, batchnorm="real").fit(X, y)
     returned = copy.deepcopy(model.estimator_.net_.module_.state_dict())
     model.reestimate_batchnorm(X)
     for key, value in model.estimator_.net_.module_.state_dict().items():

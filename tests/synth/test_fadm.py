@@ -126,3 +126,19 @@ def test_bad_input_types_and_labels(fitted):
         model.sample(3, y=7)
     with pytest.raises(ValueError, match="n must be"):
         model.sample(0)
+
+
+def test_timestep_embedding_is_the_sinusoidal_one_by_hand():
+    import math
+
+    import torch
+
+    from aimfair_plugin.synth._fadm import timestep_embedding
+
+    t = torch.tensor([0, 1, 7, 49])
+    emb = timestep_embedding(t, 8, 50)
+    scaled = t.double() * 1000.0 / 50
+    freqs = torch.tensor([10000.0 ** (-i / 4) for i in range(4)], dtype=torch.float64)
+    by_hand = torch.cat([torch.sin(scaled[:, None] * freqs), torch.cos(scaled[:, None] * freqs)], dim=1)
+    torch.testing.assert_close(emb.double(), by_hand, atol=1e-4, rtol=0)
+    assert emb.shape == (4, 8) and math.isclose(float(emb[0, 4]), 1.0)
