@@ -150,7 +150,7 @@ class Checkpointing:
         callbacks = checkpoint_callbacks(self.job, self.data, RULES, VALIDATION_SETS, bn_batch_size=bn_batch_size,
                                          bn_images=self.job.checkpoint_bn_images)
         if callbacks:
-            callbacks[0][1].benchmark_key = self.key(bn_batch_size)
+            callbacks[0][1].benchmark_key_ = self.key(bn_batch_size)  # "_": not a skorch callback parameter
         return callbacks
 
     def key(self, bn_batch_size=None):
@@ -178,7 +178,7 @@ def fit_scored(estimator, job, data, cache_dir):
     if not job.checkpoints or checkpointing is None:
         return model
     callback = dict(getattr(model.net_, "callbacks_", None) or ()).get(CALLBACK)
-    if getattr(callback, "benchmark_key", None) == checkpointing.key() and getattr(callback, "rows_", None):
+    if getattr(callback, "benchmark_key_", None) == checkpointing.key() and getattr(callback, "rows_", None):
         return model
     return clone(estimator).fit(data.X_train, data.y_train)
 

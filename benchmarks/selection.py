@@ -93,7 +93,10 @@ def t_interval(differences, confidence=CONFIDENCE):
     mean = float(d.mean()) if len(d) else float("nan")
     if len(d) < 2:
         return mean, float("nan"), float("nan")
-    low, high = stats.t.interval(confidence, len(d) - 1, loc=mean, scale=stats.sem(d))
+    sem = float(stats.sem(d))
+    if sem == 0:  # every difference the same: scipy's interval needs a positive scale
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, len(d) - 1, loc=mean, scale=sem)
     return mean, float(low), float(high)
 
 

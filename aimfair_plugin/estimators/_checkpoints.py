@@ -15,7 +15,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._callbacks import reestimate_batchnorm_statistics
-from ._data import ImageInput
+from ._data import ImageInput, check_images
 
 
 def interpolate_states(pre, post, alpha):
@@ -55,10 +55,32 @@ def interpolate_states(pre, post, alpha):
 
 
 def as_image_dataset(X, image_size=None):
-    """``X`` as the torch Dataset the package's nets read: a Dataset as it is; an image array or a 1-D array of
-    paths checked as ``ImageClassifier`` checks them (paths decoded batch by batch at ``image_size``)."""
+    """``X`` as the torch Dataset the package's nets read, checked as ``ImageClassifier`` checks it.
+
+    Parameters
+    ----------
+    X : ndarray (n_samples, C, H, W), 1-D array of image paths, 2-D feature matrix, or torch Dataset
+        Images (paths decoded batch by batch at ``image_size``), the features of ``arch="logistic"``, or a
+        Dataset (returned as it is).
+    image_size : int or (int, int), optional
+        The size paths are decoded at.
+
+    Returns
+    -------
+    dataset : torch Dataset
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.estimators import as_image_dataset
+    >>> len(as_image_dataset(np.zeros((5, 3, 8, 8), 'float32')))
+    5
+    """
     if isinstance(X, torch.utils.data.Dataset):
         return X
+    X = np.asarray(X)
+    if X.ndim == 2 and X.dtype.kind in "fiub":  # a feature matrix (the logistic model)
+        return ImageInput(*check_images(X, tabular=True)).dataset()
     return ImageInput.check(X, image_size).dataset()
 
 
@@ -81,12 +103,12 @@ def predict_indices(net, X, image_size=None):
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
-    >>> from aimfair_plugin.estimators import predict_indices
-    >>> net = NeuralNetClassifier(torch.nn.Linear(3, 2), classes=[0, 1]).initialize()
-    >>> predict_indices(net, torch.utils.data.TensorDataset(torch.zeros(4, 3))).shape
-    (4,)
+    >>> from aimfair_plugin.datasets import make_colored_mnist
+    >>> from aimfair_plugin.estimators import ImageClassifier, predict_indices
+    >>> data = make_colored_mnist(n_train=200, n_test=40, minority_share=0.05, image_size=16, random_state=0)
+    >>> clf = ImageClassifier(width=4, max_epochs=1, augment=False, random_state=0).fit(data.X_train, data.y_train)
+    >>> (clf.classes_[predict_indices(clf.net_, data.X_test)] == clf.predict(data.X_test)).all()
+    np.True_
     """
     return np.asarray(net.predict_proba(as_image_dataset(X, image_size))).argmax(axis=1)
 
@@ -206,8 +228,9 @@ class ScoredCheckpoints(Callback):
     # -- the loop -------------------------------------------------------------------------------------
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.rows_, self.best_, self.best_states_, self._keys, self.scoring_s_ = [], {}, {}, {}, 0.0
-        self._start = _state(net.module_) if self.interpolation_alphas else None
+        # (fitted attributes end in "_": skorch reads every other attribute as a constructor parameter)
+        self.rows_, self.best_, self.best_states_, self.keys_, self.scoring_s_ = [], {}, {}, {}, 0.0
+        self.start_ = _state(net.module_) if self.interpolation_alphas else None
         if self.score_start:
             self._score(net, "start", 0, 0.0, reestimate=False)
 
@@ -225,10 +248,10 @@ class ScoredCheckpoints(Callback):
             module = net.module_
             last = _state(module)
             for alpha in sorted(set(self.interpolation_alphas)):
-                module.load_state_dict(interpolate_states(self._start, last, alpha))
+                module.load_state_dict(interpolate_states(self.start_, last, alpha))
                 self._score(net, f"alpha {alpha:g}", epoch, float(alpha), reestimate=True, restore=False)
             module.load_state_dict(last)
-        self._start = None
+        self.start_ = None
         if self.load_best is not None and self.load_best in self.best_states_:
             net.module_.load_state_dict(self.best_states_[self.load_best])
 
@@ -282,8 +305,8 @@ class ScoredCheckpoints(Callback):
                 raise KeyError(f"monitor criterion {criterion!r} reads {missing}, which scoring did not return "
                                f"(it returned {sorted(k for k in row if k not in ('candidate', 'epoch', 'alpha'))}).")
             key = _rank_key(row[k] for k in keys)
-            if criterion not in self._keys or key > self._keys[criterion]:
+            if criterion not in self.keys_ or key > self.keys_[criterion]:
                 state = _state(module) if state is None else state
-                self._keys[criterion] = key
+                self.keys_[criterion] = key
                 self.best_[criterion] = {**row, "row": len(self.rows_) - 1}
                 self.best_states_[criterion] = state

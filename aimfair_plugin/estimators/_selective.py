@@ -30,7 +30,7 @@ from ._classifier import ImageClassifier, seed_torch, user_callbacks, validate_l
 from ._data import ImageInput, check_images
 from ._masking import gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._selection import SCORES, CandidateSelection, label_cells, pseudo_groups
-from ._strategies import BUILTIN_STRATEGIES, resolve_strategy
+from ._strategies import BUILTIN_STRATEGIES, resolve_strategy, strategy_name
 
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
 # batchnorm -> (frozen layers keep their statistics during fine-tuning, every layer does, re-estimate on real
@@ -297,7 +297,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     _parameter_constraints = {
         "provider": [HasMethods(["sample"])],
         "estimator": [None, ImageClassifier, FrozenEstimator],
-        "strategy": [StrOptions(set(STRATEGIES)), HasMethods(["mask", "optimizer_class", "finetune_columns"])],
+        "strategy": [str, HasMethods(["mask", "optimizer_class", "finetune_columns"])],  # names: resolve_strategy
         "synthetic_ratio": [Interval(Real, 0, None, closed="neither")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
@@ -429,7 +429,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             **statistics,
             "criterion": strategy.criterion if strategy.needs_gradient_gaps else None,
             "selection": (getattr(strategy, "selection", None) if strategy.needs_gradient_gaps
-                          else self.strategy if isinstance(self.strategy, str) else repr(strategy)),
+                          else strategy_name(strategy)),
             "selected_per_block": gaps.groupby("block", sort=False)["selected"].sum().astype(int).to_dict(),
         }
         self.finetune_scores_ = self.selected_candidate_ = None

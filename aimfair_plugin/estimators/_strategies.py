@@ -331,6 +331,15 @@ BUILTIN_STRATEGIES = {
 }
 
 
+def strategy_name(strategy):
+    """A short name for reports: a built-in's name (``"random"``, ``"update_block"``...), else the repr."""
+    if isinstance(strategy, str):
+        return strategy
+    names = {cls: name for name, cls in BUILTIN_STRATEGIES.items()}
+    names.update({UpdateBlockMask: "update_block", FreezeBlockMask: "freeze_block"})
+    return names.get(type(strategy), repr(strategy))
+
+
 def resolve_strategy(strategy):
     """The strategy object: a built-in name's class with its defaults, or the object given (checked)."""
     if isinstance(strategy, str):
