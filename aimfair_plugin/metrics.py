@@ -197,24 +197,43 @@ def worst_group_accuracy(y_true, y_pred, groups, *, cells=None):
     >>> worst_group_accuracy([0, 1], [0, 1], [[0, 0], [1, 0]], cells=[(0, 0), (0, 1), (1, 0), (1, 1)])
     nan
     """
+    accuracies = group_accuracies(y_true, y_pred, groups)
+    if not accuracies:
+        return float("nan")
+    if cells is not None and any((tuple(c) if isinstance(c, (list, tuple)) else c) not in accuracies for c in cells):
+        return float("nan")
+    return float(min(accuracies.values()))
+
+
+def group_accuracies(y_true, y_pred, groups):
+    """The accuracy of each group present, ``{group: accuracy}`` (a group of several columns is a tuple).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+    groups : array-like of shape (n_samples,) or (n_samples, n_columns)
+
+    Returns
+    -------
+    accuracies : dict
+
+    Examples
+    --------
+    >>> from aimfair_plugin.metrics import group_accuracies
+    >>> group_accuracies([0, 0, 1, 1], [0, 1, 1, 1], ['a', 'a', 'b', 'b'])
+    {'a': 0.5, 'b': 1.0}
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     groups = np.asarray(groups)
-    if groups.ndim == 1:
-        keys = groups.tolist()
-    else:
-        keys = [tuple(row) for row in groups.tolist()]
+    keys = groups.tolist() if groups.ndim == 1 else [tuple(row) for row in groups.tolist()]
     if not (len(y_true) == len(y_pred) == len(keys)):
         raise ValueError(_MSG_LENGTH.format([len(y_true), len(y_pred), len(keys)]))
-    if not keys:
-        return float("nan")
     codes, index = {}, np.empty(len(keys), dtype=np.intp)
     for i, key in enumerate(keys):
         index[i] = codes.setdefault(key, len(codes))
     correct = np.bincount(index, weights=(y_true == y_pred), minlength=len(codes))
     sizes = np.bincount(index, minlength=len(codes))
-    if cells is not None and any((tuple(c) if isinstance(c, (list, tuple)) else c) not in codes for c in cells):
-        return float("nan")
-    return float(np.min(correct / sizes))
+    return {key: float(correct[code] / sizes[code]) for key, code in codes.items()}
 
 
 def _report_metric(y_true, y_pred, *, sensitive_features, metric, agg):

@@ -129,7 +129,8 @@ def run_setting(params):
     when the held-out guard was on, ``""`` for a method without the setting."""
     params = json.loads(params)
     if params.get("validate_on"):
-        return f"guard {params.get('selection_score', mitigator_defaults()['selection_score'])}"
+        score = params.get('selection_score', mitigator_defaults()['selection_score'])
+        return f"guard {score}" + (" + BN candidates" if params.get("batchnorm_variants") else "")
     return params.get("bn_statistics", "")
 
 

@@ -253,7 +253,8 @@ def run_job(job, cache_dir, n_threads=None):
         }
     if getattr(model, "selected_candidate_", None) is not None:  # the held-out guard was on
         record["guard"] = {"selected": _plain_json(model.selected_candidate_),
-                           "candidates": _plain_json(model.finetune_scores_.to_dict("records"))}
+                           "candidates": _plain_json(model.finetune_scores_.to_dict("records")),
+                           "probe": _plain_json(getattr(model, "group_probe_", None))}
     return record
 
 

@@ -287,7 +287,8 @@ BN_SETTINGS = ("finetune", "real", "eval")
 BATCHNORM_METHODS = ("erm", "jtt", "synthetic_only", "linear_probe", "full", "aimfair", "normalized",
                      "random_matched", "auto_rgn")
 # The mitigator's held-out guard, each label-free score, on the default criterion with real statistics.
-GUARD_SCORES = ("accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group")
+GUARD_SCORES = ("accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group", "probe_worst_group",
+                "probe_mean_group")
 
 
 def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
@@ -309,6 +310,9 @@ def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
     variants["synthetic_only"] = [{"bn_statistics": b} for b in ("finetune", "real")]
     variants["normalized"] += [{"bn_statistics": "real", "validate_on": "val_train", "selection_score": score}
                                for score in GUARD_SCORES]
+    # the candidates also over BatchNorm handling (as fine-tuned and re-estimated), chosen by the probe score
+    variants["normalized"] += [{"bn_statistics": "real", "validate_on": "val_train", "selection_score": score,
+                                "batchnorm_variants": True} for score in ("probe_worst_group", "probe_mean_group")]
     return Suite(
         "batchnorm", "BatchNorm statistics across the domain gap: the domain-gap suite's tasks (style shift "
         f"{', '.join(map(str, levels))}) and 5 seeds; linear probe, full fine-tuning, AIM-Fair (abs_diff), the "

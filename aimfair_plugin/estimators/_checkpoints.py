@@ -163,6 +163,10 @@ class ScoredCheckpoints(Callback):
     interpolation_alphas : sequence of float in (0, 1), default=()
     score_returned_model : bool, default=False
         Score the last epoch when training ends, after the callbacks before this one (see above).
+    batchnorm_variants : bool, default=False
+        With ``batchnorm_images``: every epoch and interpolation is a candidate twice, first with its BatchNorm
+        statistics as training left them (``"batchnorm": "trained"`` in its row), then re-estimated
+        (``"real"``). The pre-trained start and a returned model are scored as they are.
     load_best : str, optional
         A criterion of ``monitor`` whose best state is loaded into the network when training ends.
 
@@ -195,7 +199,8 @@ class ScoredCheckpoints(Callback):
     """
 
     def __init__(self, scoring, monitor, *, batchnorm_images=None, batch_size=128, num_workers="auto",
-                 score_start=False, interpolation_alphas=(), score_returned_model=False, load_best=None):
+                 score_start=False, interpolation_alphas=(), score_returned_model=False, batchnorm_variants=False,
+                 load_best=None):
         self.scoring = scoring
         self.monitor = monitor
         self.batchnorm_images = batchnorm_images
@@ -204,6 +209,7 @@ class ScoredCheckpoints(Callback):
         self.score_start = score_start
         self.interpolation_alphas = interpolation_alphas
         self.score_returned_model = score_returned_model
+        self.batchnorm_variants = batchnorm_variants
         self.load_best = load_best
 
     def _criteria(self):
@@ -269,6 +275,12 @@ class ScoredCheckpoints(Callback):
     # -- one candidate --------------------------------------------------------------------------------
 
     def _score(self, net, name, epoch, alpha, *, reestimate, restore=True):
+        if reestimate and self.batchnorm_variants and self.batchnorm_images is not None:
+            self._score_one(net, name, epoch, alpha, reestimate=False, restore=restore, batchnorm="trained")
+            return self._score_one(net, name, epoch, alpha, reestimate=True, restore=restore, batchnorm="real")
+        return self._score_one(net, name, epoch, alpha, reestimate=reestimate, restore=restore)
+
+    def _score_one(self, net, name, epoch, alpha, *, reestimate, restore=True, batchnorm=None):
         began = time.perf_counter()
         module = net.module_
         rng = torch.get_rng_state()
@@ -283,6 +295,8 @@ class ScoredCheckpoints(Callback):
                 reestimate_batchnorm_statistics(module, self.batchnorm_images, batch_size=self.batch_size,
                                                 device=net.device, num_workers=self.num_workers)
             row = {"candidate": name, "epoch": int(epoch), "alpha": float(alpha)}
+            if self.batchnorm_variants:
+                row["batchnorm"] = batchnorm or "as is"
             row.update(self.scoring(net, dict(row)))
             self.rows_.append(row)
             self._keep(module, row)

@@ -168,7 +168,7 @@ def save_mitigator(mitigator, directory):
     fitted = {"classes_": mitigator.classes_.tolist(), "selection_mask_": mitigator.selection_mask_,
               "n_selected_": mitigator.n_selected_, "mask_report_": mitigator.mask_report_,
               "n_features_in_": mitigator.n_features_in_, "provider": type(mitigator.provider).__name__}
-    for name in ("selected_candidate_", "validation_indices_"):
+    for name in ("selected_candidate_", "validation_indices_", "group_probe_"):
         if getattr(mitigator, name, None) is not None:
             fitted[name] = getattr(mitigator, name)
     config = {"format": FORMAT, "class": type(mitigator).__name__, "params": params,
@@ -210,6 +210,7 @@ def load_mitigator(cls, directory, *, provider=None, device=None):
     mitigator.mask_report_ = fitted["mask_report_"]
     mitigator.n_features_in_ = fitted["n_features_in_"]
     mitigator.selected_candidate_ = fitted.get("selected_candidate_")
+    mitigator.group_probe_ = fitted.get("group_probe_")
     mitigator.validation_indices_ = (np.asarray(fitted["validation_indices_"]) if "validation_indices_" in fitted
                                      else None)
     mitigator.gradient_gaps_ = pd.read_csv(directory / "gradient_gaps.csv")

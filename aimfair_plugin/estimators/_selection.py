@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
 from .._params import Params
-from ..metrics import worst_group_accuracy
+from ..metrics import group_accuracies, worst_group_accuracy
 
 
 def accuracy(y_true, y_pred, groups=None):
@@ -36,6 +36,12 @@ def label_cells(y_true, s):
     return [(a, b) for a in np.unique(y_true).tolist() for b in np.unique(s).tolist()]
 
 
+def mean_group_accuracy(y_true, y_pred, groups):
+    """The mean of the groups' accuracies (every group counts once, whatever its size)."""
+    accuracies = group_accuracies(y_true, y_pred, groups)
+    return float(np.mean(list(accuracies.values()))) if accuracies else float("nan")
+
+
 # name -> (score function, where its groups come from)
 SCORES = {
     "accuracy": (accuracy, None),
@@ -43,7 +49,10 @@ SCORES = {
     "pseudo_group": (worst_group_accuracy, "pseudo"),
     "worst_group": (worst_group_accuracy, "sensitive"),
     "synthetic_worst_group": (worst_group_accuracy, "synthetic"),
+    "probe_worst_group": (worst_group_accuracy, "probe"),
+    "probe_mean_group": (mean_group_accuracy, "probe"),
 }
+PROBE_SCORES = ("probe_worst_group", "probe_mean_group")
 
 
 class CandidateSelection(Params):
@@ -72,13 +81,25 @@ class CandidateSelection(Params):
         - ``"synthetic_worst_group"``: the worst (class, group) cell of a further balanced synthetic draw, whose
           groups are known by construction; label-free, but it reads synthetic images only;
         - ``"worst_group"``: the worst (class, group) cell of the held-out data; needs ``sensitive_features_val``
-          (a cell without examples makes it NaN, and the pre-trained model is kept);
+          (a cell without examples makes it NaN, and the pre-trained model is kept); the recommended score when
+          a few hundred group-labelled images are available (FairIF's premise);
+        - ``"probe_worst_group"`` / ``"probe_mean_group"``: label-free; a linear probe of the protected
+          attribute on the pre-trained network's features, trained on the balanced synthetic images (their
+          groups are known by construction), infers the group of each held-out real image, and the candidate is
+          scored by its worst / mean accuracy over the inferred (class, group) cells. Valid when the probe
+          transfers from synthetic to real images; when its cross-validated synthetic accuracy is near chance
+          the mitigator warns and falls back to ``"synthetic_worst_group"`` (``group_probe_`` says what
+          happened, with its accuracy on the real images when ``sensitive_features_val`` is given);
         - a scikit-learn scorer ``scorer(estimator, X_val, y_val)``.
 
         The default is the one label-free score that rewarded debiasing on the package's benchmark.
     interpolation_alphas : sequence of float in [0, 1], default=(0.25, 0.5, 0.75)
         Candidates ``(1 - alpha) * θ_pre + alpha * θ_ft`` between the pre-trained and the last epoch's weights
         (0 and 1 are the two ends, already candidates).
+    batchnorm_variants : bool, default=False
+        Every fine-tuned candidate twice: with its BatchNorm statistics as fine-tuning left them and
+        re-estimated on the real training images (a forward pass; the mitigator's ``batchnorm`` then only says
+        what happens during fine-tuning). ``finetune_scores_`` has a ``batchnorm`` column.
 
     Examples
     --------
@@ -89,10 +110,12 @@ class CandidateSelection(Params):
     CandidateSelection(validation_fraction=0.2, score='accuracy')
     """
 
-    def __init__(self, validation_fraction=None, score="synthetic_worst_group", interpolation_alphas=(0.25, 0.5, 0.75)):
+    def __init__(self, validation_fraction=None, score="synthetic_worst_group", interpolation_alphas=(0.25, 0.5, 0.75),
+                 batchnorm_variants=False):
         self.validation_fraction = validation_fraction
         self.score = score
         self.interpolation_alphas = interpolation_alphas
+        self.batchnorm_variants = batchnorm_variants
 
     def validate(self):
         """Check the settings (called by the mitigator's ``fit``); raises ``InvalidParameterError``."""
@@ -106,6 +129,8 @@ class CandidateSelection(Params):
         if not isinstance(alphas, (tuple, list)) or not all(
                 isinstance(a, Real) and not isinstance(a, bool) and 0 <= a <= 1 for a in alphas):
             raise InvalidParameterError(f"interpolation_alphas must be a sequence of floats in [0, 1], got {alphas!r}.")
+        if not isinstance(self.batchnorm_variants, bool):
+            raise InvalidParameterError(f"batchnorm_variants must be a bool, got {self.batchnorm_variants!r}.")
 
     def alphas(self):
         """The interpolation weights strictly between the two ends, sorted."""

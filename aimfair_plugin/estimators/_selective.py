@@ -29,7 +29,8 @@ from ._checkpoints import ScoredCheckpoints
 from ._classifier import ImageClassifier, seed_torch, user_callbacks, validate_labels
 from ._data import ImageInput, check_images
 from ._masking import gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
-from ._selection import SCORES, CandidateSelection, label_cells, pseudo_groups
+from ._probe import GroupProbe
+from ._selection import PROBE_SCORES, SCORES, CandidateSelection, label_cells, pseudo_groups
 from ._strategies import BUILTIN_STRATEGIES, resolve_strategy, strategy_name
 
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
@@ -232,6 +233,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``epoch``, ``alpha`` and each score on the held-out data); None otherwise.
     selected_candidate_ : dict or None
         With held-out data: the row of the returned candidate; None otherwise.
+    group_probe_ : dict or None
+        With a probe score: the probe's cross-validated accuracy on the synthetic images, the chance level,
+        whether it was reliable (else the score fell back to ``"synthetic_worst_group"``) and its accuracy on
+        the held-out real images when ``sensitive_features_val`` was given; None otherwise.
     validation_indices_ : ndarray or None
         The rows of ``X`` held out by ``validation_fraction``.
     history_ : skorch History of the fine-tuning.
@@ -432,7 +437,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                           else strategy_name(strategy)),
             "selected_per_block": gaps.groupby("block", sort=False)["selected"].sum().astype(int).to_dict(),
         }
-        self.finetune_scores_ = self.selected_candidate_ = None
+        self.finetune_scores_ = self.selected_candidate_ = self.group_probe_ = None
         return state, balanced
 
     def _check_fit_input(self, X, y, validation=None, reset=True):
@@ -604,7 +609,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=keep_frozen,
                                                         all_bn_eval=all_eval))]
         if state.held_out is not None:  # the candidates, scored while fine-tuning runs
-            callbacks.append(("candidate_selection", self._candidate_scoring(state, estimator, reestimate)))
+            callbacks.append(("candidate_selection", self._candidate_scoring(state, estimator, reestimate, balanced)))
         elif reestimate:  # after the mask is lifted: frozen layers are re-estimated too
             callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
                 state.images.dataset(), batch_size=self.finetune_batch_size, num_workers=state.base.num_workers)))
@@ -627,20 +632,43 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         return estimator
 
     def _score_column(self, state):
-        score = self._selection_in_force(state).score
+        score = self._score_used
         return "score" if callable(score) else score
 
     def _selection_in_force(self, state):
         return self.candidate_selection if self.candidate_selection is not None else CandidateSelection()
 
-    def _candidate_scoring(self, state, estimator, reestimate):
+    def _group_probe(self, state, balanced):
+        """Train the probe of the protected attribute on the balanced synthetic set S2 (the pre-trained
+        network's features) and infer the held-out images' groups; sets ``group_probe_``."""
+        held, base = state.held_out, state.base
+        loader = dict(batch_size=self.finetune_batch_size, device=self._device(state), num_workers=base.num_workers)
+        module = self.stage_one_estimator_.net_.module_
+        probe = GroupProbe(random_state=int(state.rng.randint(0, 2**31 - 1))).fit(module, balanced.dataset(),
+                                                                                  balanced.s, **loader)
+        inferred = probe.predict(module, held.images.dataset(), **loader)
+        self.group_probe_ = {"synthetic_accuracy": probe.synthetic_accuracy_, "chance": probe.chance_,
+                             "reliable": bool(probe.reliable_),
+                             "real_accuracy": (None if held.s is None else float(np.mean(inferred == held.s)))}
+        return probe, inferred
+
+    def _candidate_scoring(self, state, estimator, reestimate, balanced):
         """The :class:`ScoredCheckpoints` of the held-out selection: every score for every candidate (the
         pre-trained model, each epoch, the interpolations), the selection's score monitored, the best loaded."""
         selection, held = self._selection_in_force(state), state.held_out
         scorer = selection.score if callable(selection.score) else None
+        score = selection.score
+        probe, inferred = (self._group_probe(state, balanced) if score in PROBE_SCORES else (None, None))
+        if probe is not None and not probe.reliable_:
+            warnings.warn(f"The probe of the protected attribute is near chance on the synthetic images "
+                          f"({100 * probe.synthetic_accuracy_:.1f} % against {100 * probe.chance_:.1f} % by guessing): "
+                          f"the score {score!r} falls back to 'synthetic_worst_group' (see group_probe_).",
+                          FineTuningWarning, stacklevel=5)
+            score = "synthetic_worst_group"
+        self._score_used = score
         with torch.random.fork_rng(devices=[]):  # the draw leaves fine-tuning's random stream as it was
             synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y)), state.images.shape,
-                                    state.rng) if selection.score == "synthetic_worst_group" else None)
+                                    state.rng) if score == "synthetic_worst_group" else None)
         start_pred = []
 
         def scoring(net, candidate):
@@ -653,6 +681,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             if held.s is not None:
                 groups["worst_group"] = np.column_stack([held.y, held.s])
                 cells["worst_group"] = label_cells(held.y, held.s)
+            if inferred is not None:
+                groups["probe_worst_group"] = groups["probe_mean_group"] = np.column_stack([held.y, inferred])
             row = {name: SCORES[name][0](held.y, pred, g, **({"cells": cells[name]} if name in cells else {}))
                    for name, g in groups.items()}
             if synthetic is not None:
@@ -663,11 +693,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                 row["score"] = float(scorer(estimator, held.images.X, held.y))
             return row
 
+        variants = selection.batchnorm_variants
         return ScoredCheckpoints(
-            scoring, {"selected": ("score" if scorer is not None else selection.score,)},
-            batchnorm_images=state.images.dataset() if reestimate else None, batch_size=self.finetune_batch_size,
-            num_workers=state.base.num_workers, score_start=True, interpolation_alphas=selection.alphas(),
-            load_best="selected")
+            scoring, {"selected": ("score" if scorer is not None else score,)},
+            batchnorm_images=state.images.dataset() if (reestimate or variants) else None,
+            batch_size=self.finetune_batch_size, num_workers=state.base.num_workers, score_start=True,
+            interpolation_alphas=selection.alphas(), batchnorm_variants=variants, load_best="selected")
 
     def _warn_about_choice(self, column):
         scores, chosen = self.finetune_scores_, self.selected_candidate_

@@ -312,3 +312,74 @@ def test_scoring_during_training_changes_no_weight(small_mnist):
     best = scored.best_["acc"]
     assert best["epoch"] == 1 + int(scored.scores_["acc"].to_numpy().argmax())
     assert set(scored.best_states_) == {"acc"}  # one state kept, not one per epoch
+
+
+def test_the_probe_infers_known_groups_and_scores_candidates_without_group_labels(small_mnist):
+    """Coloured digits: the colour is the protected attribute; a probe trained on the (inverted) synthetic
+    images must find it on the real ones, and its scores are the worst / mean accuracy over the inferred cells."""
+    from aimfair_plugin.estimators._selection import mean_group_accuracy
+    from aimfair_plugin.metrics import worst_group_accuracy
+
+    X, y = small_mnist.X_train[:200], small_mnist.y_train[:200]
+    Xv, yv, sv = small_mnist.X_test[:100], small_mnist.y_test[:100], small_mnist.s_test[:100]
+    provider = ArrayProvider(small_mnist.X_test[100:], small_mnist.y_test[100:], small_mnist.s_test[100:])
+    model = SelectiveFinetuneMitigator(
+        provider, estimator=ImageClassifier(**{**TINY, "max_epochs": 2}), strategy="full", finetune_epochs=2,
+        finetune_batch_size=64, synthetic_ratio=0.5, random_state=0,
+        candidate_selection=CandidateSelection(score="probe_worst_group", interpolation_alphas=()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FineTuningWarning)
+        model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+    probe = model.group_probe_
+    assert probe["reliable"] and probe["synthetic_accuracy"] > 0.9 and probe["real_accuracy"] > 0.9
+    scores = model.finetune_scores_
+    assert {"probe_worst_group", "probe_mean_group", "worst_group"} <= set(scores)
+    # with a probe that is right on (nearly) every image, the inferred cells are the true ones
+    if probe["real_accuracy"] == 1.0:
+        assert (scores["probe_worst_group"] == scores["worst_group"]).all()
+    pred = model.stage_one_estimator_.predict(Xv)
+    cells = np.column_stack([yv, sv])
+    assert scores["worst_group"].iloc[0] == worst_group_accuracy(yv, pred, cells)
+    assert scores["probe_mean_group"].iloc[0] >= scores["probe_worst_group"].iloc[0]
+    assert mean_group_accuracy([0, 0, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1]) == 0.75
+    best = int(scores["probe_worst_group"].to_numpy().argmax())
+    assert model.selected_candidate_["candidate"] == scores["candidate"].iloc[best]
+
+
+def test_a_probe_near_chance_warns_and_falls_back(small_mnist):
+    X, y = small_mnist.X_train[:200], small_mnist.y_train[:200]
+    Xv, yv = small_mnist.X_test[:100], small_mnist.y_test[:100]
+    rng = np.random.RandomState(0)
+    provider = ArrayProvider(small_mnist.X_test, small_mnist.y_test, rng.permutation(small_mnist.s_test))
+    model = SelectiveFinetuneMitigator(  # the synthetic groups are shuffled: nothing to learn about them
+        provider, estimator=ImageClassifier(**TINY), strategy="full", finetune_epochs=1, finetune_batch_size=64,
+        synthetic_ratio=0.5, random_state=0,
+        candidate_selection=CandidateSelection(score="probe_mean_group", interpolation_alphas=()))
+    with pytest.warns(FineTuningWarning, match="near chance"):
+        model.fit(X, y, X_val=Xv, y_val=yv)
+    assert not model.group_probe_["reliable"] and model.group_probe_["real_accuracy"] is None
+    assert "synthetic_worst_group" in model.finetune_scores_
+
+
+def test_batchnorm_variants_score_each_candidate_as_trained_and_re_estimated(small_mnist):
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
+    model = mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm="finetune",
+                      candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,),
+                                                             batchnorm_variants=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+    scores = model.finetune_scores_
+    assert list(zip(scores["candidate"], scores["batchnorm"])) == [
+        ("pretrained", "as is"), ("epoch 1", "trained"), ("epoch 1", "real"), ("epoch 2", "trained"),
+        ("epoch 2", "real"), ("alpha 0.5", "trained"), ("alpha 0.5", "real")]
+    best = int(scores["worst_group"].to_numpy().argmax())
+    assert model.selected_candidate_["batchnorm"] == scores["batchnorm"].iloc[best]
+    if scores["batchnorm"].iloc[best] == "real":  # the returned model is re-estimated on the real images
+        import copy
+
+        again = copy.deepcopy(model.estimator_).reestimate_batchnorm(X, batch_size=64)
+        for (name, a), b in zip(model.estimator_.net_.module_.state_dict().items(),
+                                again.net_.module_.state_dict().values()):
+            assert torch.equal(a, b), name
