@@ -275,12 +275,16 @@ class ScoredCheckpoints(Callback):
     # -- one candidate --------------------------------------------------------------------------------
 
     def _score(self, net, name, epoch, alpha, *, reestimate, restore=True):
-        if reestimate and self.batchnorm_variants and self.batchnorm_images is not None:
-            self._score_one(net, name, epoch, alpha, reestimate=False, restore=restore, batchnorm="trained")
-            return self._score_one(net, name, epoch, alpha, reestimate=True, restore=restore, batchnorm="real")
-        return self._score_one(net, name, epoch, alpha, reestimate=reestimate, restore=restore)
+        row = {"candidate": name, "epoch": int(epoch), "alpha": float(alpha)}
+        if not self.batchnorm_variants:
+            return self._score_one(net, row, reestimate=reestimate, restore=restore)
+        if reestimate and self.batchnorm_images is not None:  # as trained, then re-estimated
+            self._score_one(net, {**row, "batchnorm": "trained"}, reestimate=False, restore=restore)
+            return self._score_one(net, {**row, "batchnorm": "real"}, reestimate=True, restore=restore)
+        return self._score_one(net, {**row, "batchnorm": "as is"}, reestimate=reestimate, restore=restore)
 
-    def _score_one(self, net, name, epoch, alpha, *, reestimate, restore=True, batchnorm=None):
+    def _score_one(self, net, row, *, reestimate, restore=True):
+        """Score the network as it stands (after re-estimating its statistics when asked) as candidate ``row``."""
         began = time.perf_counter()
         module = net.module_
         rng = torch.get_rng_state()
@@ -294,10 +298,7 @@ class ScoredCheckpoints(Callback):
                     self.batchnorm_images = as_image_dataset(self.batchnorm_images)
                 reestimate_batchnorm_statistics(module, self.batchnorm_images, batch_size=self.batch_size,
                                                 device=net.device, num_workers=self.num_workers)
-            row = {"candidate": name, "epoch": int(epoch), "alpha": float(alpha)}
-            if self.batchnorm_variants:
-                row["batchnorm"] = batchnorm or "as is"
-            row.update(self.scoring(net, dict(row)))
+            row = {**row, **self.scoring(net, dict(row))}
             self.rows_.append(row)
             self._keep(module, row)
         finally:

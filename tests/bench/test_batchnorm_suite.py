@@ -40,7 +40,10 @@ def test_batchnorm_tables_pair_settings_and_erm_by_seed():
 def test_batchnorm_suite_guards_the_default_criterion_with_each_label_free_score():
     jobs = make_jobs(build_suite("batchnorm"))
     guarded = {j.params["selection_score"] for j in jobs if j.params.get("validate_on") == "val_train"}
-    assert guarded == {"accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group"}
+    assert guarded == {"accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group",
+                       "probe_worst_group", "probe_mean_group"}
+    with_bn = {j.params["selection_score"] for j in jobs if j.params.get("batchnorm_variants")}
+    assert with_bn == {"probe_worst_group", "probe_mean_group"}
     assert {j.method for j in jobs if j.params.get("validate_on")} == {"normalized"}
     assert any(j.method == "jtt" for j in jobs)
 
