@@ -205,7 +205,10 @@ def checkpoint_cost(folder):
             "of the runs without it.")
 
 
-SECTIONS = {"batchnorm": batchnorm_sections}  # every other suite: suite_sections
+def sections_of(results):
+    """The page's sections: the batchnorm suite's tables where its output has them (a batchnorm run, whole or a
+    subset of its methods and levels), the suite tables otherwise."""
+    return batchnorm_sections if (Path(results) / "bn_means.csv").is_file() else suite_sections
 
 
 def write_page(results, docs, name, title, *, measured_at=None, intro=""):
@@ -224,7 +227,7 @@ def write_page(results, docs, name, title, *, measured_at=None, intro=""):
              f"`{facts['measured_at']}` on {facts['machine']} (device {facts['device']}, torch {facts['torch']}); "
              f"page generated at commit `{facts['generated_at']}`. The files, copied next to this page: "
              + ", ".join(f"[`{f}`]({name}/{f})" for f in copied) + ".", "```", ""]
-    for heading, source, note, table in SECTIONS.get(name, suite_sections)(results, name):
+    for heading, source, note, table in sections_of(results)(results, name):
         lines += [f"## {heading}", "", f"From `{source}`. {note}", "", table, ""]
     for plot, caption in PLOTS.items():
         if plot in copied:
