@@ -13,11 +13,13 @@ Examples::
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from aimfair_plugin.utils import resolve_device
@@ -29,7 +31,7 @@ from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
 from .selection import RULES, checkpoint_frame, paired_frame, select_variants, selected_frame
-from .suites import SUITES, TUNED_SUITES, build_suite
+from .suites import CUSTOM_ERM_LRS, SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
 
@@ -106,6 +108,11 @@ def build_parser():
                      help="with --pipeline: words for s = 0 and s = 1 (default: --s-values)")
     own.add_argument("--prompt-vocabulary", default="celeba", choices=("celeba", "utkface"),
                      help="details the contextual prompts vary (face attributes / expressions, hair, age)")
+    own.add_argument("--erm-lrs", type=float, nargs="+",
+                     help="the ERM recipe's learning rates searched on validation data before fine-tuning (the "
+                          "group_val choice is the model every fine-tuning method starts from; default "
+                          "0.001 0.01 0.1; one value fixes it). The fine-tuning rates: --finetune-lrs (default "
+                          "0.001 0.01 0.1 0.5, chosen per rule)")
     own.add_argument("--n-per-cell", type=int,
                      help="with --pipeline: images to generate per (y, s) cell (default: what a run requests)")
     out = parser.add_argument_group("output")
@@ -123,7 +130,7 @@ def _pair(text):
 
 
 OWN_DATA_OPTIONS = ("metadata", "synthetic_dir", "y_values", "s_values", "val_share", "test_share", "name",
-                    "target_words", "protected_words", "n_per_cell")
+                    "target_words", "protected_words", "n_per_cell", "erm_lrs")
 NOT_FOR_OWN_DATA = ("n_test", "n_val_per_cell", "n_val_train", "minority_share")
 
 
@@ -285,6 +292,44 @@ def write_tuned(out, summary, frame, seeds, rule="group_val"):
     return path
 
 
+def tune_recipe_lr(suite, args, out, n_jobs):
+    """The custom suite's first stage: ERM over ``--erm-lrs`` (the paper's CelebA rate is not assumed to carry
+    over), each rate's model scored on the validation split; the ``group_val`` choice (highest mean validation
+    worst-group accuracy over the seeds) becomes the recipe every other method starts from. Sets
+    ``suite.recipe["lr"]`` and returns the report's section saying what was searched and chosen."""
+    lrs = tuple(args.erm_lrs or CUSTOM_ERM_LRS)
+    if len(lrs) == 1:
+        suite.recipe["lr"] = lrs[0]
+        return f"\n## Learning rates\n\nERM recipe learning rate fixed at {lrs[0]} (`--erm-lrs`).\n"
+    stage = dataclasses.replace(suite, methods=("erm",), variants={"erm": [{"lr": lr} for lr in lrs]},
+                                finetune_lrs=())
+    jobs = make_jobs(stage, device=args.device, checkpoints=not args.no_checkpoints)
+    if not args.report_only:
+        print(f"Stage 1: the ERM recipe's learning rate among {list(lrs)} on validation data ({len(jobs)} runs)")
+        run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
+                 progress=not args.no_progress)
+    frame = records_frame(collect_records(out, jobs))
+    if frame.empty:
+        raise SystemExit("aimfair-bench custom: no stage-1 records to choose the ERM learning rate from; run it "
+                         "without --report-only first.")
+    summary = summarise(frame)
+    lr_of = {row.variant: json.loads(row.variant_params)["lr"]
+             for row in frame.drop_duplicates("variant").itertuples()}
+    chosen = {rule: lr_of[select_variants(summary, rule).iloc[0]["variant"]] for rule in RULES}
+    suite.recipe["lr"] = chosen["group_val"]
+    rows = summary[summary["method"] == "erm"]
+    table = pd.DataFrame({"ERM learning rate": [lr_of[v] for v in rows["variant"]],
+                          **{f"{RULES[r][0]} (mean)": rows[f"{RULES[r][0]}_mean"].round(2).to_numpy() for r in RULES}})
+    print(f"ERM learning rate: {chosen['group_val']} (group_val; label_free would choose {chosen['label_free']})")
+    return ("\n## Learning rates searched on validation data\n\n"
+            f"The paper's CelebA rates (ERM 0.01, fine-tuning 0.5) are not assumed to carry over. ERM was trained at "
+            f"each of {list(lrs)}; the `group_val` rule's choice, **{chosen['group_val']}** (the `label_free` rule "
+            f"would choose {chosen['label_free']}), is the model every fine-tuning method starts from. Each "
+            f"fine-tuning method ran at each of {list(suite.finetune_lrs) or [suite.finetune['finetune_lr']]} and the "
+            "tables above show, under each rule, the rate that rule chose on validation data.\n\n"
+            + table.to_markdown(index=False) + "\n")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = Path(args.out or Path("results") / args.suite)
@@ -304,6 +349,11 @@ def main(argv=None):
     except ValueError as exc:  # bad data or settings (TaskDataError, unknown methods...): a message, no traceback
         raise SystemExit(f"aimfair-bench {args.suite}: {exc}") from None
     n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)
+    recipe_section = None
+    if args.suite == "custom" and not args.list:  # stage 1: the recipe's learning rate, chosen on validation data
+        out.mkdir(parents=True, exist_ok=True)
+        recipe_section = tune_recipe_lr(suite, args, out, n_jobs)
+        jobs = make_jobs(suite, device=args.device, checkpoints=not args.no_checkpoints)
     if args.list:
         from .runner import is_done, record_path
 
@@ -327,7 +377,7 @@ def main(argv=None):
     frame = records_frame(records)
     summary, paired = write_tables(out, frame)
     title = f"aimfair-bench {suite.name}: {len(records)} runs, {len(suite.seeds)} seeds"
-    report = markdown_report(frame, title, paired=paired)
+    report = markdown_report(frame, title, paired=paired) + (recipe_section or "")
     (out / "report.md").write_text(report)
     print("\n" + report)
     if suite.name == "tune":

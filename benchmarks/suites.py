@@ -332,11 +332,20 @@ CUSTOM_METHODS = ("erm", "cvar_dro", "jtt", "fairif", "group_dro", "linear_probe
                   "aimfair", "normalized")
 
 
+# What aimfair-bench custom searches on the user's validation data instead of taking the paper's CelebA values
+# (ERM lr 0.01, fine-tuning lr 0.5): the ERM recipe's rate (chosen first, the model fine-tuning starts from) and the
+# fine-tuning rate (a variant of every fine-tuning method, chosen per selection rule).
+CUSTOM_ERM_LRS = (0.001, 0.01, 0.1)
+CUSTOM_FINETUNE_LRS = (0.001, 0.01, 0.1, 0.5)
+
+
 def custom(task=None):
     """A suite on the user's own images: ``task`` comes from :func:`benchmarks.custom.metadata_task`.
 
-    The paper's recipe (ResNet-18, 224 px, 15 + 10 epochs, k = 55); without a synthetic-data provider only
-    the methods that need none run. 3 seeds; the split is the task's and the same for every seed.
+    The paper's recipe (ResNet-18, 224 px, 15 + 10 epochs, k = 55) except its learning rates, which are searched
+    on validation data (``CUSTOM_ERM_LRS`` for the recipe, chosen before fine-tuning by the command;
+    ``CUSTOM_FINETUNE_LRS`` for fine-tuning, a variant per rate); without a synthetic-data provider only the
+    methods that need none run. 3 seeds; the split is the task's and the same for every seed.
     """
     if task is None:
         raise ValueError("The custom suite is built from your files: aimfair-bench custom --metadata FILE.csv "
@@ -347,9 +356,9 @@ def custom(task=None):
     return Suite(
         "custom", f"Your own images ({task['metadata']}, {task['n_train']} training images): label-free baselines, "
         "the Group DRO oracle and" + (" fine-tuning on synthetic data" if task.get("provider") else " no synthetic "
-        "data") + ", the paper's recipe, 3 seeds.",
+        "data") + ", the paper's recipe with its learning rates searched on validation data, 3 seeds.",
         [task], methods, (0, 1, 2), dict(PAPER_RECIPE, image_size=task["image_size"]), dict(PAPER_FINETUNE),
-        variants={"random_matched": [{"match": "aimfair"}]})
+        variants={"random_matched": [{"match": "aimfair"}]}, finetune_lrs=CUSTOM_FINETUNE_LRS)
 
 
 SUITES = {"quick": quick, "tune": tune, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria,

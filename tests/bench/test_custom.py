@@ -52,9 +52,10 @@ def own_data(tmp_path):
     return root
 
 
-def command(root, out, *extra):
+def command(root, out, *extra, rates=("--erm-lrs", "0.05", "--finetune-lrs", "0.05")):
+    """The command line; ``rates`` fix both learning rates (one value each: nothing searched) unless given."""
     return ["custom", "--metadata", str(root / "meta.csv"), "--synthetic-dir", str(root / "synthetic"),
-            "--out", str(out), "--y-values", "no,yes", *FAST, *extra]
+            "--out", str(out), "--y-values", "no,yes", *FAST, *rates, *extra]
 
 
 # -- end to end ------------------------------------------------------------------------------------------
@@ -106,6 +107,27 @@ def test_custom_suite_runs_end_to_end_hides_group_labels_and_resumes(own_data, t
 
 
 @pytest.mark.slow
+def test_custom_suite_searches_both_learning_rates_on_validation_data(own_data, tmp_path, capsys):
+    out = tmp_path / "results"
+    rates = ("--erm-lrs", "0.001", "0.1", "--finetune-lrs", "0.001", "0.1")
+    assert main(command(own_data, out, "--methods", "erm", "full", rates=rates)) == 0
+    stage_one = [json.loads(p.read_text()) for p in (out / "records").rglob("erm__lr=*/seed0.json")]
+    assert sorted(r["variant_params"]["lr"] for r in stage_one) == [0.001, 0.1]
+    best = max(stage_one, key=lambda r: (r["validation"]["group"]["WST"], r["validation"]["group"]["ACC"],
+                                          -r["variant_params"]["lr"]))  # the group_val rule, ties: the first
+    erm = json.loads(next((out / "records").rglob("erm/seed0.json")).read_text())
+    assert erm["settings"]["recipe"]["lr"] == best["variant_params"]["lr"]  # the model fine-tuning starts from
+    full = [json.loads(p.read_text()) for p in (out / "records").rglob("full__*/seed0.json")]
+    assert sorted(r["settings"]["finetune"]["finetune_lr"] for r in full) == [0.001, 0.1]
+    assert all(r["settings"]["recipe"]["lr"] == best["variant_params"]["lr"] for r in full)
+    report = (out / "report.md").read_text()
+    assert "## Learning rates searched on validation data" in report and "not assumed to carry over" in report
+    assert f"**{best['variant_params']['lr']}**" in report
+    frame = pd.read_csv(out / "records.csv")
+    assert sorted(frame["method"]) == ["erm", "full", "full"]  # the tables: ERM at the chosen rate, full at both
+
+
+@pytest.mark.slow
 def test_custom_suite_generates_synthetic_images_with_a_diffusers_pipeline(own_data, tmp_path, tiny_pipeline_path,
                                                                            capsys):
     out = tmp_path / "results"
@@ -114,7 +136,7 @@ def test_custom_suite_generates_synthetic_images_with_a_diffusers_pipeline(own_d
         return ["custom", "--metadata", str(own_data / "meta.csv"), "--pipeline", str(tiny_pipeline_path),
                 "--y-values", "no,yes", "--target-words", "unsmiling,smiling", "--protected-words", "female,male",
                 "--n-per-cell", str(n_per_cell), "--inference-steps", "2", "--out", str(out),
-                "--methods", "erm", "aimfair", *FAST]
+                "--methods", "erm", "aimfair", *FAST, "--erm-lrs", "0.05", "--finetune-lrs", "0.05"]
 
     assert main(args(out, 30)) == 0
     cache = next((out / "synthetic").iterdir())
@@ -281,7 +303,13 @@ def test_readme_image_folder_example_and_command_work_as_written(tmp_path, monke
            "--no-progress", "--n-jobs", "1"]
     assert main(command[1:] + toy) == 0
     frame = pd.read_csv("results/mine/records.csv")
-    assert sorted(frame["method"]) == ["aimfair", "erm", "full", "jtt"]
+    # as written, both learning rates are searched: ERM at the rate chosen first, each fine-tuning method at
+    # every fine-tuning rate (CUSTOM_FINETUNE_LRS)
+    from aimfair_bench.suites import CUSTOM_FINETUNE_LRS
+
+    counts = frame["method"].value_counts().to_dict()
+    assert counts == {"erm": 1, "jtt": 1, "full": len(CUSTOM_FINETUNE_LRS), "aimfair": len(CUSTOM_FINETUNE_LRS)}
+    assert "## Learning rates searched on validation data" in Path("results/mine/report.md").read_text()
     split = pd.read_csv("results/mine/split.csv")  # default shares 0.1 / 0.2 of 12 per cell: 1 / 2 / 9
     assert split.groupby("split").size().to_dict() == {"test": 8, "train": 36, "val": 4}
     smiling = split["path"].str.contains("/smiling/")
