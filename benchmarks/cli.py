@@ -30,7 +30,7 @@ from .methods import METHODS
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
-from .selection import RULES, checkpoint_frame, paired_frame, select_variants, selected_frame
+from .selection import RULES, at_checkpoint, checkpoint_frame, paired_frame, select_variants, selected_frame
 from .suites import CUSTOM_ERM_LRS, SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
@@ -318,8 +318,9 @@ def tune_recipe_lr(suite, args, out, n_jobs):
     chosen = {rule: lr_of[select_variants(summary, rule).iloc[0]["variant"]] for rule in RULES}
     suite.recipe["lr"] = chosen["group_val"]
     rows = summary[summary["method"] == "erm"]
-    table = pd.DataFrame({"ERM learning rate": [lr_of[v] for v in rows["variant"]],
-                          **{f"{RULES[r][0]} (mean)": rows[f"{RULES[r][0]}_mean"].round(2).to_numpy() for r in RULES}})
+    table = pd.DataFrame({"ERM learning rate": [lr_of[v] for v in rows["variant"]], **{
+        f"{r}: {RULES[r][0]} at its checkpoint (mean)": at_checkpoint(rows, r)[f"{RULES[r][0]}_mean"].round(2).to_numpy()
+        for r in RULES}})  # what each rule read: every run at the epoch the rule kept
     print(f"ERM learning rate: {chosen['group_val']} (group_val; label_free would choose {chosen['label_free']})")
     return ("\n## Learning rates searched on validation data\n\n"
             f"The paper's CelebA rates (ERM 0.01, fine-tuning 0.5) are not assumed to carry over. ERM was trained at "
