@@ -282,18 +282,24 @@ def fit_finetune(method, job, data, cache_dir):
     """The mitigator with the method's strategy settings, fine-tuning the seed's ERM model.
 
     A variant with ``validate_on="val_train"`` turns the mitigator's held-out guard on with the task's
-    training-distribution validation split (``X_val_train``, no group labels) as ``X_val`` / ``y_val``; the
-    ERM model never sees that split, so the shared pre-training is unchanged. (The guard then chooses the
-    returned model; the benchmark scores no checkpoints of it.)"""
+    training-distribution validation split (``X_val_train``, no group labels) as ``X_val`` / ``y_val``; with
+    ``validate_on="val"`` (a method that declares ``group_labels="validation"``) on the balanced group-labelled
+    validation split, its group labels as ``sensitive_features_val``. The ERM model never sees either split,
+    so the shared pre-training is unchanged. (The guard then chooses the returned model; the benchmark scores
+    no checkpoints of it.)"""
     params = dict(job.params)
     validate_on = params.pop("validate_on", None)
     if validate_on is None:
         model = mitigator(job, data, cache_dir, {**job.finetune, **params}, benchmark_callbacks(job, data))
         return model.fit(data.X_train, data.y_train)
-    if validate_on != "val_train":
-        raise ValueError(f"validate_on={validate_on!r}: the guard can read 'val_train' (no group labels).")
     model = mitigator(job, data, cache_dir, {**job.finetune, **params})
-    return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
+    if validate_on == "val_train":
+        return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
+    if validate_on == "val" and method.group_labels == "validation":
+        return model.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val,
+                         sensitive_features_val=data.s_val)
+    raise ValueError(f"validate_on={validate_on!r}: the guard reads 'val_train' (no group labels), or 'val' with its "
+                     "group labels for a method that declares group_labels='validation'.")
 
 
 def fit_random_matched(method, job, data, cache_dir):
@@ -421,6 +427,10 @@ METHODS = {
                          style=_style("*", "red", markersize=18, markeredgecolor="black", zorder=5)),
     "normalized": _finetune("Selective Fine-Tuning (Normalized Gaps)", {"criterion": "normalized"}, selective=True,
                             style=_style("3", "#b8860b")),
+    "normalized_guarded": _finetune(
+        "Selective Fine-Tuning (Normalized Gaps), guard on the group-labelled validation split",
+        {"criterion": "normalized", "validate_on": "val", "selection_score": "worst_group"},
+        group_labels="validation", style=_style("2", "#8b6914")),
     "ratio": _finetune("Selective Fine-Tuning (Gap Ratio)", {"criterion": "abs_diff", "selection": "ratio"},
                        selective=True, style=_style("4", "#2f4f4f")),
     "auto_rgn": _finetune("Auto-RGN (Surgical Fine-Tuning)", {"strategy": "auto_rgn"}, style=_style("+", "#ff6347")),

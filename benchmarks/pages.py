@@ -99,14 +99,16 @@ def batchnorm_sections(folder, name):
     if guard is not None:
         sections.append(("What the guard chose", "records/*/*/seed*.json",
                          "For each guarded run (the default criterion, real statistics, the held-out guard scored on "
-                         "the training-distribution validation split), the candidate it returned: the pre-trained "
+                         "the training-distribution validation split, or on the group-labelled one where the method "
+                         "says so), the candidate it returned: the pre-trained "
                          "model, a fine-tuning epoch, or an interpolation α between the two; runs per level.",
                          _table(guard)))
     return sections + [
         ("Test worst-group accuracy per method and setting", "bn_means.csv",
          "Test WST %, mean ± std over seeds (number of seeds); the setting is `bn_statistics`, or `guard SCORE` "
          "for the default criterion with the held-out guard on, scored by SCORE on the training-distribution "
-         "validation split (no group labels); every run, none selected.", _table(wide)),
+         "validation split (no group labels; on the group-labelled split where the method says so); every run, "
+         "none selected.", _table(wide)),
         ("The package default against every other run", "bn_paired.csv",
          f"The default ({_label(DEFAULT_RUN[0])} with `bn_statistics=\"{DEFAULT_RUN[1]}\"`, unguarded) minus "
          "each other run, paired by seed: mean WST difference [95 % Student t interval]; * the interval excludes 0.",

@@ -43,8 +43,9 @@ def test_batchnorm_suite_guards_the_default_criterion_with_each_label_free_score
     assert guarded == {"accuracy", "worst_class_accuracy", "pseudo_group", "synthetic_worst_group",
                        "probe_worst_group", "probe_mean_group"}
     with_bn = {j.params["selection_score"] for j in jobs if j.params.get("batchnorm_variants")}
-    assert with_bn == {"probe_worst_group", "probe_mean_group"}
-    assert {j.method for j in jobs if j.params.get("validate_on")} == {"normalized"}
+    assert with_bn == {"probe_worst_group", "probe_mean_group", "worst_group"}
+    assert {j.method for j in jobs if j.params.get("validate_on")} == {"normalized", "normalized_guarded"}
+    assert {j.params["validate_on"] for j in jobs if j.method == "normalized_guarded"} == {"val"}
     assert any(j.method == "jtt" for j in jobs)
 
 
@@ -72,3 +73,31 @@ def test_the_package_default_is_derived_from_the_mitigator_signature():
     assert package_default_method() == "normalized"
     assert METHODS["normalized"].params == {"criterion": mitigator_defaults()["criterion"]}
     assert DEFAULT_RUN == ("normalized", "real")
+
+
+def test_the_group_labelled_guard_reads_the_validation_split_with_its_group_labels(monkeypatch):
+    from types import SimpleNamespace
+
+    from aimfair_bench import methods as bench_methods
+    from aimfair_bench.methods import METHODS, fit_finetune, visible_data
+
+    method = METHODS["normalized_guarded"]
+    assert method.group_labels == "validation" and method.params["selection_score"] == "worst_group"
+    job = next(j for j in make_jobs(build_suite("batchnorm")) if j.method == "normalized_guarded")
+    data = {k: k for k in ("X_train", "y_train", "s_train", "X_val", "y_val", "s_val", "X_val_train", "y_val_train",
+                           "s_val_train", "X_test", "y_test", "s_test")}
+    seen = visible_data(job, data)
+    assert "s_val" in seen and "s_train" not in seen and "X_test" not in seen
+    calls = []
+
+    class Recorder:
+        def fit(self, X, y, **kwargs):
+            calls.append((X, y, kwargs))
+            return self
+
+    monkeypatch.setattr(bench_methods, "mitigator", lambda *a, **k: Recorder())
+    fit_finetune(method, job, SimpleNamespace(**data), "cache")
+    assert calls == [("X_train", "y_train", {"X_val": "X_val", "y_val": "y_val", "sensitive_features_val": "s_val"})]
+    with pytest.raises(ValueError, match="group_labels='validation'"):  # a label-free method cannot ask for them
+        fit_finetune(METHODS["normalized"], job.__class__(**{**job.__dict__, "method": "normalized"}),
+                     SimpleNamespace(**data), "cache")
