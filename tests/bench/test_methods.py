@@ -49,7 +49,7 @@ def test_the_runner_and_report_read_fields_not_names():
     assert table_methods("4") == ["random", "update_block", "freeze_block", "cosine", "aimfair"]
     starts = {k for k, m in METHODS.items() if m.starts_from_erm}
     assert {"fairif", "random_matched", "full", "aimfair", "auto_rgn"} <= starts and "jtt" not in starts
-    assert {k for k, m in METHODS.items() if m.group_labels != "none"} == {"fairif", "group_dro"}
+    assert {k for k, m in METHODS.items() if m.group_labels != "none"} == {"fairif", "group_dro", "normalized_guarded"}
 
 
 def test_jobs_are_frozen_and_their_settings_are_plain_and_hashed():
