@@ -329,9 +329,10 @@ def batchnorm(tuned_path=TUNED_PATH, levels=GAP_LEVELS):
 
 
 # Your own data (aimfair-bench custom): the label-free baselines, the oracle, and the fine-tuning family with
-# a random mask of AIM-Fair's size next to AIM-Fair.
+# a random mask of AIM-Fair's size next to AIM-Fair, and the default criterion guarded by worst_group on the
+# group-labelled validation split (custom data always has its group labels).
 CUSTOM_METHODS = ("erm", "cvar_dro", "jtt", "fairif", "group_dro", "linear_probe", "full", "random_matched",
-                  "aimfair", "normalized")
+                  "aimfair", "normalized", "normalized_guarded")
 
 
 # What aimfair-bench custom searches on the user's validation data instead of taking the paper's CelebA values
