@@ -166,7 +166,7 @@ def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestima
     n_epochs = int(scores["epoch"].max())
     curve = {"epoch": scores["epoch"].astype(int).tolist(),
              **{key: scores[key].tolist() for key in scores.columns if key.startswith("val_")}}
-    n_bn = None if callback.batchnorm_images is None else len(callback.batchnorm_images)
+    n_bn = None if callback.bn_dataset_ is None else len(callback.bn_dataset_)
     module = returned_classifier(model).net_.module_
     returned = {k: v.detach().clone() for k, v in module.state_dict().items()}
     selected, tested = {}, {n_epochs: last["metrics"]}

@@ -304,11 +304,18 @@ def tune_recipe_lr(suite, args, out, n_jobs):
     stage = dataclasses.replace(suite, methods=("erm",), variants={"erm": [{"lr": lr} for lr in lrs]},
                                 finetune_lrs=())
     jobs = make_jobs(stage, device=args.device, checkpoints=not args.no_checkpoints)
-    if not args.report_only:
+    if args.list:  # what stage 1 runs; the rest is listed at the rate its records choose (the paper's before)
+        from .runner import is_done, record_path
+
+        for job in jobs:
+            print(f"{'done' if is_done(out, job) else 'todo'}  {record_path(out, job)}")
+    elif not args.report_only:
         print(f"Stage 1: the ERM recipe's learning rate among {list(lrs)} on validation data ({len(jobs)} runs)")
         run_jobs(jobs, out, n_jobs=n_jobs, backend=args.backend, scheduler=args.scheduler,
                  progress=not args.no_progress)
     frame = records_frame(collect_records(out, jobs))
+    if frame.empty and args.list:
+        return None
     if frame.empty:
         raise SystemExit("aimfair-bench custom: no stage-1 records to choose the ERM learning rate from; run it "
                          "without --report-only first.")
@@ -351,8 +358,9 @@ def main(argv=None):
         raise SystemExit(f"aimfair-bench {args.suite}: {exc}") from None
     n_jobs = args.n_jobs if args.n_jobs is not None else default_n_jobs(args.device)
     recipe_section = None
-    if args.suite == "custom" and not args.list:  # stage 1: the recipe's learning rate, chosen on validation data
-        out.mkdir(parents=True, exist_ok=True)
+    if args.suite == "custom":  # stage 1: the recipe's learning rate, chosen on validation data
+        if not args.list:
+            out.mkdir(parents=True, exist_ok=True)
         recipe_section = tune_recipe_lr(suite, args, out, n_jobs)
         jobs = make_jobs(suite, device=args.device, checkpoints=not args.no_checkpoints)
     if args.list:

@@ -5,7 +5,8 @@ Writes ``OUT/meta.csv`` (columns ``path, y, s, split``) and the images it names:
 coloured Fashion-MNIST (``--n-train`` images, ``--minority-share`` of the rare background colour within each
 class), a balanced validation split and a balanced test split (from Fashion-MNIST's official test images), and
 ``OUT/synthetic/{y}_{s}/*.png``: a synthetic stand-in with a **resolution gap**: other Fashion-MNIST training
-images, coloured the same way, shrunk to ``--synthetic-size`` pixels and blown back up, with pixel noise (a kind of
+images (an independent draw from the same official split, so a few may coincide with training images), coloured
+the same way, shrunk to ``--synthetic-size`` pixels and blown back up, with pixel noise (a kind of
 gap the embedded rendered digits do not have). Then::
 
     aimfair-bench custom --metadata OUT/meta.csv --synthetic-dir OUT/synthetic --image-size 32 --width 16 \\

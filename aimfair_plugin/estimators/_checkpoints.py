@@ -236,6 +236,8 @@ class ScoredCheckpoints(Callback):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         # (fitted attributes end in "_": skorch reads every other attribute as a constructor parameter)
         self.rows_, self.best_, self.best_states_, self.keys_, self.scoring_s_ = [], {}, {}, {}, 0.0
+        self.criteria_ = self._criteria()
+        self.bn_dataset_ = None if self.batchnorm_images is None else as_image_dataset(self.batchnorm_images)
         self.start_ = _state(net.module_) if self.interpolation_alphas else None
         if self.score_start:
             self._score(net, "start", 0, 0.0, reestimate=False)
@@ -268,8 +270,7 @@ class ScoredCheckpoints(Callback):
     def release(self):
         """Drop the kept states and the data references (a fitted net then pickles small); returns self."""
         self.best_states_ = {}
-        self.scoring = None
-        self.batchnorm_images = None
+        self.scoring = self.batchnorm_images = self.bn_dataset_ = None
         return self
 
     # -- one candidate --------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ class ScoredCheckpoints(Callback):
         row = {"candidate": name, "epoch": int(epoch), "alpha": float(alpha)}
         if not self.batchnorm_variants:
             return self._score_one(net, row, reestimate=reestimate, restore=restore)
-        if reestimate and self.batchnorm_images is not None:  # as trained, then re-estimated
+        if reestimate and self.bn_dataset_ is not None:  # as trained, then re-estimated
             self._score_one(net, {**row, "batchnorm": "trained"}, reestimate=False, restore=restore)
             return self._score_one(net, {**row, "batchnorm": "real"}, reestimate=True, restore=restore)
         return self._score_one(net, {**row, "batchnorm": "as is"}, reestimate=reestimate, restore=restore)
@@ -290,13 +291,11 @@ class ScoredCheckpoints(Callback):
         rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         was_training = module.training
-        buffers = ({k: b.detach().clone() for k, b in module.named_buffers()}
-                   if reestimate and restore and self.batchnorm_images is not None else None)
+        reestimate = reestimate and self.bn_dataset_ is not None
+        buffers = {k: b.detach().clone() for k, b in module.named_buffers()} if reestimate and restore else None
         try:
-            if reestimate and self.batchnorm_images is not None:
-                if not isinstance(self.batchnorm_images, torch.utils.data.Dataset):
-                    self.batchnorm_images = as_image_dataset(self.batchnorm_images)
-                reestimate_batchnorm_statistics(module, self.batchnorm_images, batch_size=self.batch_size,
+            if reestimate:
+                reestimate_batchnorm_statistics(module, self.bn_dataset_, batch_size=self.batch_size,
                                                 device=net.device, num_workers=self.num_workers)
             row = {**row, **self.scoring(net, dict(row))}
             self.rows_.append(row)
@@ -314,7 +313,7 @@ class ScoredCheckpoints(Callback):
 
     def _keep(self, module, row):
         state = None
-        for criterion, keys in self._criteria().items():
+        for criterion, keys in self.criteria_.items():
             missing = [k for k in keys if k not in row]
             if missing:
                 raise KeyError(f"monitor criterion {criterion!r} reads {missing}, which scoring did not return "

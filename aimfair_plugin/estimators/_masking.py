@@ -167,12 +167,13 @@ def select_tensors(domain_gap, bias_gap, k, selection="intersection"):
 
 
 def mask_statistics(gaps, mask, k):
-    """Diagnostics of a mask: rank correlation of the two gaps, size, and the smallest possible size."""
+    """Diagnostics of a mask: rank correlation of the two gaps, size, and the smallest possible size (None, as
+    ``top_k``, for a strategy without a ``k``)."""
     rho = spearmanr(gaps["domain_gap"], gaps["bias_gap"]).statistic if len(gaps) > 2 else np.nan
     return {
         "spearman_domain_vs_bias": float(rho),
         "n_selected": int(np.sum(mask)),
-        "min_possible_intersection": max(0, 2 * k - len(gaps)),
-        "top_k": int(k),
+        "min_possible_intersection": None if k is None else max(0, 2 * k - len(gaps)),
+        "top_k": None if k is None else int(k),
         "n_tensors": len(gaps),
     }

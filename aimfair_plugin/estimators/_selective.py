@@ -31,9 +31,8 @@ from ._data import ImageInput, check_images
 from ._masking import gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._probe import GroupProbe
 from ._selection import PROBE_SCORES, SCORES, CandidateSelection, label_cells, pseudo_groups
-from ._strategies import BUILTIN_STRATEGIES, resolve_strategy, strategy_name
+from ._strategies import resolve_strategy, strategy_name
 
-STRATEGIES = tuple(BUILTIN_STRATEGIES)
 # batchnorm -> (frozen layers keep their statistics during fine-tuning, every layer does, re-estimate on real
 # images when fine-tuning ends)
 BATCHNORM = {
@@ -115,6 +114,7 @@ class _FitState:
     cache: object = None
     pretrain_key: str = None
     held_out: object = None
+    selection: object = None
 
 
 class _HeldOut(NamedTuple):
@@ -426,12 +426,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         self.n_selected_ = int(mask.sum())
         strategy = state.strategy
         top_k = getattr(strategy, "top_k", None)
-        k = resolve_top_k(top_k, len(gaps)) if top_k is not None else None
-        statistics = mask_statistics(gaps, mask, k if k is not None else 0)
-        if k is None:
-            statistics.update(top_k=None, min_possible_intersection=None)
         self.mask_report_ = {
-            **statistics,
+            **mask_statistics(gaps, mask, None if top_k is None else resolve_top_k(top_k, len(gaps))),
             "criterion": strategy.criterion if strategy.needs_gradient_gaps else None,
             "selection": (getattr(strategy, "selection", None) if strategy.needs_gradient_gaps
                           else strategy_name(strategy)),
@@ -466,9 +462,13 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
         if getattr(strategy, "top_k", None) is not None:
             resolve_top_k(strategy.top_k, len(names))  # a count the network does not have fails before training
-        images, y, held_out = self._held_out(images, y, base, prefit, validation or {}, record=reset)
+        validation = validation or {}
+        selection = self._selection(validation)
+        images, y, held_out, held_rows = self._held_out(images, y, base, prefit, validation, selection)
+        if reset:
+            self.validation_indices_ = held_rows
         return _FitState(images, y, base, prefit, strategy, names, check_random_state(self.random_state),
-                         held_out=held_out)
+                         held_out=held_out, selection=selection)
 
     def _selection(self, validation):
         """The :class:`CandidateSelection` in force: the parameter, the default one when ``X_val`` is given,
@@ -477,13 +477,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             return self.candidate_selection
         return CandidateSelection() if validation.get("X") is not None else None
 
-    def _held_out(self, images, y, base, prefit, validation, record=True):
-        """``(training images, training labels, held-out data or None)``: ``X_val``/``y_val`` as given, or a
-        stratified ``validation_fraction`` of the real data (then removed from what pre-training and
-        fine-tuning see)."""
-        if record:
-            self.validation_indices_ = None
-        selection = self._selection(validation)
+    def _held_out(self, images, y, base, prefit, validation, selection):
+        """``(training images, training labels, held-out data or None, held-out rows of X or None)``:
+        ``X_val``/``y_val`` as given, or a stratified ``validation_fraction`` of the real data (then removed from
+        what pre-training and fine-tuning see)."""
         if validation.get("X") is not None or validation.get("y") is not None:
             if validation.get("X") is None or validation.get("y") is None:
                 raise ValueError("Give both X_val and y_val, or neither.")
@@ -497,11 +494,11 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                                  "validation images.")
             if selection.score == "worst_group" and s_val is None:
                 raise ValueError("The score 'worst_group' needs sensitive_features_val.")
-            return images, y, _HeldOut(val_images, y_val, None if s_val is None else np.asarray(s_val))
+            return images, y, _HeldOut(val_images, y_val, None if s_val is None else np.asarray(s_val)), None
         if validation.get("s") is not None:
             raise ValueError("sensitive_features_val needs X_val and y_val.")
         if selection is None:
-            return images, y, None
+            return images, y, None, None
         if selection.validation_fraction is None:
             raise ValueError("candidate_selection needs held-out data: give it a validation_fraction, or give "
                              "X_val and y_val to fit.")
@@ -520,9 +517,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ValueError(f"Cannot hold out validation_fraction={selection.validation_fraction} of {len(y)} "
                              f"images with both classes on each side: {exc}") from exc
         train, held = np.sort(train), np.sort(held)
-        if record:
-            self.validation_indices_ = held
-        return images[train], y[train], _HeldOut(images[held], y[held], None)
+        return images[train], y[train], _HeldOut(images[held], y[held], None), held
 
     def _draw_synthetic(self, state):
         """``(S2, S1)``: the balanced set, and the biased set when the strategy needs the gradient gaps (None
@@ -609,7 +604,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=keep_frozen,
                                                         all_bn_eval=all_eval))]
         if state.held_out is not None:  # the candidates, scored while fine-tuning runs
-            callbacks.append(("candidate_selection", self._candidate_scoring(state, estimator, reestimate, balanced)))
+            scoring, column = self._candidate_scoring(state, estimator, reestimate, balanced)
+            callbacks.append(("candidate_selection", scoring))
         elif reestimate:  # after the mask is lifted: frozen layers are re-estimated too
             callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
                 state.images.dataset(), batch_size=self.finetune_batch_size, num_workers=state.base.num_workers)))
@@ -628,15 +624,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             chosen = {k: v for k, v in scored.best_["selected"].items() if k != "row"}
             self.selected_candidate_ = {**chosen, "candidate": names.get(chosen["candidate"], chosen["candidate"])}
             scored.release()  # the fitted model keeps neither the candidates' states nor the data
-            self._warn_about_choice(self._score_column(state))
+            self._warn_about_choice(column)
         return estimator
-
-    def _score_column(self, state):
-        score = self._score_used
-        return "score" if callable(score) else score
-
-    def _selection_in_force(self, state):
-        return self.candidate_selection if self.candidate_selection is not None else CandidateSelection()
 
     def _group_probe(self, state, balanced):
         """Train the probe of the protected attribute on the balanced synthetic set S2 (the pre-trained
@@ -653,11 +642,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         return probe, inferred
 
     def _candidate_scoring(self, state, estimator, reestimate, balanced):
-        """The :class:`ScoredCheckpoints` of the held-out selection: every score for every candidate (the
-        pre-trained model, each epoch, the interpolations), the selection's score monitored, the best loaded."""
-        selection, held = self._selection_in_force(state), state.held_out
+        """``(callback, column)``: the :class:`ScoredCheckpoints` of the held-out selection (every score for every
+        candidate: the pre-trained model, each epoch, the interpolations; the selection's score monitored, the
+        best loaded) and the name of the score column it monitors."""
+        selection, held = state.selection, state.held_out
         scorer = selection.score if callable(selection.score) else None
-        score = selection.score
+        score = "score" if scorer is not None else selection.score
         probe, inferred = (self._group_probe(state, balanced) if score in PROBE_SCORES else (None, None))
         if probe is not None and not probe.reliable_:
             warnings.warn(f"The probe of the protected attribute is near chance on the synthetic images "
@@ -665,24 +655,21 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                           f"the score {score!r} falls back to 'synthetic_worst_group' (see group_probe_).",
                           FineTuningWarning, stacklevel=5)
             score = "synthetic_worst_group"
-        self._score_used = score
         with torch.random.fork_rng(devices=[]):  # the draw leaves fine-tuning's random stream as it was
             synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y)), state.images.shape,
                                     state.rng) if score == "synthetic_worst_group" else None)
-        start_pred = []
+        groups = {"accuracy": None, "worst_class_accuracy": None, "pseudo_group": None}  # pseudo: from the start
+        cells = {}
+        if held.s is not None:
+            groups["worst_group"] = np.column_stack([held.y, held.s])
+            cells["worst_group"] = label_cells(held.y, held.s)
+        if inferred is not None:
+            groups["probe_worst_group"] = groups["probe_mean_group"] = np.column_stack([held.y, inferred])
 
         def scoring(net, candidate):
             pred = estimator.predict(held.images.X)
-            if not start_pred:
-                start_pred.append(pred)
-            groups = {"accuracy": None, "worst_class_accuracy": None,
-                      "pseudo_group": pseudo_groups(held.y, start_pred[0])}
-            cells = {}
-            if held.s is not None:
-                groups["worst_group"] = np.column_stack([held.y, held.s])
-                cells["worst_group"] = label_cells(held.y, held.s)
-            if inferred is not None:
-                groups["probe_worst_group"] = groups["probe_mean_group"] = np.column_stack([held.y, inferred])
+            if groups["pseudo_group"] is None:  # the first candidate is the pre-trained model
+                groups["pseudo_group"] = pseudo_groups(held.y, pred)
             row = {name: SCORES[name][0](held.y, pred, g, **({"cells": cells[name]} if name in cells else {}))
                    for name, g in groups.items()}
             if synthetic is not None:
@@ -694,11 +681,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             return row
 
         variants = selection.batchnorm_variants
-        return ScoredCheckpoints(
-            scoring, {"selected": ("score" if scorer is not None else score,)},
+        callback = ScoredCheckpoints(
+            scoring, {"selected": (score,)},
             batchnorm_images=state.images.dataset() if (reestimate or variants) else None,
             batch_size=self.finetune_batch_size, num_workers=state.base.num_workers, score_start=True,
             interpolation_alphas=selection.alphas(), batchnorm_variants=variants, load_best="selected")
+        return callback, score
 
     def _warn_about_choice(self, column):
         scores, chosen = self.finetune_scores_, self.selected_candidate_
