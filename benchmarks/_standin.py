@@ -4,14 +4,16 @@ The coloured-MNIST benchmark draws its synthetic sets from MNIST digits that
 are in neither the training nor the test split, coloured into all four (y, s)
 cells and pushed away from the real domain (random rotation and scaling,
 thicker strokes, blur, colour jitter and pixel noise), so the mask has a real
-domain gap to avoid.
+domain gap to avoid. Two kinds of gap (``gap=``): ``"stroke"`` (the affine, dilation and blur above) or
+``"resolution"`` (each image shrunk to a few pixels and blown back up: blocky, no geometric change); both
+then get the colour jitter and pixel noise.
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aimfair_plugin.datasets import binarize_target, colorize, load_mnist_5k, resize_gray
+from aimfair_plugin.datasets import binarize_target, colorize, load_mnist_5k, resize_gray, resize_images
 from aimfair_plugin.synth import ArrayProvider
 
 
@@ -30,13 +32,27 @@ def transformed_digits(gray, rng):
     return x[:, 0].clamp(0, 1).numpy()
 
 
-def heldout_provider(data, images=None, labels=None, *, image_size=32, target=5, max_images=None, random_state=0):
+def low_resolution(gray, size):
+    """Shrink ``(N, H, W)`` images to ``size`` pixels a side and blow them back up (bilinear, antialiased)."""
+    small = resize_images(gray[:, None], (size, size))
+    return resize_images(small, gray.shape[1:])[:, 0]
+
+
+GAPS = ("stroke", "resolution")
+
+
+def heldout_provider(data, images=None, labels=None, *, image_size=32, target=5, max_images=None, gap="stroke",
+                     low_size=10, random_state=0):
     """ArrayProvider over the pool images unused by ``data``, each coloured both ways and transformed.
 
     ``images, labels``: the grey pool ``data`` was drawn from (default: MNIST-5k). For Fashion-MNIST
     pass its official training split (the test images come from another pool, so only the training
-    indices are excluded). ``max_images`` caps how many unused images are kept (memory).
+    indices are excluded). ``max_images`` caps how many unused images are kept (memory). ``gap``: which
+    transformation separates them from the real images (see the module docstring; ``low_size`` is the side
+    ``"resolution"`` shrinks to).
     """
+    if gap not in GAPS:
+        raise ValueError(f"gap must be one of {GAPS}, got {gap!r}.")
     rng = np.random.RandomState(random_state)
     if images is None:
         images, labels = load_mnist_5k()
@@ -49,7 +65,8 @@ def heldout_provider(data, images=None, labels=None, *, image_size=32, target=5,
         raise ValueError("No pool image is left for the held-out stand-in provider; lower n_train.")
     if max_images is not None and len(unused) > max_images:
         unused = np.sort(rng.choice(unused, size=max_images, replace=False))
-    gray = transformed_digits(images[unused].astype(np.float32) / 255.0, rng)
+    gray = images[unused].astype(np.float32) / 255.0
+    gray = transformed_digits(gray, rng) if gap == "stroke" else low_resolution(gray, low_size)
     gray = resize_gray(gray, image_size)
     y = binarize_target(labels[unused], target)
     X, ys, ss = [], [], []

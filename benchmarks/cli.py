@@ -31,6 +31,7 @@ from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
 from .selection import RULES, at_checkpoint, checkpoint_frame, paired_frame, select_variants, selected_frame
+from .panel import panel_tables
 from .suites import CUSTOM_ERM_LRS, SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 
@@ -411,6 +412,12 @@ def main(argv=None):
         versus.to_csv(out / "bn_paired.csv", index=False)
         print("\nTest WST per level, method and bn_statistics (mean, std, seeds):\n" + means.round(2).to_string(index=False))
         print("\nPaired differences of test WST (95 % t interval):\n" + versus.round(2).to_string(index=False))
+    if suite.name == "panel":
+        means, versus, verdict = panel_tables(frame, {task["name"]: task["family"] for task in suite.tasks})
+        for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv")):
+            table.to_csv(out / file, index=False)
+        print("\nCandidate defaults over the panel's tasks (test WST; bars: ERM + 5, best fixed - 5):\n"
+              + verdict.round(2).to_string(index=False))
     if not args.no_plots:
         made = [plot_tradeoff(summary, out / "tradeoff.png"), plot_topk(summary, out / "topk.png"),
                 plot_mask_blocks(records, out / "mask_blocks.png")]

@@ -19,9 +19,11 @@ import pandas as pd
 
 from .domain_gap import DEFAULT_RUN, level_of
 from .methods import METHODS
+from .panel import panel_sections
 from .selection import format_interval
 
 COPIED = ("report.md", "selected.csv", "paired.csv", "checkpoints.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
+          "panel_means.csv", "panel_paired.csv", "panel_verdict.csv",
           "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
 PLOTS = {"tradeoff.png": "Accuracy against worst-group accuracy and against EO, each method at its group_val variant",
          "topk.png": "ACC, WST and EO against k", "mask_blocks.png": "Tensors updated per block",
@@ -208,13 +210,16 @@ def checkpoint_cost(folder):
 
 
 def sections_of(results):
-    """The page's sections: the batchnorm suite's tables where its output has them (a batchnorm run, whole or a
-    subset of its methods and levels), the suite tables otherwise."""
+    """The page's sections: the panel's or the batchnorm suite's tables where the output has them (a run, whole or
+    a subset of its methods and tasks), the suite tables otherwise."""
+    if (Path(results) / "panel_means.csv").is_file():
+        return panel_sections
     return batchnorm_sections if (Path(results) / "bn_means.csv").is_file() else suite_sections
 
 
-def write_page(results, docs, name, title, *, measured_at=None, intro=""):
-    """Copy ``results``' outputs to ``docs/name/`` and write ``docs/name.md``; returns the page's path."""
+def write_page(results, docs, name, title, *, measured_at=None, intro="", family=None):
+    """Copy ``results``' outputs to ``docs/name/`` and write ``docs/name.md``; returns the page's path.
+    ``family``: a page for one family of the defaults panel (its tasks only)."""
     results, docs = Path(results), Path(docs)
     facts = provenance(results, measured_at)
     target = docs / name
@@ -229,7 +234,10 @@ def write_page(results, docs, name, title, *, measured_at=None, intro=""):
              f"`{facts['measured_at']}` on {facts['machine']} (device {facts['device']}, torch {facts['torch']}); "
              f"page generated at commit `{facts['generated_at']}`. The files, copied next to this page: "
              + ", ".join(f"[`{f}`]({name}/{f})" for f in copied) + ".", "```", ""]
-    for heading, source, note, table in sections_of(results)(results, name):
+    sections = sections_of(results)
+    if family is not None and sections is not panel_sections:
+        raise ValueError(f"--family is for the defaults panel's output; {results} has no panel_means.csv.")
+    for heading, source, note, table in (sections(results, name, family) if family else sections(results, name)):
         lines += [f"## {heading}", "", f"From `{source}`. {note}", "", table, ""]
     for plot, caption in PLOTS.items():
         if plot in copied:
@@ -274,6 +282,7 @@ def main(argv=None):
     parser.add_argument("--intro", default="", help="a paragraph under the title (what the suite runs)")
     parser.add_argument("--docs", default="docs/results", help="where the page goes (default docs/results)")
     parser.add_argument("--measured-at", help="commit of the code that ran (default: HEAD)")
+    parser.add_argument("--family", help="the defaults panel: a page for this family's tasks only")
     args = parser.parse_args(argv)
     if args.tuned:
         print(write_tuned_page(args.tuned, args.docs))
@@ -281,7 +290,7 @@ def main(argv=None):
     if not (args.results and args.name):
         parser.error("give the results folder and --name (or --tuned FILE)")
     print(write_page(args.results, args.docs, args.name, args.title or args.name, measured_at=args.measured_at,
-                     intro=args.intro))
+                     intro=args.intro, family=args.family))
 
 
 if __name__ == "__main__":

@@ -132,7 +132,9 @@ def _variants(suite, key):
 
 def make_jobs(suite, *, device="auto", checkpoints=True):
     """All jobs of a suite (a list of :class:`Job`), ERM first within each (task, seed); ``checkpoints=False``:
-    every run keeps its last epoch (no per-epoch scoring, :mod:`benchmarks.checkpoints`)."""
+    every run keeps its last epoch (no per-epoch scoring, :mod:`benchmarks.checkpoints`), as in a suite built
+    with ``checkpoints=False``."""
+    checkpoints = bool(checkpoints) and suite.checkpoints
     unknown = [m for m in suite.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown methods {unknown}; expected some of {list(METHODS)}.")

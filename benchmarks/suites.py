@@ -48,6 +48,7 @@ class Suite:
     finetune_lrs: tuple = ()  # empty: the single finetune["finetune_lr"]
     tuned: dict = field(default_factory=dict)  # method -> parameters chosen by the tune suite (under variants)
     tuned_from: str = ""  # where ``tuned`` came from (recorded in every tuned run's settings)
+    checkpoints: bool = True  # score every epoch for the selection rules (False: each run as the method returns it)
 
 
 def embedded_task(n_train=2000):
@@ -364,9 +365,64 @@ def custom(task=None):
         variants={"random_matched": [{"match": "aimfair"}]}, finetune_lrs=CUSTOM_FINETUNE_LRS)
 
 
+# The defaults panel (aimfair-bench panel): four data families, each with a synthetic provider of another kind of gap.
+PANEL_SIZES = dict(n_train=1000, n_val_train=300, n_test=1000, n_val_per_cell=50, minority_share=0.04, image_size=32)
+PANEL_FAMILIES = (
+    ("rendered digits, style gap", [
+        dict(dataset="coloured_mnist", name=f"digits, rendered, style shift {g}",
+             provider={"kind": "rendered_digits", "n_prompts": 50, "head_poses": True, "style_shift": g})
+        for g in GAP_LEVELS]),
+    ("handwritten digits, stroke gap", [
+        dict(dataset="coloured_mnist", name="digits, held-out handwritten, stroke gap",
+             provider={"kind": "heldout", "gap": "stroke"})]),
+    ("Fashion-MNIST, stroke gap", [
+        dict(dataset="coloured_fashion", path=None, name="Fashion-MNIST, stroke gap",
+             provider={"kind": "heldout", "gap": "stroke", "max_images": 10000})]),
+    ("Fashion-MNIST, resolution gap", [
+        dict(dataset="coloured_fashion", path=None, name="Fashion-MNIST, resolution gap",
+             provider={"kind": "heldout", "gap": "resolution", "low_size": 10, "max_images": 10000})]),
+)
+# What every panel run fine-tunes with: the mitigator's defaults when the panel was built (kept as constants, so that
+# changing a default does not silently re-run the evidence it was chosen on). The grid below varies rate and BatchNorm.
+PANEL_FINETUNE = dict(top_k=55, finetune_epochs=10, finetune_lr=0.003, finetune_batch_size=128, bias_ratio=0.9,
+                      synthetic_ratio=1.0, bn_statistics="real")
+PANEL_LRS = (0.001, 0.003, 0.01)
+PANEL_GUARD_SCORES = ("probe_worst_group", "synthetic_worst_group", "accuracy")
+
+
+def panel():
+    """Which fine-tuning default carries over to data it was not chosen on?
+
+    Four families (``PANEL_FAMILIES``): the embedded coloured MNIST with rendered digits at the four style-shift
+    levels; coloured handwritten digits whose synthetic stand-in is other MNIST digits with a stroke gap (rotated,
+    scaled, thickened, blurred); coloured Fashion-MNIST with the same stroke gap; coloured Fashion-MNIST whose
+    stand-in is shrunk to 10 pixels and blown back up (a resolution gap). 1,000 biased training images each.
+    Runs: ERM; full fine-tuning; the default criterion at every fine-tuning rate in ``PANEL_LRS`` x every
+    BatchNorm handling (the fixed variants, one of which is the package's default); the default criterion with
+    the held-out guard on the training-distribution validation split (no group labels) under each
+    ``PANEL_GUARD_SCORES`` score, its candidates over epochs, interpolations and BatchNorm handling; the guard
+    with 200 group labels (worst_group on the balanced validation split). Every run as the method returns it
+    (no per-epoch checkpoint selection): the panel compares what a user gets. 5 seeds.
+    """
+    tasks = [{**PANEL_SIZES, **spec, "family": family} for family, specs in PANEL_FAMILIES for spec in specs]
+    fixed = [{"bn_statistics": b, "finetune_lr": lr} for lr in PANEL_LRS for b in BN_SETTINGS]
+    guards = [{"bn_statistics": "real", "validate_on": "val_train", "selection_score": score,
+               "batchnorm_variants": True} for score in PANEL_GUARD_SCORES]
+    return Suite(
+        "panel", "The defaults panel: four data families (rendered digits at four style gaps, handwritten digits "
+        "with a stroke gap, Fashion-MNIST with a stroke gap and with a resolution gap), 1,000 biased training "
+        "images each; ERM, full fine-tuning, the default criterion at fine-tuning rates "
+        f"{', '.join(map(str, PANEL_LRS))} x BatchNorm {', '.join(BN_SETTINGS)}, and guarded by "
+        f"{', '.join(PANEL_GUARD_SCORES)} without group labels and by worst_group with 200; 5 seeds.",
+        tasks, ("erm", "full", "normalized", "normalized_guarded"), (0, 1, 2, 3, 4), dict(EMBEDDED_RECIPE),
+        dict(PANEL_FINETUNE), variants={"normalized": fixed + guards,
+                                        "normalized_guarded": [{"bn_statistics": "real", "batchnorm_variants": True}]},
+        checkpoints=False)
+
+
 SUITES = {"quick": quick, "tune": tune, "paper": paper, "topk": topk, "fashion": fashion, "criteria": criteria,
           "baselines": baselines, "adult": adult, "prompts": prompts, "custom": custom,
-          "domain-gap": domain_gap, "batchnorm": batchnorm}
+          "domain-gap": domain_gap, "batchnorm": batchnorm, "panel": panel}
 
 
 TUNED_SUITES = ("quick", "baselines", "domain-gap", "batchnorm")  # builders that take tuned_path

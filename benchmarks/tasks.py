@@ -187,7 +187,9 @@ def make_provider(spec, data, seed):
     A ``folder`` provider reads ``{root}/{y}_{s}/*.png`` (:class:`ImageFolderProvider`). A
     ``rendered_digits`` provider renders contextual prompts (``n_prompts`` per cell, with or without
     ``head_poses``: angle and position), or one plain prompt per cell with ``"prompts": "plain"``; its
-    ``style_shift`` (default 0) moves the images away from the real digits' style (the domain-gap knob).
+    ``style_shift`` (default 0) moves the images away from the real digits' style (the domain-gap knob). A
+    ``heldout`` provider colours the pool images no split uses, pushed away by a ``gap`` of kind ``"stroke"``
+    (default) or ``"resolution"`` (shrunk to ``low_size`` pixels, default 10; see ``benchmarks._standin``).
     """
     provider = spec.get("provider")
     if provider is None:
@@ -205,9 +207,11 @@ def make_provider(spec, data, seed):
                                           style_shift=provider.get("style_shift", 0.0))
         return MemoizedProvider(rendered, key)
     if kind == "heldout":
-        images, labels = data.pool
+        # MNIST-5k's test images come from the same pool: the default pool excludes them too
+        images, labels = data.pool if spec["dataset"] != "coloured_mnist" else (None, None)
         return heldout_provider(data, images, labels, image_size=spec["image_size"],
-                                max_images=provider.get("max_images"), random_state=seed)
+                                max_images=provider.get("max_images"), gap=provider.get("gap", "stroke"),
+                                low_size=provider.get("low_size", 10), random_state=seed)
     if kind == "folder":
         return ImageFolderProvider(provider["root"], image_size=spec["image_size"])
     if kind == "diffusers":

@@ -1,0 +1,177 @@
+"""The defaults panel's own tables (``aimfair-bench panel``): which fine-tuning setting carries over to data it was
+not chosen on.
+
+Every run of the panel gets a *setting*: ``"ERM"``, ``"full fine-tuning"``, a fixed variant of the default
+criterion (``"real, lr 0.003"``: its BatchNorm handling and fine-tuning rate), ``"guard SCORE"`` (the held-out
+guard on the training-distribution validation split, no group labels) or ``"guard worst_group, 200 labels"``.
+
+- ``panel_means.csv``: per (family, task, setting) the test WST and ACC, mean and std over seeds;
+- ``panel_paired.csv``: each candidate default (every fixed variant and guard) minus each reference, paired by
+  seed with a 95 % Student t interval: ERM, full fine-tuning, the unguarded default (``DEFAULT_SETTING``), and
+  the best fixed variant in hindsight (the fixed variant with the highest mean *test* WST on that task: an oracle
+  no user has, the bar a default is measured against);
+- ``panel_verdict.csv``: per candidate, its worst gain over ERM and its worst shortfall to the best fixed variant
+  across the tasks, and whether it meets the bars (at least ERM + 5 on every task and within 5 of the best fixed
+  variant; within 3 for the guard that reads group labels). The label-free candidate with the smallest worst
+  shortfall is the evidence-based default (ties: the higher mean WST).
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from .selection import t_interval
+from .suites import PANEL_FINETUNE
+
+DEFAULT_SETTING = f"{PANEL_FINETUNE['bn_statistics']}, lr {PANEL_FINETUNE['finetune_lr']:g}"
+LABELLED_GUARD = "guard worst_group, 200 labels"
+REFERENCES = ("ERM", "full fine-tuning", "default", "best fixed")
+GAIN_BAR, SHORTFALL_BAR, LABELLED_BAR = 5.0, 5.0, 3.0
+
+
+def run_setting(method, params, finetune_lr):
+    """The panel's name for a run (see the module docstring); ``params`` a JSON string or a dict."""
+    params = json.loads(params) if isinstance(params, str) else params
+    if method == "erm":
+        return "ERM"
+    if method == "full":
+        return "full fine-tuning"
+    if method == "normalized_guarded":
+        return LABELLED_GUARD
+    if params.get("validate_on"):
+        return f"guard {params['selection_score']}"
+    return f"{params.get('bn_statistics', PANEL_FINETUNE['bn_statistics'])}, lr {finetune_lr:g}"
+
+
+def is_fixed(setting):
+    return ", lr " in setting
+
+
+def with_settings(frame, families):
+    """``frame`` (:func:`benchmarks.report.records_frame`) with ``setting`` and ``family`` columns; ``families``
+    maps each task name to its family."""
+    frame = frame.copy()
+    frame["setting"] = [run_setting(m, p, lr) for m, p, lr in zip(frame["method"], frame["params"],
+                                                                  frame["finetune_lr"])]
+    frame["family"] = frame["task"].map(families)
+    return frame
+
+
+def panel_means(frame):
+    means = frame.groupby(["family", "task", "setting"], sort=False)[["WST", "ACC"]].agg(["mean", "std", "count"])
+    means.columns = [f"{m}_{s}" for m, s in means.columns]
+    return means.reset_index()
+
+
+def best_fixed(means):
+    """Per task, the fixed variant with the highest mean test WST (hindsight)."""
+    fixed = means[means["setting"].map(is_fixed)]
+    return fixed.loc[fixed.groupby("task", sort=False)["WST_mean"].idxmax()].set_index("task")["setting"]
+
+
+def panel_paired(frame, means, metric="WST"):
+    """Each candidate minus each reference (``REFERENCES``), per task, paired by seed."""
+    best = best_fixed(means)
+    rows = []
+    for (family, task), part in frame.groupby(["family", "task"], sort=False):
+        by = part.pivot_table(index="seed", columns="setting", values=metric, aggfunc="first")
+        reference = {"ERM": "ERM", "full fine-tuning": "full fine-tuning", "default": DEFAULT_SETTING,
+                     "best fixed": best.get(task)}
+        for setting in by.columns:
+            if setting in ("ERM", "full fine-tuning"):
+                continue
+            for name in REFERENCES:
+                other = reference[name]
+                if other not in by or other == setting:
+                    continue
+                diff = (by[setting] - by[other]).dropna()
+                mean, low, high = t_interval(diff)
+                rows.append({"family": family, "task": task, "setting": setting, "versus": name,
+                             "versus_setting": other, "metric": metric, "mean_diff": mean, "ci_low": low,
+                             "ci_high": high, "n_seeds": len(diff)})
+    return pd.DataFrame(rows)
+
+
+def panel_verdict(means):
+    """Per candidate: the worst (over tasks) gain over ERM and shortfall to the best fixed variant, the mean WST
+    over tasks, whether it meets the bars, and which label-free candidate is the evidence-based default."""
+    best = best_fixed(means)
+    wst = means.pivot_table(index="task", columns="setting", values="WST_mean", aggfunc="first", sort=False)
+    rows = []
+    for setting in wst.columns:
+        if setting in ("ERM", "full fine-tuning"):
+            continue
+        gain = wst[setting] - wst["ERM"]
+        shortfall = pd.Series({t: wst.loc[t, best[t]] - wst.loc[t, setting] for t in wst.index})
+        bar = LABELLED_BAR if setting == LABELLED_GUARD else SHORTFALL_BAR
+        rows.append({"setting": setting, "group_labels": setting == LABELLED_GUARD,
+                     "mean_WST": wst[setting].mean(), "worst_gain_over_ERM": gain.min(),
+                     "worst_task_gain": gain.idxmin(), "worst_shortfall_to_best_fixed": shortfall.max(),
+                     "worst_task_shortfall": shortfall.idxmax(),
+                     "meets_bars": bool((gain >= GAIN_BAR).all() and (shortfall <= bar).all())})
+    verdict = pd.DataFrame(rows)
+    free = verdict[~verdict["group_labels"]].sort_values(["worst_shortfall_to_best_fixed", "mean_WST"],
+                                                          ascending=[True, False])
+    verdict["chosen"] = verdict["setting"] == free["setting"].iloc[0]
+    return verdict
+
+
+def panel_tables(frame, families):
+    """``(means, paired, verdict)`` of the panel's records (see the module docstring)."""
+    frame = with_settings(frame, families)
+    means = panel_means(frame)
+    return means, panel_paired(frame, means), panel_verdict(means)
+
+
+def _interval(row):
+    from .selection import format_interval
+
+    return format_interval(row["mean_diff"], row["ci_low"], row["ci_high"], decimals=1, mark=True)
+
+
+def panel_sections(folder, name, family=None):
+    """The panel's page sections from its CSVs; ``family``: only that family's tasks (a per-family page)."""
+    means = pd.read_csv(folder / "panel_means.csv")
+    paired = pd.read_csv(folder / "panel_paired.csv")
+    verdict = pd.read_csv(folder / "panel_verdict.csv")
+    if family is not None:
+        means, paired = means[means["family"] == family], paired[paired["family"] == family]
+        if means.empty:
+            raise ValueError(f"No panel family {family!r} in {folder}; expected one of "
+                             f"{sorted(pd.read_csv(folder / 'panel_means.csv')['family'].unique())}.")
+    means = means.assign(cell=[f"{m:.1f} ± {s:.1f} ({int(c)})" if not np.isnan(s) else f"{m:.1f} ({int(c)})"
+                               for m, s, c in zip(means["WST_mean"], means["WST_std"], means["WST_count"])])
+    wide = means.pivot_table(index="setting", columns="task", values="cell", aggfunc="first", sort=False)
+    wide = wide.reset_index()
+    paired = paired.assign(cell=[_interval(r) for _, r in paired.iterrows()])
+    pairs = paired.pivot_table(index=["task", "setting"], columns="versus", values="cell", aggfunc="first",
+                               sort=False).reindex(columns=list(REFERENCES)).reset_index().fillna("")
+    best = paired[paired["versus"] == "best fixed"].drop_duplicates("task")[["task", "versus_setting"]]
+    sections = []
+    if family is None:
+        shown = verdict.copy()
+        for column in ("mean_WST", "worst_gain_over_ERM", "worst_shortfall_to_best_fixed"):
+            shown[column] = shown[column].map(lambda v: f"{v:.1f}")
+        sections.append((
+            "Which setting to make the default", "panel_verdict.csv",
+            f"Per candidate, over every task of the panel: the mean test WST over tasks, the smallest gain over ERM "
+            f"(the bar: {GAIN_BAR:g} points) and the largest shortfall to the best fixed variant chosen in hindsight "
+            f"(the bar: {SHORTFALL_BAR:g} points; {LABELLED_BAR:g} for the guard that reads 200 group labels), with "
+            "the task where each happens; `chosen`: the label-free candidate with the smallest worst shortfall.",
+            shown.to_markdown(index=False, disable_numparse=True)))
+    sections += [
+        ("Test worst-group accuracy of every setting", "panel_means.csv",
+         "Test WST %, mean ± std over seeds (seeds); fixed variants are `BatchNorm handling, fine-tuning rate`; "
+         "guards choose among the pre-trained model, every epoch, WiSE-FT interpolations and BatchNorm handling.",
+         wide.to_markdown(index=False, disable_numparse=True)),
+        ("The best fixed variant in hindsight", "panel_paired.csv",
+         "Per task, the fixed variant with the highest mean test WST: an oracle (chosen on the test split), the "
+         "bar a default is measured against, never a result.", best.rename(columns={"versus_setting": "best fixed"})
+         .to_markdown(index=False, disable_numparse=True)),
+        ("Every candidate against the references, paired by seed", "panel_paired.csv",
+         f"Candidate minus reference, test WST: mean [95 % Student t interval]; * the interval excludes 0. "
+         f"`default` is the unguarded mitigator at the defaults the panel started from ({DEFAULT_SETTING}).",
+         pairs.to_markdown(index=False, disable_numparse=True)),
+    ]
+    return sections

@@ -1,0 +1,120 @@
+"""The defaults panel: its suite, the stand-in providers' gaps, and its tables against hand computations."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils import Bunch
+
+from aimfair_bench._standin import heldout_provider, low_resolution
+from aimfair_bench.pages import write_page
+from aimfair_bench.panel import DEFAULT_SETTING, LABELLED_GUARD, panel_tables, run_setting
+from aimfair_bench.runner import make_jobs
+from aimfair_bench.suites import PANEL_LRS, build_suite
+
+
+def test_panel_suite_covers_four_families_with_the_grid_and_the_guards():
+    suite = build_suite("panel")
+    families = {t["family"] for t in suite.tasks}
+    assert len(families) == 4 and len(suite.tasks) == 7 and suite.seeds == (0, 1, 2, 3, 4)
+    kinds = {(t["dataset"], t["provider"]["kind"], t["provider"].get("gap")) for t in suite.tasks}
+    assert ("coloured_fashion", "heldout", "resolution") in kinds and ("coloured_mnist", "heldout", "stroke") in kinds
+    jobs = make_jobs(suite)
+    assert not any(j.checkpoints for j in jobs)  # the panel compares what each method returns
+    task = suite.tasks[0]["name"]
+    settings = {run_setting(j.method, j.params, j.finetune.get("finetune_lr")) for j in jobs
+                if j.task["name"] == task and j.seed == 0}
+    fixed = {f"{bn}, lr {lr:g}" for bn in ("finetune", "real", "eval") for lr in PANEL_LRS}
+    assert fixed <= settings and DEFAULT_SETTING in fixed
+    assert {"ERM", "full fine-tuning", LABELLED_GUARD, "guard probe_worst_group"} <= settings
+    assert len(settings) == len(jobs) / len(suite.tasks) / len(suite.seeds)  # every run has its own name
+    guarded = [j for j in jobs if j.method == "normalized_guarded"]
+    assert {j.params["validate_on"] for j in guarded} == {"val"}
+
+
+def test_low_resolution_removes_fine_detail_and_keeps_flat_regions():
+    checker = (np.indices((28, 28)).sum(0) % 2).astype(np.float32)[None]  # one-pixel detail
+    flat = np.full((1, 28, 28), 0.3, dtype=np.float32)
+    blocky = low_resolution(np.concatenate([checker, flat]), 7)
+    assert blocky.shape == (2, 28, 28)
+    assert np.abs(blocky[0] - 0.5).max() < 0.1  # the detail averaged away
+    np.testing.assert_allclose(blocky[1], 0.3, atol=1e-6)
+
+
+def test_heldout_provider_rejects_an_unknown_gap():
+    data = Bunch(source_index_train=np.arange(10), source_index_test=np.arange(10, 20))
+    with pytest.raises(ValueError, match="gap must be one of"):
+        heldout_provider(data, gap="texture")
+
+
+def _frame(rows):
+    records = []
+    for task, seed, method, params, lr, wst in rows:
+        records.append({"task": task, "method": method, "seed": seed, "WST": wst, "ACC": 80.0,
+                        "params": json.dumps(params), "finetune_lr": lr})
+    return pd.DataFrame(records)
+
+
+def _runs():
+    """Two tasks, three seeds: ERM, full, two fixed variants, one label-free guard, the labelled guard."""
+    rows = []
+    table = {  # task -> setting -> WST per seed
+        "a": {"erm": (40, 50, 60), "full": (60, 70, 80), "real": (70, 80, 90), "finetune": (60, 62, 64),
+              "guard": (69, 79, 89), "labelled": (68, 78, 88)},
+        "b": {"erm": (10, 20, 30), "full": (50, 50, 50), "real": (40, 41, 42), "finetune": (70, 70, 70),
+              "guard": (66, 66, 66), "labelled": (69, 69, 69)},
+    }
+    for task, runs in table.items():
+        for seed in range(3):
+            rows += [(task, seed, "erm", {}, None, runs["erm"][seed]),
+                     (task, seed, "full", {"strategy": "full"}, 0.003, runs["full"][seed]),
+                     (task, seed, "normalized", {"bn_statistics": "real"}, 0.003, runs["real"][seed]),
+                     (task, seed, "normalized", {"bn_statistics": "finetune"}, 0.003, runs["finetune"][seed]),
+                     (task, seed, "normalized", {"bn_statistics": "real", "validate_on": "val_train",
+                                                 "selection_score": "probe_worst_group"}, 0.003, runs["guard"][seed]),
+                     (task, seed, "normalized_guarded", {"bn_statistics": "real", "validate_on": "val"}, 0.003,
+                      runs["labelled"][seed])]
+    return _frame(rows)
+
+
+def test_panel_tables_against_hand_computations():
+    means, paired, verdict = panel_tables(_runs(), {"a": "family A", "b": "family B"})
+    assert DEFAULT_SETTING == "real, lr 0.003"
+    real_a = means[(means["task"] == "a") & (means["setting"] == "real, lr 0.003")].iloc[0]
+    assert real_a["WST_mean"] == pytest.approx(80.0) and real_a["WST_count"] == 3 and real_a["family"] == "family A"
+    pairs = paired.set_index(["task", "setting", "versus"])
+    # best fixed in hindsight: "real" on a (80 > 62), "finetune" on b (70 > 41)
+    assert pairs.loc[("a", "guard probe_worst_group", "best fixed"), "versus_setting"] == "real, lr 0.003"
+    assert pairs.loc[("b", "guard probe_worst_group", "best fixed"), "versus_setting"] == "finetune, lr 0.003"
+    vs_erm = pairs.loc[("a", "real, lr 0.003", "ERM")]
+    assert vs_erm["mean_diff"] == pytest.approx(30.0) and vs_erm["ci_low"] == pytest.approx(30.0)  # constant
+    assert pairs.loc[("b", "guard probe_worst_group", "best fixed"), "mean_diff"] == pytest.approx(-4.0)
+    assert pairs.loc[("b", "finetune, lr 0.003", "default"), "mean_diff"] == pytest.approx(29.0)
+    assert ("a", "real, lr 0.003", "default") not in pairs.index  # the default is not compared with itself
+    v = verdict.set_index("setting")
+    # the guard: gains 29 (a) and 46 (b) over ERM, shortfalls 1 (a) and 4 (b): meets the bars
+    assert v.loc["guard probe_worst_group", "worst_gain_over_ERM"] == pytest.approx(29.0)
+    assert v.loc["guard probe_worst_group", "worst_shortfall_to_best_fixed"] == pytest.approx(4.0)
+    assert v.loc["guard probe_worst_group", "meets_bars"]
+    # real: shortfall 29 on b; finetune: shortfall 18 on a; the labelled guard: 2 and 1, within its bar of 3
+    assert v.loc["real, lr 0.003", "worst_task_shortfall"] == "b" and not v.loc["real, lr 0.003", "meets_bars"]
+    assert v.loc[LABELLED_GUARD, "meets_bars"] and v.loc[LABELLED_GUARD, "group_labels"]
+    assert v["chosen"].sum() == 1 and v.loc["guard probe_worst_group", "chosen"]  # smallest worst shortfall
+
+
+def test_panel_pages_one_summary_and_one_per_family(tmp_path):
+    means, paired, verdict = panel_tables(_runs(), {"a": "family A", "b": "family B"})
+    results = tmp_path / "panel"
+    (results / "records" / "a").mkdir(parents=True)
+    (results / "records" / "a" / "seed0.json").write_text(json.dumps(
+        {"finished": "2026-12-04T07:00:00+00:00", "device": "cpu", "torch": "2.13.0+cpu"}))
+    for table, name in ((means, "panel_means.csv"), (paired, "panel_paired.csv"), (verdict, "panel_verdict.csv")):
+        table.to_csv(results / name, index=False)
+    summary = write_page(results, tmp_path / "docs", "panel", "Panel", measured_at="abc").read_text()
+    assert "Which setting to make the default" in summary and "guard probe_worst_group" in summary
+    family = write_page(results, tmp_path / "docs", "panel-a", "A", measured_at="abc", family="family A").read_text()
+    assert "Which setting to make the default" not in family
+    assert "| a " in family.replace("|  a", "| a") and "| b " not in family
+    with pytest.raises(ValueError, match="No panel family"):
+        write_page(results, tmp_path / "docs", "panel-c", "C", measured_at="abc", family="family C")
