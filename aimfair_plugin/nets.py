@@ -1,11 +1,18 @@
-"""ResNet-18/34/50 in plain PyTorch with torchvision's parameter names.
+"""ResNet-18/34/50 and a small Vision Transformer in plain PyTorch, and what the package needs to know about any
+network: its classification head, what the head reads, the block each parameter belongs to.
 
 torchvision cannot be installed next to the CPU build of torch this project
 pins, so the backbone is written here. Module and parameter names follow
 ``torchvision.models.resnet`` exactly (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer2.0.downsample.0``, ``fc``...), so a torchvision checkpoint loads with
 :func:`load_checkpoint` and masks computed here name the same tensors as the
-AIM-Fair reference code (62 tensors for ResNet-18).
+AIM-Fair reference code (62 tensors for ResNet-18). :class:`VisionTransformer` follows timm's names
+(``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.0.attn.qkv``, ``norm``, ``head``).
+
+Any other ``torch.nn.Module`` works with the estimators (``ImageClassifier(module=...)``): its head is the
+``fc`` or ``head`` linear layer, else its last ``nn.Linear`` (:func:`classifier_head`); what the head reads is
+``module.features(x)`` where the module has it, else the head's input caught by a forward hook
+(:func:`penultimate_features`).
 """
 
 from pathlib import Path
@@ -219,16 +226,167 @@ class LinearModel(nn.Module):
         return (x[:, None, :] * self.fc.weight[None]).sum(-1) + self.fc.bias
 
 
+class _Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A small Vision Transformer (Dosovitskiy et al., 2021) with timm's parameter names, no BatchNorm.
+
+    Patches are embedded by a strided convolution (``patch_embed.proj``); a class token (``cls_token``) and
+    learnt position embeddings (``pos_embed``) are added; ``depth`` pre-norm blocks (``blocks.i``: LayerNorm,
+    multi-head self-attention ``attn.qkv`` / ``attn.proj``, LayerNorm, MLP) follow; the class token's final
+    representation (after ``norm``) goes to the linear ``head``. ViT-S/32 is ``dim=384, depth=12, heads=6,
+    patch_size=32`` at 224 px; the defaults are a CPU-sized one for 32 px images.
+
+    Parameters
+    ----------
+    num_outputs : int, default=2
+    image_size : int, default=32
+    patch_size : int, default=8
+        ``image_size`` must be a multiple of it.
+    in_channels : int, default=3
+    dim : int, default=64
+    depth : int, default=4
+    heads : int, default=4
+        ``dim`` must be a multiple of it.
+    mlp_ratio : int, default=2
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aimfair_plugin.nets import VisionTransformer
+    >>> vit = VisionTransformer(num_outputs=3, image_size=16, patch_size=8, dim=16, depth=1, heads=2)
+    >>> vit(torch.zeros(2, 3, 16, 16)).shape
+    torch.Size([2, 3])
+    >>> sum(1 for _ in vit.named_parameters())
+    20
+    """
+
+    def __init__(self, num_outputs=2, *, image_size=32, patch_size=8, in_channels=3, dim=64, depth=4, heads=4,
+                 mlp_ratio=2):
+        super().__init__()
+        if image_size % patch_size or dim % heads:
+            raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}) and dim "
+                             f"({dim}) a multiple of heads ({heads}).")
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        n_patches = (image_size // patch_size) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, n_patches + 1, dim) * 0.02)
+        self.blocks = nn.Sequential(*(_Block(dim, heads, mlp_ratio) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_outputs)
+
+    def features(self, x):
+        """The class token's final representation: what ``head`` reads."""
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        return self.norm(self.blocks(x))[:, 0]
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def classifier_head(module):
+    """``(name, layer)`` of ``module``'s classification head: its ``fc`` or ``head`` linear layer, else the last
+    ``nn.Linear`` it holds (in registration order).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    name : str
+    layer : torch.nn.Linear
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from aimfair_plugin.nets import classifier_head
+    >>> classifier_head(nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))[0]
+    '3'
+    """
+    for name in ("fc", "head"):
+        if isinstance(getattr(module, name, None), nn.Linear):
+            return name, getattr(module, name)
+    linear = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{type(module).__name__} has no nn.Linear layer to use as its classification head.")
+    return linear[-1]
+
+
+def penultimate_features(module, x):
+    """What ``module``'s classification head reads for the batch ``x``: ``module.features(x)`` when the module
+    has that method, else the head's input caught by a forward pre-hook during a forward pass.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    x : torch.Tensor
+
+    Returns
+    -------
+    features : torch.Tensor of shape (len(x), head.in_features)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from aimfair_plugin.nets import penultimate_features
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> penultimate_features(net, torch.zeros(3, 2, 2)).shape
+    torch.Size([3, 8])
+    """
+    if callable(getattr(module, "features", None)):
+        return module.features(x)
+    caught = []
+    handle = classifier_head(module)[1].register_forward_pre_hook(lambda _, inputs: caught.append(inputs[0]))
+    try:
+        module(x)
+    finally:
+        handle.remove()
+    return caught[0].flatten(1)
+
+
 BLOCK_ORDER = ("stem", "layer1", "layer2", "layer3", "layer4", "fc")
 
 
-def block_of(name):
-    """The block a parameter belongs to: ``"stem"``, ``"layer1"``..``"layer4"`` or ``"fc"``.
+def block_of(name, head="fc"):
+    """The block a parameter belongs to: ``"fc"`` for the classification head's tensors (``head``, a module
+    name), ``"stem"`` for a ResNet's ``conv1`` / ``bn1``, else the first component of the name (``"layer1"``..
+    ``"layer4"`` in a ResNet, ``"blocks"`` or ``"patch_embed"`` in a ViT).
 
     Parameters
     ----------
     name : str
         A parameter name as ``named_parameters`` gives it.
+    head : str, default="fc"
+        The module name of the classification head (:func:`classifier_head`).
 
     Returns
     -------
@@ -240,8 +398,10 @@ def block_of(name):
     >>> block_of('layer3.1.conv2.weight'), block_of('conv1.weight'), block_of('fc.bias')
     ('layer3', 'stem', 'fc')
     """
-    head = name.split(".", 1)[0]
-    return "stem" if head in ("conv1", "bn1") else head
+    if name.startswith(head + "."):
+        return "fc"
+    first = name.split(".", 1)[0]
+    return "stem" if first in ("conv1", "bn1") else first
 
 
 def read_state_dict(path):

@@ -27,11 +27,11 @@ from aimfair_plugin.utils import resolve_device
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
 from .domain_gap import GAP_REFERENCES, batchnorm_tables, gap_measures, gap_summary, plot_domain_gap
 from .methods import METHODS
+from .panel import panel_tables
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
 from .selection import RULES, at_checkpoint, checkpoint_frame, paired_frame, select_variants, selected_frame
-from .panel import panel_tables
 from .suites import CUSTOM_ERM_LRS, SUITES, TUNED_SUITES, build_suite
 from .tasks import make_provider, synthetic_counts_needed
 

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from torch.utils.data import DataLoader
 
 from .._device import resolve_device
+from ..nets import classifier_head
 from ._classifier import ImageClassifier, fit_stage_one, head_inputs, with_backbone_params
 from ._data import loader_options
 
@@ -118,7 +119,7 @@ class AFRClassifier(ImageClassifier):
                 setattr(self, name, copy.deepcopy(value))
         features = self._holdout_features(data.images[self.holdout_indices_])
         y_held = np.searchsorted(self.classes_, y[self.holdout_indices_])
-        fc = self.net_.module_.fc
+        fc = classifier_head(self.net_.module_)[1]
         with torch.no_grad():
             probs = F.linear(features, fc.weight.double(), fc.bias.double()).softmax(1)
         p_true = probs[torch.arange(len(y_held)), torch.as_tensor(y_held)].cpu().numpy()
@@ -145,7 +146,7 @@ class AFRClassifier(ImageClassifier):
         return features
 
     def _retrain_last_layer(self, features, y, w):
-        fc = self.net_.module_.fc
+        fc = classifier_head(self.net_.module_)[1]
         w0, b0 = fc.weight.detach().double(), fc.bias.detach().double()
         weight, bias = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
         target = torch.as_tensor(y, device=features.device)

@@ -11,6 +11,7 @@ where training is deterministic for a fixed seed). On disk the cache is a
 
 import copy
 import os
+import pickle
 from collections import OrderedDict
 from numbers import Integral
 
@@ -33,7 +34,10 @@ def pretraining_fingerprint(estimator, X, y):
     (a model trained with them is shared with fits that pass none).
     """
     params = sorted((k, v) for k, v in estimator.get_params().items() if k != "callbacks" and not k.endswith("__callbacks"))
-    return fingerprint("pretrain", type(estimator).__name__, X, y, params)
+    try:
+        return fingerprint("pretrain", type(estimator).__name__, X, y, params)
+    except (pickle.PicklingError, TypeError, AttributeError):  # e.g. module= a lambda: no key, so no caching
+        return None
 
 
 class ProcessCache:
@@ -66,9 +70,22 @@ def pretraining_cache(estimator, memory):
     """The cache a pre-training of ``estimator`` may use: ``resolve_cache(memory)`` when its ``random_state`` is
     an int, else None. The one caching rule of the package (the mitigator, FairIF's and AFR's stage one,
     :func:`fit_cached`): a fit seeded by None or a ``RandomState`` object is not reproducible from its
-    parameters, so there is nothing to reuse."""
+    parameters, so there is nothing to reuse; nor is a fit whose ``module`` joblib cannot hash (a lambda)."""
     seed = getattr(estimator, "random_state", None)
-    return resolve_cache(memory) if isinstance(seed, Integral) and not isinstance(seed, bool) else None
+    if not isinstance(seed, Integral) or isinstance(seed, bool) or not _hashable(getattr(estimator, "module", None)):
+        return None
+    return resolve_cache(memory)
+
+
+def _hashable(value):
+    """Whether ``joblib.hash`` can key ``value`` (a user's ``module`` given as a lambda or a local function cannot:
+    its fits are not cached). A module class or function is keyed by its qualified name, an instance by its
+    weights and attributes."""
+    try:
+        joblib.hash(value)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
 
 
 def cached_fit(memory, estimator, X, y):

@@ -1,5 +1,6 @@
 """ImageClassifier: the ERM model, a scikit-learn classifier around one skorch training loop."""
 
+import copy
 import inspect
 import os
 from numbers import Integral, Real
@@ -19,7 +20,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 
 from .._device import autocast, resolve_device
 from .._validation import validate_declared
-from ..nets import LinearModel, ResNet, load_checkpoint
+from ..nets import LinearModel, ResNet, VisionTransformer, block_of, classifier_head, load_checkpoint, penultimate_features
 from ._cache import cached_fit
 from ._callbacks import ConstantPredictionCheck, DivergenceGuard
 from ._data import ImageInput, WorkerInvariantLoader, check_image_size, loader_options
@@ -116,19 +117,33 @@ class FitInput(NamedTuple):
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
-    """ResNet image classifier trained by ERM with skorch, with the scikit-learn API.
+    """Image classifier (a ResNet, a ViT or your own network) trained by ERM with skorch, with the scikit-learn API.
 
     Parameters
     ----------
-    arch : {"resnet18", "resnet34", "resnet50", "logistic"}, default="resnet18"
-        ``"logistic"`` is a linear (logistic-regression) model on a 2-D
-        feature matrix, for tabular data; the image parameters are ignored.
+    arch : {"resnet18", "resnet34", "resnet50", "vit", "logistic"}, default="resnet18"
+        The package's network when ``module`` is None. ``"vit"`` is a small
+        :class:`~aimfair_plugin.nets.VisionTransformer` (4 blocks, 4 heads,
+        embedding ``4 * width``, 4 x 4 patches of the image). ``"logistic"``
+        is a linear (logistic-regression) model on a 2-D feature matrix, for
+        tabular data; the image parameters are ignored.
+    module : torch.nn.Module class, instance or callable, optional
+        Your own network, as skorch's ``module=`` takes it: a class or a
+        callable is called with those of ``num_outputs`` / ``num_classes``
+        (the number of classes), ``in_channels`` and ``image_size`` its
+        signature accepts; an instance (e.g. with pretrained weights you
+        loaded) is copied at every ``fit``, so refits start from the same
+        weights. Its output must have one logit per class (checked before
+        training). Its classification head is its ``fc`` or ``head`` linear
+        layer, else its last ``nn.Linear``; ``arch``, ``width``, ``stem`` and
+        ``pretrained`` are then unused.
     width : int, default=64
         Base channels of the ResNet (64 is standard; 16 is fast on CPUs).
     pretrained : str or Path, optional
         A ResNet checkpoint (torchvision ``.pth`` or ``.safetensors``) to
         start from, read without unpickling code; its ``fc`` is replaced when
-        the number of classes differs.
+        the number of classes differs. (For your own ``module``, load the
+        weights into the instance you pass.)
     max_epochs : int, default=15
     lr : float, default=0.01
     momentum : float, default=0.9
@@ -191,6 +206,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         arch="resnet18",
+        module=None,
         width=64,
         pretrained=None,
         max_epochs=15,
@@ -211,6 +227,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         callbacks=None,
     ):
         self.arch = arch
+        self.module = module
         self.width = width
         self.pretrained = pretrained
         self.max_epochs = max_epochs
@@ -232,7 +249,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # Declared once, checked by scikit-learn's ``BaseEstimator._validate_params`` at the start of ``fit``.
     _parameter_constraints = {
-        "arch": [StrOptions({"resnet18", "resnet34", "resnet50", "logistic"})],
+        "arch": [StrOptions({"resnet18", "resnet34", "resnet50", "vit", "logistic"})],
+        "module": [None, nn.Module, callable],
         "width": [Interval(Integral, 1, None, closed="left")],
         "pretrained": [None, str, os.PathLike],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -262,6 +280,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         check_image_size(self.image_size)
         user_callbacks(self.callbacks)
 
+    @property
+    def _tabular(self):
+        """Whether the estimator reads a feature matrix (the package's linear model) rather than images."""
+        return self.arch == "logistic" and self.module is None
+
     # The skorch net class; baselines swap in one that changes only the loss.
     net_class = WeightedImageNet
 
@@ -270,7 +293,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         messages for sparse, complex, object, empty and 1-D input; ``n_features_in_`` set when ``reset``,
         checked when ``reset=False``); images through :func:`check_images`, read at ``image_size``.
         ``reset=None`` validates only (no state)."""
-        if self.arch != "logistic":
+        if not self._tabular:
             return ImageInput.check(X, self.image_size)
         if reset is None:
             return ImageInput(check_array(X, dtype=np.float32), False)
@@ -278,7 +301,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _dataset(self, images, y=None, sample_weight=None, train=False, extras=None):
         """The dataset of checked ``images``; augmented when ``train`` and the estimator augments images."""
-        augment = train and self.augment and self.arch != "logistic"
+        augment = train and self.augment and not self._tabular
         return images.dataset(y, sample_weight=sample_weight, augment=augment, extras=extras)
 
     def _net_kwargs(self):
@@ -322,11 +345,19 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _build_module(self, in_channels):
+        return self._new_network((in_channels, *self.image_shape_[1:]), len(self.classes_))
+
+    def _new_network(self, image_shape, n_classes):
+        """A freshly initialised network (seeded by the caller) for ``image_shape`` inputs and ``n_classes``."""
+        in_channels = image_shape[0]
+        if self.module is not None:
+            return build_user_module(self.module, n_classes, image_shape)
         if self.arch == "logistic":
-            return LinearModel(in_channels, len(self.classes_))
-        module = ResNet(
-            self.arch, len(self.classes_), width=self.width, in_channels=in_channels, stem=self.stem
-        )
+            return LinearModel(in_channels, n_classes)
+        if self.arch == "vit":
+            return VisionTransformer(n_classes, image_size=image_shape[1], in_channels=in_channels,
+                                     patch_size=max(1, image_shape[1] // 4), dim=4 * self.width)
+        module = ResNet(self.arch, n_classes, width=self.width, in_channels=in_channels, stem=self.stem)
         if self.pretrained is not None:
             load_checkpoint(module, self.pretrained)
         # Channels-last convolutions: measured 14-20 % faster per training step on these CPUs (width-16
@@ -370,7 +401,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         overrides ``self.lr``."""
         seed_torch(self.random_state)
         self.image_shape_ = data.images.shape
-        if self.arch != "logistic":  # the pixels per image the network sees (tabular: set by validate_data)
+        if not self._tabular:  # the pixels per image the network sees (tabular: set by validate_data)
             self.n_features_in_ = int(np.prod(self.image_shape_))
         self.net_ = self._make_net(self._build_module(self.image_shape_[0]), lr=lr,
                                    callbacks=user_callbacks(self.callbacks))
@@ -444,19 +475,74 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return save_classifier(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory, *, device=None):
+    def from_pretrained(cls, directory, *, device=None, module=None):
         """The fitted model saved by :meth:`save_pretrained` (any estimator class of this package);
-        ``device`` overrides the saved one."""
+        ``device`` overrides the saved one; ``module``: your own network, when the model was trained with one
+        (networks are code and are not saved: only their weights)."""
         from ._persistence import load_classifier
 
-        return load_classifier(directory, device=device)
+        return load_classifier(directory, device=device, module=module)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # a feature matrix for the linear model; image arrays (n, C, H, W) or path arrays otherwise
-        tags.input_tags.two_d_array = self.arch == "logistic"
+        tags.input_tags.two_d_array = self._tabular
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+MODULE_ARGUMENTS = ("num_outputs", "num_classes", "in_channels", "image_size")
+
+
+def build_user_module(module, n_classes, image_shape):
+    """The network a user's ``module`` parameter stands for (see :class:`ImageClassifier`), checked: a copy of an
+    instance, or a class / callable called with the arguments of ``MODULE_ARGUMENTS`` its signature names; its
+    output on a batch of ``image_shape`` zeros must be ``(batch, n_classes)`` logits (a ValueError otherwise, before
+    any training)."""
+    if isinstance(module, nn.Module):
+        network = copy.deepcopy(module)
+    else:
+        values = {"num_outputs": n_classes, "num_classes": n_classes, "in_channels": image_shape[0],
+                  "image_size": image_shape[1]}
+        try:
+            accepted = inspect.signature(module).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: call it without arguments
+            accepted = {}
+        network = module(**{k: v for k, v in values.items() if k in accepted})
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"module={module!r} returned a {type(network).__name__}, not a torch.nn.Module.")
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            out = network(torch.zeros(2, *image_shape, device=next(network.parameters()).device))
+    except Exception as exc:  # the user's network cannot read these images: say so before training
+        raise ValueError(f"module {type(network).__name__} cannot read images of shape {tuple(image_shape)}: "
+                         f"{exc}") from exc
+    finally:
+        network.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"module {type(network).__name__} gives outputs of shape {shape} for 2 images, but y has "
+                         f"{n_classes} classes: it needs one logit per class, shape (2, {n_classes}).")
+    return network
+
+
+def network_layout(estimator, image_shape, n_classes):
+    """``(names, blocks)``: the parameter names of the network ``estimator`` trains on ``image_shape`` images with
+    ``n_classes`` (a fitted estimator: its own network's) and the block of each (:func:`~aimfair_plugin.nets.block_of`,
+    the head's tensors in block ``"fc"``). The package's networks are built on the meta device (no memory, no
+    initialisation), a user's module for real (which also checks its output size)."""
+    if hasattr(estimator, "net_"):
+        module = estimator.net_.module_
+    elif estimator.module is not None:
+        module = estimator._new_network(image_shape, n_classes)
+    else:
+        with torch.device("meta"):
+            module = estimator._new_network(image_shape, n_classes)
+    head = classifier_head(module)[0]
+    names = [name for name, _ in module.named_parameters()]
+    return names, [block_of(name, head) for name in names]
 
 
 def backbone_params(estimator):
@@ -504,7 +590,7 @@ def head_inputs(module, loader, device, dtype=torch.float32):
     with torch.no_grad():
         for batch in loader:
             pair = isinstance(batch, (tuple, list))
-            features.append(module.features((batch[0] if pair else batch).to(device)).to(dtype))
+            features.append(penultimate_features(module, (batch[0] if pair else batch).to(device)).to(dtype))
             if pair and len(batch) > 1:
                 targets.append(torch.as_tensor(batch[1]))
     return torch.cat(features), (torch.cat(targets) if targets else None)

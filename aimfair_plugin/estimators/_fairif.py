@@ -30,6 +30,7 @@ from torch.func import functional_call, jvp
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from .._device import resolve_device
+from ..nets import classifier_head
 from ._classifier import ImageClassifier, fit_stage_one, head_inputs, validate_labels, with_backbone_params
 from ._data import loader_options
 
@@ -253,7 +254,7 @@ class InfluenceReweightingClassifier(ImageClassifier):
         val = self.stage_one_estimator_._dataset(val_images, y_val)
         if self.influence_layers == "last":
             # Only ``fc`` varies: its inputs are fixed, so compute them once instead of in every LiSSA step.
-            net = module.fc
+            net = classifier_head(module)[1]
             train, val = (self._head_inputs(module, data, device) for data in (train, val))
         else:
             net = module

@@ -12,7 +12,7 @@ import torch
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, Subset
 
-from ..nets import block_of
+from ..nets import block_of, classifier_head
 from ._data import loader_options
 
 CRITERIA = ("abs_diff", "cosine", "normalized")
@@ -99,6 +99,7 @@ def gradient_gaps(module, g_real, g_biased, g_balanced, *, criterion="abs_diff")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     rows = []
+    head = classifier_head(module)[0]
     for name, p in module.named_parameters():
         scale = gradient_scale(g_real[name], g_biased[name], g_balanced[name])
         inner = "abs_diff" if criterion == "normalized" else criterion
@@ -107,7 +108,7 @@ def gradient_gaps(module, g_real, g_biased, g_balanced, *, criterion="abs_diff")
         if criterion == "normalized":
             domain, bias = (domain / scale, bias / scale) if scale > 0 else (0.0, 0.0)
         rows.append(
-            {"tensor": name, "block": block_of(name), "numel": p.numel(), "grad_scale": scale,
+            {"tensor": name, "block": block_of(name, head), "numel": p.numel(), "grad_scale": scale,
              "domain_gap": domain, "bias_gap": bias}
         )
     return pd.DataFrame(rows)

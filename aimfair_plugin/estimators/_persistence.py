@@ -61,9 +61,9 @@ def _encode_fitted(name, value, directory):
         raise ValueError(f"Cannot save the fitted attribute {name} ({type(value).__name__}) in {CONFIG}.") from exc
 
 
-def _decode_fitted(entry, directory, device):
+def _decode_fitted(entry, directory, device, module=None):
     if "estimator" in entry:
-        return load_classifier(directory / entry["estimator"], device=device)
+        return load_classifier(directory / entry["estimator"], device=device, module=module)
     if "array" in entry:
         return np.array(entry["array"], dtype=object if entry["dtype"] == "object" else np.dtype(entry["dtype"]))
     return entry["value"]
@@ -71,8 +71,27 @@ def _decode_fitted(entry, directory, device):
 
 def _saved_params(estimator, skip=()):
     """The constructor parameters written to ``config.json``: all but ``skip`` and ``callbacks`` (training-loop
-    observers, not part of a fitted model; a loaded model has none)."""
-    return {k: _plain(v) for k, v in estimator.get_params(deep=False).items() if k not in (*skip, "callbacks")}
+    observers, not part of a fitted model; a loaded model has none). A user's ``module`` is code, never saved:
+    only its name, and loading asks for it again (:func:`load_classifier`'s ``module``)."""
+    params = {k: _plain(v) for k, v in estimator.get_params(deep=False).items()
+              if k not in (*skip, "callbacks", "module")}
+    module = getattr(estimator, "module", None)
+    if module is not None:
+        params["module"] = {"user_module": getattr(module, "__qualname__", type(module).__qualname__)}
+    return params
+
+
+def _user_module(params, module, directory):
+    """The ``module`` parameter of a loaded estimator: the one passed to the loader when the saved model was
+    trained with a user's network (its name is in the config), None otherwise."""
+    saved = params.get("module")
+    if saved is None:
+        return None
+    if module is None:
+        raise ValueError(f"{directory} holds a model of your own network ({saved['user_module']}): pass it again, "
+                         "from_pretrained(directory, module=...) with the class, instance or callable it was "
+                         "trained with (networks are code and are not saved).")
+    return module
 
 
 def save_classifier(estimator, directory):
@@ -103,8 +122,9 @@ def _classifier_class(name):
     return classes.get(name)
 
 
-def load_classifier(directory, *, device=None):
-    """The estimator saved in ``directory`` by :func:`save_classifier`, ready to predict."""
+def load_classifier(directory, *, device=None, module=None):
+    """The estimator saved in ``directory`` by :func:`save_classifier`, ready to predict; ``module``: the user's
+    network it was trained with, when it was (required then)."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -115,9 +135,10 @@ def load_classifier(directory, *, device=None):
     params = _tuples(config["params"])
     if device is not None:
         params["device"] = device
+    params["module"] = _user_module(params, module, directory)
     estimator = cls(**{**params, "pretrained": None})  # the weights come from the folder, not a checkpoint
     for name, entry in config["fitted"].items():
-        setattr(estimator, name, _decode_fitted(entry, directory, device))
+        setattr(estimator, name, _decode_fitted(entry, directory, device, module))
     estimator.image_shape_ = tuple(estimator.image_shape_)
     module = estimator._build_module(estimator.image_shape_[0])
     module.load_state_dict(load_file(str(directory / WEIGHTS)))
@@ -182,8 +203,9 @@ def save_mitigator(mitigator, directory):
     return directory
 
 
-def load_mitigator(cls, directory, *, provider=None, device=None):
-    """The mitigator saved in ``directory``; ``provider`` is needed only to fit again."""
+def load_mitigator(cls, directory, *, provider=None, device=None, module=None):
+    """The mitigator saved in ``directory``; ``provider`` is needed only to fit again; ``module``: the user's
+    network its estimator was built with, when it was."""
     from sklearn.frozen import FrozenEstimator
 
     directory = Path(directory)
@@ -193,14 +215,15 @@ def load_mitigator(cls, directory, *, provider=None, device=None):
     params = _tuples(config["params"])
     params["strategy"] = _settings_from(config["params"].get("strategy"))
     params["candidate_selection"] = _settings_from(config["params"].get("candidate_selection"))
-    stage_one = load_classifier(directory / "stage_one", device=device)
+    stage_one = load_classifier(directory / "stage_one", device=device, module=module)
     base = params.pop("estimator", None)
     if base is not None and base.get("frozen"):
-        base = FrozenEstimator(load_classifier(directory / "stage_one", device=device))
+        base = FrozenEstimator(load_classifier(directory / "stage_one", device=device, module=module))
     elif base is not None:  # the unfitted estimator parameter, as it was given
         base_params = _tuples(base["params"])
         if device is not None:
             base_params["device"] = device
+        base_params["module"] = _user_module(base_params, module, directory)
         base = _classifier_class(base["class"])(**base_params)
     mitigator = cls(provider, estimator=base, **params)
     fitted = config["fitted"]
@@ -217,5 +240,5 @@ def load_mitigator(cls, directory, *, provider=None, device=None):
     mitigator.finetune_scores_ = (pd.read_csv(directory / "finetune_scores.csv")
                                   if (directory / "finetune_scores.csv").exists() else None)
     mitigator.stage_one_estimator_ = stage_one
-    mitigator.estimator_ = load_classifier(directory / "estimator", device=device)
+    mitigator.estimator_ = load_classifier(directory / "estimator", device=device, module=module)
     return mitigator

@@ -21,17 +21,17 @@ from .._device import resolve_device
 from .._validation import validate_declared
 from ..datasets import check_image_files
 from ..exceptions import EmptyMaskWarning, FineTuningWarning
-from ..nets import ResNet, block_of
+from ..nets import block_of, classifier_head
 from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_cache, pretraining_fingerprint
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
 from ._checkpoints import ScoredCheckpoints
-from ._classifier import ImageClassifier, seed_torch, user_callbacks, validate_labels
+from ._classifier import ImageClassifier, network_layout, seed_torch, user_callbacks, validate_labels
 from ._data import ImageInput, check_images
 from ._masking import gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._probe import GroupProbe
 from ._selection import PROBE_SCORES, SCORES, CandidateSelection, label_cells, pseudo_groups
-from ._strategies import resolve_strategy, strategy_name
+from ._strategies import in_block, resolve_strategy, strategy_name
 
 # batchnorm -> (frozen layers keep their statistics during fine-tuning, every layer does, re-estimate on real
 # images when fine-tuning ends)
@@ -458,10 +458,15 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             raise ValueError(f"SelectiveFinetuneMitigator needs a binary target, got classes {classes.tolist()}.")
         if prefit and not np.array_equal(base.classes_, classes):
             raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
-        with torch.device("meta"):
-            names = [n for n, _ in ResNet(base.arch, 2, width=base.width, stem=base.stem).named_parameters()]
+        names, blocks = network_layout(base, images.shape, len(classes))
+        # settings the network cannot satisfy fail before any training: a count of tensors it does not have, a block
+        # (or module-name prefix) none of its tensors is in
         if getattr(strategy, "top_k", None) is not None:
-            resolve_top_k(strategy.top_k, len(names))  # a count the network does not have fails before training
+            resolve_top_k(strategy.top_k, len(names))
+        if isinstance(getattr(strategy, "block", None), str) and not in_block(names, blocks, strategy.block).any():
+            raise ValueError(f"{strategy!r}: no parameter of the network is in block {strategy.block!r}; its blocks "
+                             f"are {list(dict.fromkeys(blocks))} (or give a module-name prefix such as "
+                             f"{names[0].rsplit('.', 1)[0]!r}).")
         validation = validation or {}
         selection = self._selection(validation)
         images, y, held_out, held_rows = self._held_out(images, y, base, prefit, validation, selection)
@@ -548,7 +553,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """The per-tensor table (gaps when the strategy needs them, NaN otherwise) with its ``selected`` column."""
         module = self.stage_one_estimator_.net_.module_
         gaps = pd.DataFrame(
-            {"tensor": state.names, "block": [block_of(n) for n in state.names],
+            {"tensor": state.names, "block": [block_of(n, classifier_head(module)[0]) for n in state.names],
              "numel": [p.numel() for p in module.parameters()], "grad_scale": np.nan, "domain_gap": np.nan,
              "bias_gap": np.nan}
         )
@@ -614,7 +619,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             batch_size=self.finetune_batch_size, optimizer=state.strategy.optimizer_class(estimator.optimizer),
             callbacks=[*callbacks, *user_callbacks(self.callbacks)],
         )
-        estimator.net_.fit(balanced.dataset(augment=estimator.augment and estimator.arch != "logistic"), y=None)
+        estimator.net_.fit(balanced.dataset(augment=estimator.augment and not estimator._tabular), y=None)
         for column, values in state.strategy.finetune_columns(estimator.net_.optimizer_).items():
             self.gradient_gaps_[column] = values
         if state.held_out is not None:
@@ -711,12 +716,14 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         return save_mitigator(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory, *, provider=None, device=None):
+    def from_pretrained(cls, directory, *, provider=None, device=None, module=None):
         """The mitigator saved by :meth:`save_pretrained`, ready to predict; ``provider`` is only needed to
-        fit it again (the provider itself is not saved, only its class name in the config)."""
+        fit it again (the provider itself is not saved, only its class name in the config); ``module``: your
+        own network, when the estimator was built with one (``ImageClassifier(module=...)``; networks are code
+        and are not saved)."""
         from ._persistence import load_mitigator
 
-        return load_mitigator(cls, directory, provider=provider, device=device)
+        return load_mitigator(cls, directory, provider=provider, device=device, module=module)
 
     # -- prediction -------------------------------------------------------------------------------
 

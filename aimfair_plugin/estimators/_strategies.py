@@ -129,8 +129,10 @@ class SelectiveMask(MaskStrategy):
 
     Parameters
     ----------
-    top_k : int or float, default=55
-        Tensors per ranking: a count (the paper uses 55 of ResNet-18's 62) or a fraction of all tensors.
+    top_k : int or float, default=0.887
+        Tensors per ranking: a count, or a fraction of all the network's tensors. The default is the paper's
+        55 of ResNet-18's 62 as a fraction (it gives exactly 55 there), so that it carries over to any network
+        (a ResNet-50's 161 tensors, a ViT's).
     criterion : {"normalized", "abs_diff", "cosine"}, default="normalized"
         ``"abs_diff"``: ``mean |g_a - g_b|`` per tensor (the paper's Eq. 4); ``"cosine"``: 1 - cosine
         similarity of the two gradients (its Table 4); ``"normalized"``: abs_diff divided by the tensor's
@@ -160,7 +162,7 @@ class SelectiveMask(MaskStrategy):
 
     needs_gradient_gaps = True
 
-    def __init__(self, top_k=55, criterion="normalized", selection="intersection", bias_ratio=0.9, max_batches=None):
+    def __init__(self, top_k=0.887, criterion="normalized", selection="intersection", bias_ratio=0.9, max_batches=None):
         self.top_k = top_k
         self.criterion = criterion
         self.selection = selection
@@ -227,8 +229,8 @@ class RandomMask(MaskStrategy):
 
     Parameters
     ----------
-    top_k : int or float, default=55
-        A count of tensors, or a fraction of all tensors.
+    top_k : int or float, default=0.887
+        A count of tensors, or a fraction of all tensors (the default: 55 of ResNet-18's 62).
 
     Examples
     --------
@@ -239,7 +241,7 @@ class RandomMask(MaskStrategy):
     2
     """
 
-    def __init__(self, top_k=55):
+    def __init__(self, top_k=0.887):
         self.top_k = top_k
 
     def validate(self):
@@ -251,13 +253,21 @@ class RandomMask(MaskStrategy):
         return mask
 
 
+def in_block(tensors, blocks, block):
+    """Which tensors are in ``block``: a block name (``"layer4"``, ``"fc"`` for the classification head, see
+    :func:`~aimfair_plugin.nets.block_of`) or a module-name prefix (``"blocks.3"``, ``"layer4.1"``)."""
+    tensors, blocks = np.asarray(tensors, dtype=str), np.asarray(blocks, dtype=str)
+    return (blocks == block) | (tensors == block) | np.char.startswith(tensors, block + ".")
+
+
 class _BlockMask(MaskStrategy):
     def __init__(self, block):
         self.block = block
 
     def validate(self):
-        if self.block not in BLOCK_ORDER:
-            raise InvalidParameterError(f"{type(self).__name__} needs block= one of {BLOCK_ORDER}, got {self.block!r}.")
+        if not isinstance(self.block, str) or not self.block:
+            raise InvalidParameterError(f"{type(self).__name__} needs block= a block name ({BLOCK_ORDER} in a "
+                                        f"ResNet) or a module-name prefix, got {self.block!r}.")
 
 
 class UpdateBlockMask(_BlockMask):
@@ -265,8 +275,9 @@ class UpdateBlockMask(_BlockMask):
 
     Parameters
     ----------
-    block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}
-        The only block fine-tuned.
+    block : str
+        The only block fine-tuned: a ResNet block (``"stem"``, ``"layer1"`` .. ``"layer4"``), ``"fc"`` (the
+        classification head of any network), or a module-name prefix (``"blocks.3"`` in a ViT, ``"layer4.1"``).
 
     Examples
     --------
@@ -278,7 +289,7 @@ class UpdateBlockMask(_BlockMask):
     """
 
     def mask(self, gaps, rng):
-        return gaps["block"].to_numpy() == self.block
+        return in_block(gaps["tensor"], gaps["block"], self.block)
 
 
 class FreezeBlockMask(_BlockMask):
@@ -286,8 +297,8 @@ class FreezeBlockMask(_BlockMask):
 
     Parameters
     ----------
-    block : {"stem", "layer1", "layer2", "layer3", "layer4", "fc"}
-        The block kept frozen.
+    block : str
+        The block kept frozen: a block name or a module-name prefix, as for :class:`UpdateBlockMask`.
 
     Examples
     --------
@@ -299,7 +310,7 @@ class FreezeBlockMask(_BlockMask):
     """
 
     def mask(self, gaps, rng):
-        return gaps["block"].to_numpy() != self.block
+        return ~in_block(gaps["tensor"], gaps["block"], self.block)
 
 
 class AutoRGNMask(FullMask):
