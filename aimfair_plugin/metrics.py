@@ -1,8 +1,12 @@
 """Fairness metrics of the AIM-Fair, FairIF and FADM papers, built on fairlearn's ``MetricFrame``.
 
-All metrics are for a binary target ``y`` and a binary protected attribute
-``s``. The (y, s) cell accuracies are ``MetricFrame(accuracy_score)`` grouped
-by both columns; the group differences are fairlearn's own metrics.
+The papers' metrics are for a binary target ``y`` and a binary protected attribute ``s``; every function here
+also takes a target with more classes and a protected attribute with more values, or several attributes at
+once (their intersections, as ``MetricFrame`` groups several sensitive features). The (class, group) cell
+accuracies are ``MetricFrame(accuracy_score)`` grouped by both; the group differences are fairlearn's
+``difference`` and ``ratio`` of per-group rates. With a binary target the rates are of its positive class (the
+larger label, 1 for 0/1 labels); with more classes each rate-based metric is computed one-vs-rest for every
+class and averaged over the classes (macro average). Binary 0/1 inputs give exactly the papers' numbers.
 """
 
 import warnings
@@ -13,23 +17,20 @@ import sklearn
 from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 from sklearn.metrics import accuracy_score, make_scorer
 
-from .datasets import CELLS
-
 REPORT_METRICS = ("ACC", "WST", "EO", "STD", "AD", "AOD", "EOD", "DP_ratio", "EOp_ratio")
 HIGHER_IS_BETTER = {"ACC": True, "WST": True, "EO": False, "STD": False, "AD": False, "AOD": False,
                     "EOD": False, "DP_ratio": True, "EOp_ratio": True}
-# Metrics that need every (y, s) cell to be present in y_true.
+# Metrics that need every (class, group) cell to be present in y_true.
 _CELL_METRICS = ("WST", "EO", "STD", "AOD", "EOD", "EOp_ratio")
-
 _MSG_LENGTH = "y_true, y_pred and sensitive_features must have the same length, got {}."
-_MSG_BINARY = "{} must hold only the values 0 and 1 (binary task), got {}."
 _MSG_EMPTY = (
     "The (y, s) cells {} are empty in y_true: {} are undefined and reported as NaN. "
-    "Evaluate on data with all four cells (e.g. a balanced test set)."
+    "Evaluate on data with every cell (e.g. a balanced test set)."
 )
+INTERSECTION = " & "  # joins the values of several sensitive features into one group label
 
 
-def _as_binary(name, values):
+def _labels(name, values):
     arr = np.asarray(values)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -37,47 +38,78 @@ def _as_binary(name, values):
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}.")
     if arr.dtype.kind == "f" and np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN.")
-    if not np.isin(arr, (0, 1)).all():
-        raise ValueError(_MSG_BINARY.format(name, np.unique(arr)[:10].tolist()))
-    return arr.astype(int)
+    return arr.astype(int) if arr.dtype.kind in "biu" or (arr.dtype.kind == "f" and np.all(arr == np.round(arr))) \
+        else arr
+
+
+def intersect_groups(sensitive_features):
+    """One group label per example: the value of a single sensitive feature, or the intersection of several
+    (a 2-D array or a DataFrame, one column per feature) as ``"a & b"``.
+
+    Parameters
+    ----------
+    sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features), or a DataFrame
+
+    Returns
+    -------
+    groups : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> from aimfair_plugin.metrics import intersect_groups
+    >>> intersect_groups([[0, 'x'], [1, 'y']]).tolist()
+    ['0 & x', '1 & y']
+    """
+    frame = pd.DataFrame(sensitive_features) if np.ndim(sensitive_features) == 2 else None
+    if frame is None or frame.shape[1] == 1:
+        return _labels("sensitive_features", sensitive_features)
+    if frame.isna().to_numpy().any():
+        raise ValueError("sensitive_features contains NaN.")
+    return np.asarray([INTERSECTION.join(map(str, row)) for row in frame.itertuples(index=False)], dtype=object)
+
+
+def _values(arr):
+    """The values of a label array in sorted order; 0/1 (or a subset) always gives both 0 and 1."""
+    values = np.unique(arr)
+    if arr.dtype.kind in "biu" and np.isin(values, (0, 1)).all():
+        return np.array([0, 1])
+    return values
 
 
 def _validate(y_true, y_pred, sensitive_features):
-    """One shared validator: equal lengths, binary y, y_pred and sensitive features."""
-    lengths = [len(np.asarray(v)) for v in (y_true, y_pred, sensitive_features)]
+    """One shared validator: equal lengths, 1-D labels; returns ``(y_true, y_pred, groups, classes, group
+    values)``."""
+    groups = intersect_groups(sensitive_features)
+    lengths = [len(np.asarray(y_true)), len(np.asarray(y_pred)), len(groups)]
     if len(set(lengths)) != 1:
         raise ValueError(_MSG_LENGTH.format(lengths))
     if lengths[0] == 0:
         raise ValueError("Cannot compute fairness metrics on empty inputs.")
-    return (
-        _as_binary("y_true", y_true),
-        _as_binary("y_pred", y_pred),
-        _as_binary("sensitive_features", sensitive_features),
-    )
+    y_true, y_pred = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    classes = _values(np.concatenate([y_true, y_pred]) if y_true.dtype == y_pred.dtype else y_true)
+    return y_true, y_pred, groups, classes, _values(groups)
 
 
-def _cell_frame(y_true, y_pred, s):
-    return MetricFrame(
-        metrics=accuracy_score,
-        y_true=y_true,
-        y_pred=y_pred,
-        sensitive_features=pd.DataFrame({"y": y_true, "s": s}),
-    )
+def _cell_accuracies(y_true, y_pred, groups, classes, values):
+    """Accuracy of every (class, group) cell of ``classes x values`` (NaN where y_true has none), a Series."""
+    frame = MetricFrame(metrics=accuracy_score, y_true=y_true, y_pred=y_pred,
+                        sensitive_features=pd.DataFrame({"y": y_true, "s": groups}))
+    return frame.by_group.reindex(pd.MultiIndex.from_product([classes, values], names=["y", "s"]))
 
 
 def group_accuracy_table(y_true, y_pred, *, sensitive_features):
-    """Accuracy of each (target, protected) cell in the paper's 2x2 layout.
+    """Accuracy of each (target, protected) cell: the paper's 2x2 layout, or classes x groups.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of shape (n_samples,), binary 0/1
-    sensitive_features : array-like of shape (n_samples,), binary 0/1
+    y_true, y_pred : array-like of shape (n_samples,)
+    sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
+        Several columns: one column per intersection of their values.
 
     Returns
     -------
     table : pandas.DataFrame
-        Rows ``y`` = 0, 1 (target), columns ``s`` = 0, 1 (protected), values in
-        percent; an empty cell is NaN.
+        Rows ``y`` (target classes), columns ``s`` (protected groups), values in percent; an empty cell is NaN.
 
     Examples
     --------
@@ -88,19 +120,34 @@ def group_accuracy_table(y_true, y_pred, *, sensitive_features):
     0  100.0    0.0
     1  100.0  100.0
     """
-    y_true, y_pred, s = _validate(y_true, y_pred, sensitive_features)
-    by_cell = _cell_frame(y_true, y_pred, s).by_group.reindex(pd.MultiIndex.from_tuples(CELLS, names=["y", "s"]))
-    return 100.0 * by_cell.unstack("s")
+    y_true, y_pred, groups, classes, values = _validate(y_true, y_pred, sensitive_features)
+    return 100.0 * _cell_accuracies(y_true, y_pred, groups, classes, values).unstack("s")
+
+
+def _rate_gaps(y_true, y_pred, groups, classes):
+    """Per positive class (the binary target's larger label; every class one-vs-rest otherwise): fairlearn's
+    group ``difference`` and ``ratio`` of the TPR, FPR and selection rate, averaged over those classes."""
+    positives = classes[-1:] if len(classes) == 2 else classes
+    differences, ratios = [], []
+    for positive in positives:
+        frame = MetricFrame(metrics={"sel": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
+                            y_true=(y_true == positive).astype(int), y_pred=(y_pred == positive).astype(int),
+                            sensitive_features=groups)
+        differences.append(frame.difference())
+        ratios.append(frame.ratio())
+    return pd.concat(differences, axis=1).mean(axis=1), pd.concat(ratios, axis=1).mean(axis=1)
 
 
 def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
-    """Utility and fairness of binary predictions, as in the AIM-Fair tables.
+    """Utility and fairness of predictions, as in the AIM-Fair tables.
 
     Parameters
     ----------
-    y_true, y_pred : array-like of shape (n_samples,), binary 0/1
-    sensitive_features : array-like of shape (n_samples,), binary 0/1
-        The protected attribute; it never needs to be seen at training time.
+    y_true, y_pred : array-like of shape (n_samples,)
+        Binary in the papers; more classes are allowed (see the module docstring).
+    sensitive_features : array-like of shape (n_samples,) or (n_samples, n_features)
+        The protected attribute (two or more values), or several (their intersections are the groups); it never
+        needs to be seen at training time.
     agg : {"max", "mean"}, default="max"
         How ``EO`` combines the true-positive-rate gap and the false-positive-
         rate gap: ``"max"`` is fairlearn's ``equalized_odds_difference``;
@@ -112,11 +159,10 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
         In percent:
 
         - ``ACC`` overall accuracy;
-        - ``WST`` worst (y, s)-cell accuracy (Eq. 10);
+        - ``WST`` worst (class, group)-cell accuracy (Eq. 10);
         - ``EO`` equalized odds difference (see ``agg``);
-        - ``STD`` population standard deviation (ddof=0) of the four cell
-          accuracies (Eq. 11);
-        - ``AD`` accuracy difference between the protected groups (FairIF Eq. 3);
+        - ``STD`` population standard deviation (ddof=0) of the cell accuracies (Eq. 11);
+        - ``AD`` accuracy difference between the protected groups (FairIF Eq. 3; largest minus smallest);
         - ``AOD`` average odds difference, mean of the TPR and TNR gaps (FairIF Eq. 4);
         - ``EOD`` equal opportunity difference, the TPR gap (FairIF Eq. 5).
 
@@ -125,39 +171,37 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
         - ``DP_ratio`` min/max of the groups' positive-prediction rates;
         - ``EOp_ratio`` min/max of the groups' true-positive rates.
 
-        When a (y, s) cell is empty in ``y_true`` the metrics that need it
-        (WST, EO, STD, AOD, EOD, EOp_ratio) are NaN and a ``UserWarning``
-        says which cells are missing.
+        Gaps and ratios are over all groups (largest minus smallest, smallest over largest); with more than two
+        classes they are one-vs-rest per class, averaged. When a cell is empty in ``y_true`` the metrics that
+        need it (WST, EO, STD, AOD, EOD, EOp_ratio) are NaN and a ``UserWarning`` says which cells are missing.
 
     Examples
     --------
     >>> from aimfair_plugin.metrics import fairness_report
     >>> float(fairness_report([0, 0, 1, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0, 1])["WST"])
     0.0
+    >>> report = fairness_report([0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 2, 2], sensitive_features=['a', 'a', 'a', 'b', 'b', 'b'])
+    >>> float(report["WST"]), float(report["AD"])
+    (0.0, 33.33333333333333)
     """
     if agg not in ("max", "mean"):
         raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}.")
-    y_true, y_pred, s = _validate(y_true, y_pred, sensitive_features)
+    y_true, y_pred, groups, classes, values = _validate(y_true, y_pred, sensitive_features)
     # MetricFrame lists empty cells of the (y, s) product as NaN; reindex for cells absent altogether.
-    cells = _cell_frame(y_true, y_pred, s).by_group.reindex(pd.MultiIndex.from_tuples(CELLS))
+    cells = _cell_accuracies(y_true, y_pred, groups, classes, values)
     missing = [cell for cell, value in cells.items() if np.isnan(value)]
     report = pd.Series(np.nan, index=list(REPORT_METRICS), dtype=float, name="fairness_report")
     report["ACC"] = 100.0 * accuracy_score(y_true, y_pred)
-    # One MetricFrame by group for every group difference and ratio (fairlearn's equalized_odds_difference,
-    # equal_opportunity_difference/ratio and demographic_parity_ratio each build the same frame for one metric:
-    # their values are this frame's differences and ratios).
-    by_group = None
-    if len(np.unique(s)) == 2:
-        by_group = MetricFrame(metrics={"acc": accuracy_score, "sel": selection_rate, "tpr": true_positive_rate,
-                                        "fpr": false_positive_rate},
-                               y_true=y_true, y_pred=y_pred, sensitive_features=s)
-        difference, ratio = by_group.difference(), by_group.ratio()
-        report["AD"] = 100.0 * difference["acc"]
+    if len(np.unique(groups)) >= 2:
+        by_group = MetricFrame(metrics=accuracy_score, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
+        report["AD"] = 100.0 * by_group.difference()
+        difference, ratio = _rate_gaps(y_true, y_pred, groups, classes)
         report["DP_ratio"] = ratio["sel"]
     if missing:
         warnings.warn(_MSG_EMPTY.format(missing, ", ".join(_CELL_METRICS)), UserWarning, stacklevel=2)
         return report
-    report["WST"] = 100.0 * worst_group_accuracy(y_true, y_pred, np.column_stack([y_true, s]), cells=CELLS)
+    report["WST"] = 100.0 * worst_group_accuracy(y_true, y_pred, np.array(list(zip(y_true, groups)), dtype=object),
+                                                 cells=list(cells.index))
     report["STD"] = 100.0 * np.std(cells.to_numpy(), ddof=0)
     odds = difference[["tpr", "fpr"]]
     report["EO"] = 100.0 * (max(odds) if agg == "max" else odds.mean())

@@ -83,10 +83,12 @@ def test_report_matches_aif360(seed):
 def test_bad_input_errors():
     with pytest.raises(ValueError, match="same length"):
         fairness_report(Y, P[:-1], sensitive_features=S)
-    with pytest.raises(ValueError, match="y_true must hold only the values 0 and 1"):
-        fairness_report(Y + 1, P, sensitive_features=S)
-    with pytest.raises(ValueError, match="sensitive_features must hold only"):
-        fairness_report(Y, P, sensitive_features=S * 3)
+    with pytest.raises(ValueError, match="y_true contains NaN"):
+        fairness_report(np.where(Y == 1, np.nan, 0.0), P, sensitive_features=S)
+    with pytest.raises(ValueError, match="y_pred must be one-dimensional"):
+        fairness_report(Y, np.column_stack([P, P]), sensitive_features=S)
+    with pytest.raises(ValueError, match="sensitive_features contains NaN"):
+        fairness_report(Y, P, sensitive_features=np.column_stack([S, np.where(S == 1, np.nan, 1.0)]))
     with pytest.raises(ValueError, match="agg"):
         fairness_report(Y, P, sensitive_features=S, agg="min")
     with pytest.raises(ValueError, match="metric"):
@@ -129,3 +131,48 @@ def test_wst_scorer_is_higher_is_better():
     clf = LogisticRegression().fit(np.c_[Y], Y)
     with sklearn.config_context(enable_metadata_routing=True):
         assert fairness_scorer("WST")(clf, np.c_[Y], Y, sensitive_features=S) == pytest.approx(100.0)
+
+
+def test_three_classes_three_groups_against_hand_computations():
+    rng = np.random.RandomState(0)
+    y, s = rng.randint(0, 3, 600), rng.randint(0, 3, 600)
+    p = np.where(rng.uniform(size=600) < 0.2 + 0.2 * s, (y + 1) % 3, y)  # group 2 is wrong most often
+    report = fairness_report(y, p, sensitive_features=s)
+    cells = [accuracy_score(y[(y == a) & (s == b)], p[(y == a) & (s == b)]) for a in range(3) for b in range(3)]
+    assert report["WST"] / 100 == pytest.approx(min(cells))
+    assert report["STD"] / 100 == pytest.approx(np.std(cells))
+    group_acc = [accuracy_score(y[s == b], p[s == b]) for b in range(3)]
+    assert report["AD"] / 100 == pytest.approx(max(group_acc) - min(group_acc))
+
+    def rates(c):  # one-vs-rest TPR, FPR and selection rate of class c in each group
+        t, q = y == c, p == c
+        return ([q[t & (s == b)].mean() for b in range(3)], [q[~t & (s == b)].mean() for b in range(3)],
+                [q[s == b].mean() for b in range(3)])
+
+    tpr_gap = np.mean([np.ptp(rates(c)[0]) for c in range(3)])
+    fpr_gap = np.mean([np.ptp(rates(c)[1]) for c in range(3)])
+    assert report["EOD"] / 100 == pytest.approx(tpr_gap)
+    assert report["EO"] / 100 == pytest.approx(max(tpr_gap, fpr_gap))
+    assert report["AOD"] / 100 == pytest.approx((tpr_gap + fpr_gap) / 2)
+    assert report["DP_ratio"] == pytest.approx(np.mean([min(r[2]) / max(r[2]) for r in map(rates, range(3))]))
+    table = group_accuracy_table(y, p, sensitive_features=s)
+    assert table.shape == (3, 3) and table.to_numpy().min() / 100 == pytest.approx(min(cells))
+
+
+def test_intersections_of_several_attributes_are_the_groups():
+    rng = np.random.RandomState(1)
+    y, a, b = rng.randint(0, 2, 400), rng.randint(0, 2, 400), rng.choice(["x", "y", "z"], 400)
+    p = np.where(rng.uniform(size=400) < 0.3, 1 - y, y)
+    joint = np.array([f"{u} & {v}" for u, v in zip(a, b)])
+    by_frame = fairness_report(y, p, sensitive_features=pd.DataFrame({"a": a, "b": b}))
+    by_joint = fairness_report(y, p, sensitive_features=joint)
+    pd.testing.assert_series_equal(by_frame, by_joint)
+    table = group_accuracy_table(y, p, sensitive_features=pd.DataFrame({"a": a, "b": b}))
+    assert table.shape == (2, 6)  # two classes x six intersections
+
+
+def test_binary_labels_other_than_0_1_use_the_larger_as_positive():
+    labels = np.array(["no", "yes"])
+    groups = np.array(["f", "m"])
+    named = fairness_report(labels[Y], labels[P], sensitive_features=groups[S])
+    pd.testing.assert_series_equal(named, fairness_report(Y, P, sensitive_features=S))

@@ -22,7 +22,7 @@ from .._validation import validate_declared
 from ..datasets import check_image_files
 from ..exceptions import EmptyMaskWarning, FineTuningWarning
 from ..nets import block_of, classifier_head
-from ..synth import balanced_group_counts, biased_group_counts, synthetic_set_size
+from ..synth import balanced_group_counts, biased_group_counts, group_cells, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_cache, pretraining_fingerprint
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
 from ._checkpoints import ScoredCheckpoints
@@ -115,6 +115,7 @@ class _FitState:
     pretrain_key: str = None
     held_out: object = None
     selection: object = None
+    cells: tuple = (2, 2)  # (n_classes, n_groups) the synthetic sets are drawn over
 
 
 class _HeldOut(NamedTuple):
@@ -454,8 +455,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             )
         y = validate_labels(y, len(images))
         classes = np.unique(y)
-        if len(classes) != 2:
-            raise ValueError(f"SelectiveFinetuneMitigator needs a binary target, got classes {classes.tolist()}.")
+        if len(classes) < 2:
+            raise ValueError(f"y needs at least two classes; got 1 class: {classes.tolist()}.")
+        cells = self._check_provider_cells(len(classes))
         if prefit and not np.array_equal(base.classes_, classes):
             raise ValueError(f"The prefit estimator has classes {base.classes_.tolist()}, y has {classes.tolist()}.")
         names, blocks = network_layout(base, images.shape, len(classes))
@@ -473,7 +475,20 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if reset:
             self.validation_indices_ = held_rows
         return _FitState(images, y, base, prefit, strategy, names, check_random_state(self.random_state),
-                         held_out=held_out, selection=selection)
+                         held_out=held_out, selection=selection, cells=cells)
+
+    def _check_provider_cells(self, n_classes):
+        """``(n_classes, n_groups)``: the cells the synthetic sets are drawn over (every class of ``y`` x every
+        group the provider knows); a cell the provider says it cannot produce fails here, before any training."""
+        n_groups = int(getattr(self.provider, "n_groups", 2))
+        available = getattr(self.provider, "available_cells", lambda: None)()
+        if available is not None:
+            missing = [cell for cell in group_cells(n_classes, n_groups) if cell not in available]
+            if missing:
+                raise ValueError(f"The provider has no image of the cells (class index, group index) {missing}; the "
+                                 f"mitigator needs every cell of the {n_classes} classes x {n_groups} groups "
+                                 "(classes indexed in sorted order of y).")
+        return n_classes, n_groups
 
     def _selection(self, validation):
         """The :class:`CandidateSelection` in force: the parameter, the default one when ``X_val`` is given,
@@ -529,9 +544,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         otherwise: the comparison strategies do not draw it)."""
         shape = state.images.shape
         n_synthetic = synthetic_set_size(len(state.images), self.synthetic_ratio)
-        balanced = self._draw("balanced (S2)", balanced_group_counts(n_synthetic), shape, state.rng)
-        biased = (self._draw("biased (S1)", biased_group_counts(n_synthetic, state.strategy.bias_ratio), shape,
-                             state.rng) if state.strategy.needs_gradient_gaps else None)
+        balanced = self._draw("balanced (S2)", balanced_group_counts(n_synthetic, *state.cells), shape, state.rng)
+        biased = (self._draw("biased (S1)", biased_group_counts(n_synthetic, state.strategy.bias_ratio, *state.cells),
+                             shape, state.rng) if state.strategy.needs_gradient_gaps else None)
         return balanced, biased
 
     def _pretrain(self, state):
@@ -661,7 +676,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
                           FineTuningWarning, stacklevel=5)
             score = "synthetic_worst_group"
         with torch.random.fork_rng(devices=[]):  # the draw leaves fine-tuning's random stream as it was
-            synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y)), state.images.shape,
+            synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y), *state.cells), state.images.shape,
                                     state.rng) if score == "synthetic_worst_group" else None)
         groups = {"accuracy": None, "worst_class_accuracy": None, "pseudo_group": None}  # pseudo: from the start
         cells = {}

@@ -5,6 +5,8 @@ from ._base import (
     SyntheticDataProvider,
     balanced_group_counts,
     biased_group_counts,
+    group_cells,
+    majority_group,
     synthetic_set_size,
 )
 from ._diffusers import DiffusersProvider
@@ -28,7 +30,9 @@ __all__ = [
     "balanced_group_counts",
     "biased_group_counts",
     "build_tiny_text_to_image_pipeline",
+    "group_cells",
     "load_prompts",
+    "majority_group",
     "save_prompts",
     "synthetic_set_size",
 ]

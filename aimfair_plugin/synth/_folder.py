@@ -77,6 +77,16 @@ class ImageFolderProvider(SyntheticDataProvider):
         self.replace = replace
         self.extensions = extensions
 
+    def available_cells(self):
+        """The cells with a ``{y}_{s}`` folder under ``root`` (an empty set when ``root`` does not exist)."""
+        root = Path(self.root)
+        cells = set()
+        for folder in (root.iterdir() if root.is_dir() else ()):
+            parts = folder.name.split("_")
+            if folder.is_dir() and len(parts) == 2 and all(p.isdigit() for p in parts):
+                cells.add((int(parts[0]), int(parts[1])))
+        return cells
+
     def cell_files(self, cell):
         """Sorted image paths of one cell's folder."""
         folder = Path(self.root) / f"{cell[0]}_{cell[1]}"
