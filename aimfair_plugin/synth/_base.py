@@ -91,6 +91,16 @@ def majority_group(y, n_groups=2):
     the paper models does. The gradient gap between S1 and the balanced S2 only needs *a* bias of this kind; the
     direction of the real data's bias is not known without group labels.
 
+    Parameters
+    ----------
+    y : int
+        A class index.
+    n_groups : int, default=2
+
+    Returns
+    -------
+    group : int
+
     Examples
     --------
     >>> from aimfair_plugin.synth import majority_group
@@ -205,7 +215,9 @@ class SyntheticDataProvider(ABC):
         """
 
 
-def check_group_counts(group_counts):
+def check_group_counts(group_counts, available=None):
+    """Refuse a malformed ``{(y, s): count}`` request, or one for a cell outside ``available`` (the provider's
+    :meth:`~SyntheticDataProvider.available_cells`, when it knows them)."""
     if not isinstance(group_counts, dict) or not group_counts:
         raise ValueError(f"group_counts must be a non-empty dict {{(y, s): count}}, got {group_counts!r}.")
     for cell, count in group_counts.items():
@@ -215,6 +227,9 @@ def check_group_counts(group_counts):
                              f"group index), got {cell!r}.")
         if int(count) != count or count < 0:
             raise ValueError(f"group_counts[{cell}] must be a non-negative int, got {count!r}.")
+        if available is not None and count and cell not in available:
+            raise ValueError(f"group_counts asks for cell (y={cell[0]}, s={cell[1]}), which this provider cannot "
+                             f"produce; it has the cells {sorted(available)}.")
 
 
 class ArrayProvider(SyntheticDataProvider):
@@ -258,7 +273,7 @@ class ArrayProvider(SyntheticDataProvider):
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
         self._validate_params()
-        check_group_counts(group_counts)
+        check_group_counts(group_counts, self.available_cells())
         rng = check_random_state(random_state)
         y, s = np.asarray(self.y), np.asarray(self.s)
         chosen = []

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device
 from .._io import atomic_path, atomic_write
-from ..datasets import check_image_files
+from ..datasets import CELLS, check_image_files
 from ._base import SyntheticDataProvider, check_group_counts
 from ._folder import check_image_shape
 from ._prompts import resolve_prompts
@@ -280,7 +280,7 @@ class DiffusersProvider(SyntheticDataProvider):
         ``decode=True`` checks each existing file is a complete image (PIL's ``verify``, without decoding the
         pixels); ``decode=False`` only checks that it exists (``sample`` verifies and repairs then).
         """
-        check_group_counts(group_counts)
+        check_group_counts(group_counts, self.available_cells())
         prompts = resolve_prompts(self.prompts)
         self._check_cache()
         todo = []
@@ -357,6 +357,10 @@ class DiffusersProvider(SyntheticDataProvider):
         return len(todo)
 
     # -- the provider contract --------------------------------------------------------
+
+    def available_cells(self):
+        """The four (y, s) cells of the paper's binary setting: its prompts name two classes and two groups."""
+        return set(CELLS)
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
         """Paths of images ``0..count-1`` of each cell in the cache, generating the missing ones first.

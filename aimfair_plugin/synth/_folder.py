@@ -100,7 +100,7 @@ class ImageFolderProvider(SyntheticDataProvider):
 
     def sample(self, group_counts, *, image_shape=None, random_state=None):
         self._validate_params()
-        check_group_counts(group_counts)
+        check_group_counts(group_counts)  # a missing folder: cell_files says which and the layout
         check_image_shape(image_shape, self.image_size)  # refuses a non-RGB request
         rng = check_random_state(random_state)
         paths, ys, ss = [], [], []

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from ..datasets import BACKGROUND_COLORS
+from ..datasets import BACKGROUND_COLORS, CELLS
 from ._base import SyntheticDataProvider, check_group_counts
 from ._digit_styles import FONT_FILES, digits_named, parse_style
 from ._prompts import ContextualPromptBuilder, resolve_prompts
@@ -243,9 +243,13 @@ class RenderedDigitsProvider(SyntheticDataProvider):
             return resolve_prompts(builder)
         return resolve_prompts(self.prompts)
 
+    def available_cells(self):
+        """The four (y, s) cells of the paper's binary setting: its prompts name two classes and two groups."""
+        return set(CELLS)
+
     def sample(self, group_counts, *, image_shape=None, random_state=None):
         self._validate_params()
-        check_group_counts(group_counts)
+        check_group_counts(group_counts, self.available_cells())
         if image_shape is None:
             image_shape = (3, self.image_size, self.image_size)
         if len(image_shape) != 3 or image_shape[0] != 3 or min(image_shape[1:]) < 8:

@@ -140,7 +140,9 @@ class ShortProvider(SyntheticDataProvider):
     [
         (lambda p: ShortProvider(p, drop_cell=(1, 1)), None, None, r"cell \(y=1, s=1\)"),
         (lambda p: ShortProvider(p, bad_shape=True), None, None, "shape"),
-        (lambda p: p, None, lambda y: np.where(y == 1, 2, y) + (np.arange(len(y)) == 0), "binary target"),
+        # a third class the binary provider has no image of
+        (lambda p: p, None, lambda y: np.where(y == 1, 2, y) + (np.arange(len(y)) == 0),
+         r"no image of the cells \(class index, group index\) \[\(2, 0\), \(2, 1\)\]"),
         (lambda p: p, lambda X: X[:-1], None, "one label per image"),
         (lambda p: p, lambda X: np.where(np.arange(len(X))[:, None, None, None] == 0, np.nan, X), None, "NaN"),
         (lambda p: object(), None, None, "sample"),

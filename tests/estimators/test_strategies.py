@@ -35,7 +35,7 @@ def test_every_builtin_name_maps_to_its_object_with_defaults():
     assert set(BUILTIN_STRATEGIES) == set(expected)
     for name, obj in expected.items():
         assert resolve_strategy(name) == obj
-    assert SelectiveMask().get_params() == {"top_k": 55, "criterion": "normalized", "selection": "intersection",
+    assert SelectiveMask().get_params() == {"top_k": 0.887, "criterion": "normalized", "selection": "intersection",
                                             "bias_ratio": 0.9, "max_batches": None}
     assert repr(SelectiveMask(top_k=40, selection="ratio")) == "SelectiveMask(top_k=40, selection='ratio')"
     assert SelectiveMask(top_k=40) != SelectiveMask() and hash(SelectiveMask()) == hash(SelectiveMask())

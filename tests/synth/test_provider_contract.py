@@ -67,7 +67,15 @@ def test_same_random_state_same_sample(provider):
         np.testing.assert_array_equal(u, v)
 
 
-@pytest.mark.parametrize("counts", [{}, {(2, 0): 1}, {(0, 0): -1}, {(0, 0): 1.5}, [((0, 0), 1)]])
+@pytest.mark.parametrize("counts", [{}, {(-1, 0): 1}, {("a", 0): 1}, {(0, 0): -1}, {(0, 0): 1.5}, [((0, 0), 1)]])
 def test_bad_group_counts_raise(provider, counts):
     with pytest.raises(ValueError, match="group_counts"):
         provider.sample(counts, image_shape=(3, 16, 16))
+
+
+def test_a_cell_the_provider_does_not_have_raises_naming_it(provider):
+    """A class or group index beyond the provider's (its prompts' two classes and groups, its arrays' or folders'
+    cells) is refused by name; the mitigator checks ``available_cells`` before any training."""
+    assert (2, 0) not in provider.available_cells() and provider.n_groups == 2
+    with pytest.raises(ValueError, match=r"cell \(y=2, s=0\)"):
+        provider.sample({(2, 0): 1}, image_shape=(3, 16, 16))
