@@ -233,7 +233,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         With held-out data: one row per candidate (``candidate``,
         ``epoch``, ``alpha`` and each score on the held-out data); None otherwise.
     selected_candidate_ : dict or None
-        With held-out data: the row of the returned candidate; None otherwise.
+        With held-out data: the row of the returned candidate, and the ``score`` it was chosen by (the
+        candidate selection's, with ``"auto"`` resolved, or the fallback); None otherwise.
     group_probe_ : dict or None
         With a probe score: the probe's cross-validated accuracy on the synthetic images, the chance level,
         whether it was reliable (else the score fell back to ``"synthetic_worst_group"``) and its accuracy on
@@ -493,9 +494,14 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     def _selection(self, validation):
         """The :class:`CandidateSelection` in force: the parameter, the default one when ``X_val`` is given,
         or None (unguarded)."""
-        if self.candidate_selection is not None:
-            return self.candidate_selection
-        return CandidateSelection() if validation.get("X") is not None else None
+        selection = self.candidate_selection
+        if selection is None:
+            selection = CandidateSelection() if validation.get("X") is not None else None
+        if selection is not None and isinstance(selection.score, str) and selection.score == "auto":
+            # a copy: the parameter keeps "auto"; the fit's selection names the score it used
+            selection = copy.copy(selection).set_params(
+                score="worst_group" if validation.get("s") is not None else "probe_worst_group")
+        return selection
 
     def _held_out(self, images, y, base, prefit, validation, selection):
         """``(training images, training labels, held-out data or None, held-out rows of X or None)``:
@@ -642,7 +648,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             names = {"start": "pretrained"}  # the candidate fine-tuning starts from is the pre-trained model
             self.finetune_scores_ = scored.scores_.replace({"candidate": names})
             chosen = {k: v for k, v in scored.best_["selected"].items() if k != "row"}
-            self.selected_candidate_ = {**chosen, "candidate": names.get(chosen["candidate"], chosen["candidate"])}
+            self.selected_candidate_ = {**chosen, "candidate": names.get(chosen["candidate"], chosen["candidate"]),
+                                        "score": column}  # the score it was chosen by ("auto" resolved)
             scored.release()  # the fitted model keeps neither the candidates' states nor the data
             self._warn_about_choice(column)
         return estimator

@@ -160,7 +160,8 @@ def test_a_fine_tuning_that_only_hurts_hands_back_the_pretrained_model(small_mni
     model = SelectiveFinetuneMitigator(
         flipped, estimator=ImageClassifier(**{**TINY, "max_epochs": 3}), strategy="full", finetune_epochs=3,
         finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5,
-        candidate_selection=CandidateSelection(validation_fraction=0.2, score="worst_class_accuracy"),
+        candidate_selection=CandidateSelection(validation_fraction=0.2, score="worst_class_accuracy",
+                                               batchnorm_variants=False),
         random_state=0)  # a synthetic score cannot see it: labels flipped
     with pytest.warns(FineTuningWarning, match="pre-trained model is returned"):
         model.fit(X, y)
@@ -272,7 +273,8 @@ def test_the_chosen_candidate_equals_a_hand_made_model_bit_for_bit(small_mnist, 
 
     keep = Keep()
     params = dict(strategy="full", finetune_epochs=3, batchnorm=batchnorm, callbacks=[("keep", keep)],
-                  candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,)))
+                  candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,),
+                                                         batchnorm_variants=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = mitigator(small_mnist, **params).fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
@@ -383,3 +385,18 @@ def test_batchnorm_variants_score_each_candidate_as_trained_and_re_estimated(sma
         for (name, a), b in zip(model.estimator_.net_.module_.state_dict().items(),
                                 again.net_.module_.state_dict().values()):
             assert torch.equal(a, b), name
+
+
+def test_the_default_score_is_worst_group_with_group_labels_and_the_probe_without(small_mnist):
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labelled = mitigator(small_mnist, strategy="full", finetune_epochs=1).fit(
+            X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+        label_free = mitigator(small_mnist, strategy="full", finetune_epochs=1).fit(X, y, X_val=Xv, y_val=yv)
+    assert labelled.selected_candidate_["score"] == "worst_group"
+    assert label_free.selected_candidate_["score"] in ("probe_worst_group", "synthetic_worst_group")  # or fallback
+    assert label_free.group_probe_ is not None
+    assert "batchnorm" in labelled.finetune_scores_  # both BatchNorm handlings are candidates by default
+    assert CandidateSelection().score == "auto"  # the parameter is never rewritten
