@@ -10,12 +10,16 @@ Examples::
     aimfair-bench quick --backend dask --scheduler tcp://10.0.0.5:8786 --n-jobs 32
     aimfair-bench custom --metadata data/meta.csv --synthetic-dir data/synthetic --out results/mine \\
         --methods erm jtt full aimfair --seeds 0 1 2 --image-size 224 --width 64
+    aimfair-bench panel                        # the defaults panel: four data families, 5 seeds
+    aimfair-bench fairif-tabular               # FairIF's Table 4 (Adult, German, COMPAS); --help for its options
+    aimfair-bench fadm-adult                   # FADM's Table 1 (Adult's race domains); --help for its options
 """
 
 import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -339,7 +343,17 @@ def tune_recipe_lr(suite, args, out, n_jobs):
             + table.to_markdown(index=False) + "\n")
 
 
+def _scripts():
+    """The paper-table commands that are not suites (their own data, methods and tables): name -> main."""
+    from . import fadm_adult, fairif_tabular
+
+    return {"fadm-adult": fadm_adult.main, "fairif-tabular": fairif_tabular.main}
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _scripts():  # aimfair-bench fairif-tabular [its options]
+        return _scripts()[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     out = Path(args.out or Path("results") / args.suite)
     own = [f"--{k.replace('_', '-')}" for k in OWN_DATA_OPTIONS if getattr(args, k) is not None]
