@@ -77,7 +77,8 @@ def checkpoint_columns(record, row):
 
 def summarise(frame):
     """Mean and std over seeds per (task, method, variant), in the order the runs appear."""
-    columns = [c for c in [*METRICS, *CELLS, "n_selected", "wall_s", "checkpoint_s"] if c in frame]
+    cells = [*CELLS, *sorted(c for c in frame if c.startswith("cell_y") and c not in CELLS)]  # any more cells
+    columns = [c for c in [*METRICS, *cells, "n_selected", "wall_s", "checkpoint_s"] if c in frame]
     columns += [c for c in frame if c.startswith("val_") or any(c.startswith(f"{rule}:") for rule in RULES)]
     grouped = frame.groupby(["task", "method", "variant"], sort=False)
     summary = grouped[columns].agg(["mean", "std"])
@@ -123,18 +124,22 @@ def table1(summary, rule, methods=None):
 
 
 def cell_table(summary, methods, rule):
-    """Paper's Tables 3 and 4 for one task each: two rows per method (T=0, T=1) with the P=0 / P=1 cells."""
+    """Paper's Tables 3 and 4 for one task each: a row per method and target class (T=0, T=1, ...) with a column
+    per protected group (P=0, P=1, ...): the paper's 2 x 2 layout, or every cell a task has."""
     chosen = _labelled(summary, methods, rule)
+    cell_columns = [c[: -len("_mean")] for c in summary if c.startswith("cell_y") and c.endswith("_mean")]
+    classes = sorted({int(c.split("_")[1][1:]) for c in cell_columns}) or [0, 1]
+    groups = sorted({int(c.split("_")[2][1:]) for c in cell_columns}) or [0, 1]
     tables = {}
     for task, rows in chosen.groupby("task", sort=False):
         lines = []
         rows = rows.set_index("method").loc[[m for m in methods if m in set(rows["method"])]]
         for method, row in rows.iterrows():
-            for t in (0, 1):
-                line = {"Method": row["label"] if t == 0 else "", "Target": f"T={t}",
-                        "P=0": _pm(row, f"cell_y{t}_s0"), "P=1": _pm(row, f"cell_y{t}_s1")}
+            for t in classes:
+                line = {"Method": row["label"] if t == classes[0] else "", "Target": f"T={t}",
+                        **{f"P={g}": _pm(row, f"cell_y{t}_s{g}") for g in groups}}
                 for metric in ("ACC", "WST", "EO", "STD"):
-                    line[metric] = _pm(row, metric) if t == 0 else ""
+                    line[metric] = _pm(row, metric) if t == classes[0] else ""
                 lines.append(line)
         tables[task] = pd.DataFrame(lines)
     return tables

@@ -202,7 +202,8 @@ def evaluate_predictions(name, y, pred, s, *, eo_agg="max", **extra):
     report = fairness_report(y, pred, sensitive_features=s, agg=eo_agg)
     cells = group_accuracy_table(y, pred, sensitive_features=s)
     record = {"method": name, **extra, **report.round(3).to_dict()}
-    record.update({f"cell_y{a}_s{b}": round(float(cells.loc[a, b]), 2) for a in (0, 1) for b in (0, 1)})
+    # every (class, group) cell: the paper's four for a binary task, all of them with more classes or groups
+    record.update({f"cell_y{a}_s{b}": round(float(cells.loc[a, b]), 2) for a in cells.index for b in cells.columns})
     return record
 
 

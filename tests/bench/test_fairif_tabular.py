@@ -41,3 +41,15 @@ def test_a_small_run_writes_records_and_tables_with_the_paper_beside(tmp_path):
     wide = records.pivot_table(index="seed", columns="method", values="Acc")
     diff = (wide["Reweighing"] - wide["ERM (stage one)"]).mean()
     assert paired.set_index("method").loc["Reweighing", "Acc"].startswith(f"{diff:+.2f}")
+
+
+def test_the_command_writes_its_page_with_the_paper_beside(tmp_path):
+    from aimfair_bench.fairif_tabular import main
+
+    assert main(["--datasets", "german", "--seeds", "0", "--out", str(tmp_path / "out"),
+                 "--page", str(tmp_path / "docs"), "--measured-at", "abc"]) == 0
+    page = (tmp_path / "docs" / "fairif-tabular.md").read_text()
+    assert "## german" in page and "FairIF" in page and "ExponentiatedGradient" in page
+    assert "| 74.68 " in page  # the paper's FairIF accuracy on German, beside ours
+    records = pd.read_csv(tmp_path / "out" / "records.csv")
+    assert set(records["group_labels"]) == {"none", "validation", "training", "training and test"}

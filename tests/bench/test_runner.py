@@ -555,3 +555,17 @@ def test_domain_gap_suite_runs_writes_gap_measures_and_its_plot(tmp_path, untune
     # ERM is shared by the two levels (same real data and seed): one model, the same test metrics
     erm = frame[frame["method"] == "erm"]
     assert erm["ACC"].nunique() == 1 and erm["WST"].nunique() == 1
+
+
+def test_a_record_and_the_cell_table_show_every_class_and_group_cell():
+    from aimfair_bench.runner import evaluate_predictions
+
+    y = np.repeat(np.arange(3), 6)
+    s = np.tile(np.arange(3), 6)
+    record = evaluate_predictions("erm", y, np.where(s == 2, (y + 1) % 3, y), s)
+    cells = {k: v for k, v in record.items() if k.startswith("cell_y")}
+    assert len(cells) == 9 and cells["cell_y0_s2"] == 0.0 and cells["cell_y1_s1"] == 100.0
+    frame = pd.DataFrame([{**record, "task": "t", "method": "erm", "variant": "", "seed": seed, "val_train_ACC": 90.0,
+                           "val_group_WST": 50.0} for seed in (0, 1)])
+    table = cell_table(summarise(frame), ["erm"], "label_free")["t"]
+    assert list(table["Target"]) == ["T=0", "T=1", "T=2"] and {"P=0", "P=1", "P=2"} <= set(table.columns)
