@@ -41,3 +41,17 @@ def test_selection_picks_the_highest_mean_left_out_accuracy(small_adult):
     source = race != "White"
     chosen, means = select_guidance(small_adult, source, 0, 400, SMALL, [1.0, 0.0])
     assert set(means) == {1.0, 0.0} and means[chosen] == max(means.values())
+
+
+def test_the_page_puts_the_papers_table_beside_ours(small_adult, tmp_path):
+    from aimfair_bench.fadm_adult import tables, write_page
+
+    options = {"generators": ["fadm"], "guidance_fair": [1.0], "select": False, "ctgan_epochs": 1}
+    frame = pd.DataFrame(run_fold("Other", small_adult, 0, 300, SMALL, options))
+    frame.to_csv(tmp_path / "records.csv", index=False)
+    tables(frame).to_csv(tmp_path / "table1.csv", index=False)
+    paper_table().to_csv(tmp_path / "paper_table1.csv", index=False)
+    (tmp_path / "summary.md").write_text("summary\n")
+    page = write_page(tmp_path, tmp_path / "docs", measured_at="abc").read_text()
+    assert "FADM (paper)" in page and "FADM (λ_y = 1, λ_z = 1)" in page and "Real data" in page
+    assert "Other ACC" in page and "84.97" in page  # our held-out domain and the paper's FADM average
