@@ -225,9 +225,9 @@ def write_page(out, docs, *, measured_at, intro=""):
     out, docs = Path(out), Path(docs)
     target = docs / "fadm-adult"
     target.mkdir(parents=True, exist_ok=True)
-    files = ("records.csv", "table1.csv", "paper_table1.csv", "summary.md")
-    for name in files:
-        shutil.copy2(out / name, target / name)
+    files = ("records.csv", "table1.csv", "paper_table1.csv", "summary.txt")
+    for name in files:  # the run's summary.md as text: Sphinx would read a .md next to the page as a document
+        shutil.copy2(out / ("summary.md" if name == "summary.txt" else name), target / name)
     records = pd.read_csv(out / "records.csv")
     ours = pd.read_csv(out / "table1.csv").astype(str)
     paper = pd.read_csv(out / "paper_table1.csv").astype(str)
