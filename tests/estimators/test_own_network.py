@@ -130,3 +130,21 @@ def test_the_package_vit_by_name_and_the_network_helpers():
     x = torch.zeros(5, 3, 8, 8)
     assert classifier_head(cnn)[0] == "classifier"
     torch.testing.assert_close(penultimate_features(cnn, x), cnn.body(x))
+
+
+def test_the_baselines_take_your_network_and_fairif_says_where_it_stops(small_mnist):
+    from aimfair_plugin.estimators import AFRClassifier, InfluenceReweightingClassifier, JTTClassifier
+
+    d = small_mnist
+    X, y, s = d.X_train[:200], d.y_train[:200], d.s_train[:200]
+    settings = dict(module=TinyCNN, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
+    for model in (JTTClassifier(**settings), AFRClassifier(**settings)):
+        assert model.fit(X, y).predict(d.X_test).shape == (len(d.X_test),)
+        assert isinstance(model.net_.module_, TinyCNN)
+    fairif = InfluenceReweightingClassifier(**settings, lissa_iterations=5)
+    fairif.fit(X, y, X_val=d.X_test[:80], y_val=d.y_test[:80], sensitive_features_val=d.s_test[:80])
+    assert fairif.predict(d.X_test).shape == (len(d.X_test),)
+    y3 = np.where(np.arange(len(y)) % 7 == 0, 2, y)  # a third class: FairIF's TPR/TNR constraints are binary
+    with pytest.raises(ValueError, match="needs a binary target"):
+        InfluenceReweightingClassifier(**settings).fit(X, y3, X_val=d.X_test[:80], y_val=d.y_test[:80],
+                                                       sensitive_features_val=d.s_test[:80])
