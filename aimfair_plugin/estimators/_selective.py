@@ -150,7 +150,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
     Parameters
     ----------
     provider : SyntheticDataProvider
-        Anything with ``sample(group_counts, *, image_shape, random_state)``.
+        Anything with ``sample(group_counts, *, image_shape, random_state)``. It is asked for every (class,
+        group) cell: the classes of ``y`` (indexed in sorted order) x ``range(provider.n_groups)`` (2 unless the
+        provider says more); a provider with ``available_cells()`` is checked against them before any training.
     estimator : ImageClassifier or FrozenEstimator, optional
         The model to pre-train (cloned), or ``sklearn.frozen.FrozenEstimator(fitted)`` to start from a fitted
         model (copied, never modified; scikit-learn's way to say "prefit"). Its ``device`` is where everything
@@ -164,7 +166,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         ``"random"``, ``"auto_rgn"``) is that class with its defaults, as fairlearn takes a ``Moment`` or its
         name. Search its settings with nested names: ``{"strategy__top_k": [20, 40]}`` with
         ``strategy=SelectiveMask()``. The default is AIM-Fair because it is the method this package implements;
-        how it compares with the others is on the results pages of the documentation.
+        how it compares with the others is on the results pages of the documentation (on the defaults panel,
+        full fine-tuning at the same settings was the stronger label-free choice on rendered digits and tied
+        elsewhere).
     synthetic_ratio : float, default=1.0
         Size of S2 (and S1) relative to the real training set.
     finetune_epochs : int, default=10
