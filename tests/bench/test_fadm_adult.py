@@ -30,7 +30,8 @@ def test_a_fold_has_the_reference_fadm_ddpm_and_the_selected_row(small_adult):
     rows = pd.DataFrame(run_fold("Black", small_adult, 0, 500, SMALL, options))
     methods = list(rows["method"])
     assert methods[0] == "Real data (logistic regression)"
-    assert any(m.startswith("FADM (selected λ_z = ") for m in methods)
+    assert "FADM (λ_z chosen by leave-one-domain-out)" in methods
+    assert rows.set_index("method").loc["FADM (λ_z chosen by leave-one-domain-out)", "selected_lambda_z"] in (1.0, 0.0)
     assert "DDPM (no meta-learning, no guidance)" in methods
     assert rows["ACC"].between(0, 100).all() and rows["R_DP"].between(0, 1).all()
     assert (rows["n_target"] == 300).all() and (rows["held_out"] == "Black").all()
