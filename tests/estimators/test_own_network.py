@@ -136,7 +136,7 @@ def test_the_baselines_take_your_network_and_fairif_says_where_it_stops(small_mn
     from aimfair_plugin.estimators import AFRClassifier, InfluenceReweightingClassifier, JTTClassifier
 
     d = small_mnist
-    X, y, s = d.X_train[:200], d.y_train[:200], d.s_train[:200]
+    X, y = d.X_train[:200], d.y_train[:200]
     settings = dict(module=TinyCNN, max_epochs=1, lr=0.05, batch_size=64, augment=False, random_state=0)
     for model in (JTTClassifier(**settings), AFRClassifier(**settings)):
         assert model.fit(X, y).predict(d.X_test).shape == (len(d.X_test),)
