@@ -218,6 +218,22 @@ def tables(frame):
     return pd.DataFrame(out)
 
 
+def combine_runs(folders, out):
+    """One results folder from several runs' (e.g. FADM in this environment, TVAE and CTGAN in one with the
+    ``ctgan`` package): their records (a method measured twice on the same fold keeps the first folder's row),
+    ``table1.csv``, ``paper_table1.csv`` and their summaries one after the other. Returns the records."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = pd.concat([pd.read_csv(Path(f) / "records.csv") for f in folders], ignore_index=True)
+    records = records.drop_duplicates(["seed", "held_out", "method"], keep="first").reset_index(drop=True)
+    records.to_csv(out / "records.csv", index=False)
+    tables(records).to_csv(out / "table1.csv", index=False)
+    paper_table().to_csv(out / "paper_table1.csv", index=False)
+    (out / "summary.md").write_text("\n\n".join(f"From {f}:\n\n" + (Path(f) / "summary.md").read_text()
+                                                for f in folders))
+    return records
+
+
 def write_page(out, docs, *, measured_at, intro=""):
     """``docs/fadm-adult.md`` from ``out``'s ``table1.csv`` and ``paper_table1.csv`` (copied to
     ``docs/fadm-adult/`` with ``records.csv``): the paper's Table 1 and ours, transposed like the paper's."""
@@ -268,11 +284,16 @@ def main(argv=None):
     parser.add_argument("--ctgan-epochs", type=int, default=100)
     parser.add_argument("--out", default="results/fadm_adult")
     parser.add_argument("--page", metavar="DOCS", help="write DOCS/fadm-adult.md from an earlier run's files only")
+    parser.add_argument("--combine", nargs="+", metavar="RUN",
+                        help="first combine these runs' folders into --out (runs nothing)")
     parser.add_argument("--measured-at", default="HEAD", help="commit of the code that measured (for --page)")
     parser.add_argument("--intro", default="", help="a paragraph under the page's title (for --page)")
     args = parser.parse_args(argv)
+    if args.combine:
+        combine_runs(args.combine, args.out)
     if args.page:  # the page from the files a run wrote: nothing is trained
         print(write_page(args.out, args.page, measured_at=args.measured_at, intro=args.intro))
+    if args.page or args.combine:
         return 0
     generators = list(args.generators)
     if {"tvae", "ctgan"} & set(generators):

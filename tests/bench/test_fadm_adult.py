@@ -56,3 +56,22 @@ def test_the_page_puts_the_papers_table_beside_ours(small_adult, tmp_path):
     page = write_page(tmp_path, tmp_path / "docs", measured_at="abc").read_text()
     assert "FADM (paper)" in page and "FADM (λ_y = 1, λ_z = 1)" in page and "Real data" in page
     assert "Other ACC" in page and "84.97" in page  # our held-out domain and the paper's FADM average
+
+
+def test_runs_of_two_environments_combine_into_one_table(tmp_path):
+    from aimfair_bench.fadm_adult import combine_runs
+
+    def run(folder, methods):
+        folder.mkdir()
+        rows = [{"held_out": "Other", "seed": 0, "method": m, "ACC": acc, "R_DP": 0.5, "R_EOp": 0.5}
+                for m, acc in methods]
+        pd.DataFrame(rows).to_csv(folder / "records.csv", index=False)
+        (folder / "summary.md").write_text(f"{folder.name}\n")
+
+    run(tmp_path / "a", [("Real data (logistic regression)", 90.0), ("FADM", 85.0)])
+    run(tmp_path / "b", [("Real data (logistic regression)", 90.0), ("TVAE (ctgan package)", 80.0)])
+    records = combine_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "all")
+    assert list(records["method"]) == ["Real data (logistic regression)", "FADM", "TVAE (ctgan package)"]
+    table = pd.read_csv(tmp_path / "all" / "table1.csv").set_index("Method")
+    assert table.loc["TVAE (ctgan package)", "Other ACC"] == 80.0
+    assert "a" in (tmp_path / "all" / "summary.md").read_text() and (tmp_path / "all" / "paper_table1.csv").exists()
