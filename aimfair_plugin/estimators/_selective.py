@@ -21,7 +21,6 @@ from .._device import resolve_device
 from .._validation import validate_declared
 from ..datasets import check_image_files
 from ..exceptions import EmptyMaskWarning, FineTuningWarning
-from ..nets import block_of, classifier_head
 from ..synth import balanced_group_counts, biased_group_counts, group_cells, synthetic_set_size
 from ._cache import cached, fingerprint, pretraining_cache, pretraining_fingerprint
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
@@ -116,6 +115,7 @@ class _FitState:
     held_out: object = None
     selection: object = None
     cells: tuple = (2, 2)  # (n_classes, n_groups) the synthetic sets are drawn over
+    blocks: list = None  # the block of each tensor of ``names`` (the head's in "fc")
 
 
 class _HeldOut(NamedTuple):
@@ -480,7 +480,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if reset:
             self.validation_indices_ = held_rows
         return _FitState(images, y, base, prefit, strategy, names, check_random_state(self.random_state),
-                         held_out=held_out, selection=selection, cells=cells)
+                         held_out=held_out, selection=selection, cells=cells, blocks=blocks)
 
     def _check_provider_cells(self, n_classes):
         """``(n_classes, n_groups)``: the cells the synthetic sets are drawn over (every class of ``y`` x every
@@ -578,7 +578,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """The per-tensor table (gaps when the strategy needs them, NaN otherwise) with its ``selected`` column."""
         module = self.stage_one_estimator_.net_.module_
         gaps = pd.DataFrame(
-            {"tensor": state.names, "block": [block_of(n, classifier_head(module)[0]) for n in state.names],
+            {"tensor": state.names, "block": state.blocks,
              "numel": [p.numel() for p in module.parameters()], "grad_scale": np.nan, "domain_gap": np.nan,
              "bias_gap": np.nan}
         )
