@@ -126,13 +126,16 @@ def group_accuracy_table(y_true, y_pred, *, sensitive_features):
 
 def _rate_gaps(y_true, y_pred, groups, classes):
     """Per positive class (the binary target's larger label; every class one-vs-rest otherwise): fairlearn's
-    group ``difference`` and ``ratio`` of the TPR, FPR and selection rate, averaged over those classes."""
-    positives = classes[-1:] if len(classes) == 2 else classes
+    group ``difference`` and ``ratio`` of the TPR, FPR and selection rate, averaged over those classes; and of
+    the accuracy (``acc``; with two classes the one-vs-rest accuracy is the accuracy, so one frame does both)."""
+    binary = len(classes) == 2
+    positives = classes[-1:] if binary else classes
     differences, ratios = [], []
     for positive in positives:
-        frame = MetricFrame(metrics={"sel": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate},
-                            y_true=(y_true == positive).astype(int), y_pred=(y_pred == positive).astype(int),
-                            sensitive_features=groups)
+        metrics = {"sel": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,
+                   **({"acc": accuracy_score} if binary else {})}
+        frame = MetricFrame(metrics=metrics, y_true=(y_true == positive).astype(int),
+                            y_pred=(y_pred == positive).astype(int), sensitive_features=groups)
         differences.append(frame.difference())
         ratios.append(frame.ratio())
     return pd.concat(differences, axis=1).mean(axis=1), pd.concat(ratios, axis=1).mean(axis=1)
@@ -193,9 +196,11 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     report = pd.Series(np.nan, index=list(REPORT_METRICS), dtype=float, name="fairness_report")
     report["ACC"] = 100.0 * accuracy_score(y_true, y_pred)
     if len(np.unique(groups)) >= 2:
-        by_group = MetricFrame(metrics=accuracy_score, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
-        report["AD"] = 100.0 * by_group.difference()
         difference, ratio = _rate_gaps(y_true, y_pred, groups, classes)
+        if "acc" not in difference:  # more than two classes: the accuracy is not one-vs-rest
+            difference["acc"] = MetricFrame(metrics=accuracy_score, y_true=y_true, y_pred=y_pred,
+                                            sensitive_features=groups).difference()
+        report["AD"] = 100.0 * difference["acc"]
         report["DP_ratio"] = ratio["sel"]
     if missing:
         warnings.warn(_MSG_EMPTY.format(missing, ", ".join(_CELL_METRICS)), UserWarning, stacklevel=2)

@@ -37,6 +37,19 @@ def test_same_seed_same_predictions_and_pickle(small_mnist):
     np.testing.assert_array_equal(restored.predict_proba(d.X_test), a.predict_proba(d.X_test))
 
 
+def test_predictions_run_in_larger_batches_and_equal_the_training_batch_size_ones(small_mnist):
+    d = small_mnist
+    clf = ImageClassifier(random_state=0, **{**FAST, "batch_size": 16}).fit(d.X_train, d.y_train)
+    loader = clf.net_.get_iterator(clf.net_.get_dataset(d.X_test), training=False)
+    assert loader.batch_size == 256 and clf.net_.get_iterator(clf.net_.get_dataset(d.X_test), training=True).batch_size == 16
+    module = clf.net_.module_.eval()
+    with torch.no_grad():  # the same network in batches of the training batch size
+        small = torch.cat([module(torch.as_tensor(d.X_test[i:i + 16])) for i in range(0, len(d.X_test), 16)])
+    np.testing.assert_allclose(clf.predict_proba(d.X_test), torch.softmax(small, 1).numpy(), rtol=1e-5, atol=1e-6)
+    big = ImageClassifier(random_state=0, **{**FAST, "batch_size": 300, "max_epochs": 1}).fit(d.X_train, d.y_train)
+    assert big.net_.get_iterator(big.net_.get_dataset(d.X_test), training=False).batch_size == 300  # never smaller
+
+
 def test_sample_weight_reaches_each_minibatch(small_mnist):
     d = small_mnist
     # With zero weight on every class-1 image, the loss only ever sees class 0.
