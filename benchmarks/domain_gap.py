@@ -124,7 +124,7 @@ def plot_domain_gap(measures, paired, path, rule="group_val"):
     return path
 
 
-def run_setting(params):
+def batchnorm_setting(params):
     """What a batchnorm-suite run's parameters (a JSON string) set: its ``bn_statistics``, ``"guard <score>"``
     when the held-out guard was on, ``""`` for a method without the setting."""
     params = json.loads(params)
@@ -143,13 +143,13 @@ def batchnorm_tables(frame, metric="WST", default=DEFAULT_RUN):
 
     Returns ``(means, paired)``. ``means``: per (level, method, setting) the mean and std over seeds of the test
     ``metric`` and of ACC; the setting is the ``bn_statistics`` value, ``"guard <score>"`` for a guarded run
-    (see :func:`run_setting`). ``paired``: per (level, method), each setting minus another ("real" -
+    (see :func:`batchnorm_setting`). ``paired``: per (level, method), each setting minus another ("real" -
     "finetune", "real" - "eval", "eval" - "finetune", each guard - "real") and each setting minus ERM; and
     ``default`` (method, setting) minus every other run, paired by seed, with the 95 % t interval.
     """
     frame = frame.copy()
     frame["level"] = frame["task"].str.extract(r"style shift ([0-9.]+)$", expand=False).astype(float)
-    frame["bn_statistics"] = frame["params"].map(run_setting)
+    frame["bn_statistics"] = frame["params"].map(batchnorm_setting)
     runs = frame[frame["method"] != "erm"]
     means = (frame.groupby(["level", "method", "bn_statistics"], sort=False)[[metric, "ACC"]]
              .agg(["mean", "std", "count"]))

@@ -45,6 +45,8 @@ from aimfair_plugin.datasets import load_adult
 from aimfair_plugin.metrics import fairness_report
 from aimfair_plugin.synth import FairTabularDiffusion, TabularEncoder
 
+from .selection import format_interval, t_interval
+
 DOMAINS = ["Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White"]
 SHORT = {"Amer-Indian-Eskimo": "A-I-E", "Asian-Pac-Islander": "A-P-I", "Black": "Black", "Other": "Other",
          "White": "White"}
@@ -62,6 +64,7 @@ PAPER_TABLE1 = {
              0.91, 0.75],
 }
 SELECTED = "FADM (λ_z chosen by leave-one-domain-out)"  # the row of --select; its λ_z per fold is a column
+PAIRED_REFERENCE = "FADM (λ_y = 1, λ_z = 1)"  # the row the others are paired against (paired.csv)
 FADM = dict(meta_learning=True, n_steps=100, max_epochs=10, batch_size=256, hidden=256, n_layers=3, lr=1e-3, inner_lr=1e-3,
             meta_weight=1.0, guidance_label=1.0, guidance_fair=1.0)
 
@@ -218,6 +221,45 @@ def tables(frame):
     return pd.DataFrame(out)
 
 
+def seed_averages(frame):
+    """Per method and seed, the mean over held-out domains of ACC, R_DP and R_EOp (the Avg columns; a NaN ratio,
+    a fold whose classifier predicted one class, is left out of its mean)."""
+    return frame.groupby(["method", "seed"], sort=False)[["ACC", "R_DP", "R_EOp"]].mean()
+
+
+def paired_table(frame, reference=PAIRED_REFERENCE):
+    """Each method minus ``reference`` on the Avg columns, paired by seed (the seeds both have), with the
+    mean difference and its two-sided 95 % Student t interval (``*``: the interval excludes 0); ``seeds`` says
+    how many pairs. Empty when ``reference`` was not run."""
+    averages = seed_averages(frame)
+    methods = list(dict.fromkeys(frame["method"]))
+    if reference not in methods:
+        return pd.DataFrame()
+    base = averages.loc[reference]
+    rows = []
+    for method in methods:
+        if method == reference:
+            continue
+        diff = (averages.loc[method] - base).dropna(how="all")
+        row = {"Method": method, "versus": reference, "seeds": len(diff)}
+        for metric in ("ACC", "R_DP", "R_EOp"):
+            mean, low, high = t_interval(diff[metric].dropna())
+            row[f"Avg {metric}"] = format_interval(mean, low, high, decimals=2 if metric == "ACC" else 3, mark=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(frame, out):
+    """``table1.csv``, ``paired.csv`` and ``paper_table1.csv`` in ``out`` from the records ``frame``; returns
+    the table."""
+    out = Path(out)
+    table = tables(frame)
+    table.to_csv(out / "table1.csv", index=False)
+    paired_table(frame).to_csv(out / "paired.csv", index=False)
+    paper_table().to_csv(out / "paper_table1.csv", index=False)
+    return table
+
+
 def combine_runs(folders, out):
     """One results folder from several runs' (e.g. FADM in this environment, TVAE and CTGAN in one with the
     ``ctgan`` package): their records (a method measured twice on the same fold keeps the first folder's row),
@@ -227,8 +269,7 @@ def combine_runs(folders, out):
     records = pd.concat([pd.read_csv(Path(f) / "records.csv") for f in folders], ignore_index=True)
     records = records.drop_duplicates(["seed", "held_out", "method"], keep="first").reset_index(drop=True)
     records.to_csv(out / "records.csv", index=False)
-    tables(records).to_csv(out / "table1.csv", index=False)
-    paper_table().to_csv(out / "paper_table1.csv", index=False)
+    write_tables(records, out)
     (out / "summary.md").write_text("\n\n".join(f"From {f}:\n\n" + (Path(f) / "summary.md").read_text()
                                                 for f in folders))
     return records
@@ -243,7 +284,7 @@ def write_page(out, docs, *, measured_at, intro=""):
     records = pd.read_csv(out / "records.csv")
     ours = pd.read_csv(out / "table1.csv").astype(str)
     paper = pd.read_csv(out / "paper_table1.csv").astype(str)
-    files = {f: f for f in ("records.csv", "table1.csv", "paper_table1.csv")}
+    files = {f: f for f in ("records.csv", "table1.csv", "paper_table1.csv", "paired.csv") if (out / f).exists()}
     files["summary.txt"] = "summary.md"  # as text: Sphinx would read a .md next to the page as a document
     lines = ["# FADM's Table 1: Adult's race domains, leave one out", "", intro, "", *paper_table_files(
         out, docs, "fadm-adult", files, generated_by="aimfair_bench.fadm_adult.write_page", measured_at=measured_at,
@@ -255,6 +296,13 @@ def write_page(out, docs, *, measured_at, intro=""):
              "and the two fairness ratios of a logistic regression trained on generated rows only (real rows for "
              "the reference), tested on the held-out domain's real rows.", "",
              pd.concat([ours, paper], ignore_index=True).set_index("Method").T.to_markdown(), ""]
+    paired = pd.read_csv(out / "paired.csv") if (out / "paired.csv").exists() else pd.DataFrame()
+    if len(paired):
+        lines += ["## Paired by seed", "",
+                  f"From `paired.csv`: each row minus {PAIRED_REFERENCE} on the averages over the five held-out "
+                  "domains, per seed (the seeds both rows have, `seeds`): mean difference [two-sided 95 % Student t "
+                  "interval]; * the interval excludes 0. A single seed has no interval.", "",
+                  paired.drop(columns="versus").to_markdown(index=False), ""]
     page = docs / "fadm-adult.md"
     page.write_text("\n".join(lines))
     return page
@@ -313,11 +361,9 @@ def main(argv=None):
                 for r in last), flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "records.csv", index=False)
-    table = tables(frame)
+    table = write_tables(frame, out)
     extra = frame.groupby("method", sort=False)[[c for c in ("sensitive_entropy", "real_sex_reader_entropy",
                                                              "positive_share", "fit_s", "sample_s") if c in frame]].mean()
-    table.to_csv(out / "table1.csv", index=False)
-    paper_table().to_csv(out / "paper_table1.csv", index=False)
     text = (f"FADM on Adult (meta_learning={params['meta_learning']}), leave one race domain out, seeds {args.seeds}, "
             f"{args.n_synthetic} generated rows per "
             f"fold, downstream logistic regression (ACC in %, R_DP / R_EOp in [0, 1]):\n\n"

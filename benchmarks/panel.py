@@ -31,7 +31,7 @@ REFERENCES = ("ERM", "full fine-tuning", "default", "best fixed")
 GAIN_BAR, SHORTFALL_BAR, LABELLED_BAR = 5.0, 5.0, 3.0
 
 
-def run_setting(method, params, finetune_lr):
+def panel_setting(method, params, finetune_lr):
     """The panel's name for a run (see the module docstring); ``params`` a JSON string or a dict."""
     params = json.loads(params) if isinstance(params, str) else params
     if method == "erm":
@@ -53,7 +53,7 @@ def with_settings(frame, families):
     """``frame`` (:func:`benchmarks.report.records_frame`) with ``setting`` and ``family`` columns; ``families``
     maps each task name to its family."""
     frame = frame.copy()
-    frame["setting"] = [run_setting(m, p, lr) for m, p, lr in zip(frame["method"], frame["params"],
+    frame["setting"] = [panel_setting(m, p, lr) for m, p, lr in zip(frame["method"], frame["params"],
                                                                   frame["finetune_lr"])]
     frame["family"] = frame["task"].map(families)
     return frame

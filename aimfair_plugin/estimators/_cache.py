@@ -71,10 +71,21 @@ def pretraining_cache(estimator, memory):
     an int, else None. The one caching rule of the package (the mitigator, FairIF's and AFR's stage one,
     :func:`fit_cached`): a fit seeded by None or a ``RandomState`` object is not reproducible from its
     parameters, so there is nothing to reuse; nor is a fit whose ``module`` joblib cannot hash (a lambda)."""
-    seed = getattr(estimator, "random_state", None)
-    if not isinstance(seed, Integral) or isinstance(seed, bool) or not _hashable(getattr(estimator, "module", None)):
+    if not _int_seeded(estimator) or not _hashable(getattr(estimator, "module", None)):
         return None
     return resolve_cache(memory)
+
+
+def pretraining_cache_and_key(estimator, memory, X, y):
+    """``(cache, key)``: :func:`pretraining_cache` and :func:`pretraining_fingerprint` of ``estimator.fit(X, y)``
+    with one hash of the parameters (a key of None, a ``module`` joblib cannot hash, means no cache)."""
+    key = pretraining_fingerprint(estimator, X, y)
+    return (resolve_cache(memory) if key is not None and _int_seeded(estimator) else None), key
+
+
+def _int_seeded(estimator):
+    seed = getattr(estimator, "random_state", None)
+    return isinstance(seed, Integral) and not isinstance(seed, bool)
 
 
 def _hashable(value):
@@ -95,8 +106,7 @@ def cached_fit(memory, estimator, X, y):
     The key is :func:`pretraining_fingerprint`, so the mitigator, FairIF's stage one and the benchmark's ERM
     runs share one model whenever they pre-train the same estimator on the same data.
     """
-    return cached(pretraining_cache(estimator, memory), pretraining_fingerprint(estimator, X, y),
-                  lambda: estimator.fit(X, y))
+    return cached(*pretraining_cache_and_key(estimator, memory, X, y), lambda: estimator.fit(X, y))
 
 
 def fit_cached(estimator, X, y, *, memory="process"):

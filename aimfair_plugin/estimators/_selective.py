@@ -22,7 +22,7 @@ from .._validation import validate_declared
 from ..datasets import check_image_files
 from ..exceptions import EmptyMaskWarning, FineTuningWarning
 from ..synth import balanced_group_counts, biased_group_counts, group_cells, synthetic_set_size
-from ._cache import cached, fingerprint, pretraining_cache, pretraining_fingerprint
+from ._cache import cached, fingerprint, pretraining_cache_and_key
 from ._callbacks import MaskedFinetune, RealBatchNormStatistics
 from ._checkpoints import ScoredCheckpoints
 from ._classifier import ImageClassifier, network_layout, seed_torch, user_callbacks, validate_labels
@@ -563,8 +563,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         """Set ``stage_one_estimator_`` (trained, reused from ``memory``, or the prefit one), and the state's
         cache and the pre-training key the real-data gradients are cached under."""
         base, X = state.base, state.images.X
-        state.cache = pretraining_cache(base, self.memory)  # an int-seeded pre-training only
-        state.pretrain_key = pretraining_fingerprint(base, X, state.y)
+        # an int-seeded pre-training only (the key is also the real-data gradients')
+        state.cache, state.pretrain_key = pretraining_cache_and_key(base, self.memory, X, state.y)
         if state.prefit:
             self.stage_one_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
         else:

@@ -75,3 +75,37 @@ def test_runs_of_two_environments_combine_into_one_table(tmp_path):
     table = pd.read_csv(tmp_path / "all" / "table1.csv").set_index("Method")
     assert table.loc["TVAE (ctgan package)", "Other ACC"] == 80.0
     assert "a" in (tmp_path / "all" / "summary.md").read_text() and (tmp_path / "all" / "paper_table1.csv").exists()
+
+
+def test_the_paired_table_differences_by_seed_with_a_t_interval():
+    from scipy import stats
+
+    from aimfair_bench.fadm_adult import PAIRED_REFERENCE, paired_table
+
+    rows = []
+    for seed, (ref, other) in enumerate([(80.0, 78.0), (82.0, 79.0), (81.0, 81.0)]):
+        for domain, shift in (("Other", 0.0), ("Black", 2.0)):  # the Avg is the mean over the two domains
+            rows += [{"held_out": domain, "seed": seed, "method": PAIRED_REFERENCE, "ACC": ref + shift,
+                      "R_DP": 0.5, "R_EOp": 0.6},
+                     {"held_out": domain, "seed": seed, "method": "DDPM", "ACC": other + shift,
+                      "R_DP": 0.5 + 0.1 * seed, "R_EOp": np.nan if domain == "Black" else 0.7}]
+    table = paired_table(pd.DataFrame(rows)).set_index("Method")
+    diffs = np.array([-2.0, -3.0, 0.0])  # DDPM minus FADM per seed, by hand
+    low, high = stats.t.interval(0.95, 2, loc=diffs.mean(), scale=stats.sem(diffs))
+    assert table.loc["DDPM", "Avg ACC"] == f"{diffs.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
+    assert table.loc["DDPM", "seeds"] == 3
+    assert table.loc["DDPM", "Avg R_DP"] == "+0.100 [-0.148, +0.348]"  # 0, 0.1, 0.2 over three seeds
+    assert table.loc["DDPM", "Avg R_EOp"] == "+0.100 [+0.100, +0.100] *"  # the NaN fold left out of the mean
+    assert paired_table(pd.DataFrame(rows).query("method == 'DDPM'")).empty  # no reference row
+
+
+def test_the_ctgan_rows_are_generated_rows_with_both_labels(small_adult):
+    pytest.importorskip("ctgan")  # the optional extra; CI does not install it
+    from aimfair_bench.fadm_adult import ctgan_rows
+
+    X, y, sex, race = small_adult
+    source = race != "White"
+    for kind in ("tvae", "ctgan"):
+        rows, labels = ctgan_rows(kind, X[source], y[source], sex[source], 200, 0, epochs=1)
+        assert len(rows) == len(labels) == 200 and list(rows.columns) == list(X.columns)
+        assert set(np.unique(labels)) <= {0, 1}

@@ -9,7 +9,7 @@ from sklearn.utils import Bunch
 
 from aimfair_bench._standin import heldout_provider, low_resolution
 from aimfair_bench.pages import write_page
-from aimfair_bench.panel import DEFAULT_SETTING, LABELLED_GUARD, panel_tables, run_setting
+from aimfair_bench.panel import DEFAULT_SETTING, LABELLED_GUARD, panel_setting, panel_tables
 from aimfair_bench.runner import make_jobs
 from aimfair_bench.suites import PANEL_LRS, build_suite
 
@@ -23,7 +23,7 @@ def test_panel_suite_covers_four_families_with_the_grid_and_the_guards():
     jobs = make_jobs(suite)
     assert not any(j.checkpoints for j in jobs)  # the panel compares what each method returns
     task = suite.tasks[0]["name"]
-    settings = {run_setting(j.method, j.params, j.finetune.get("finetune_lr")) for j in jobs
+    settings = {panel_setting(j.method, j.params, j.finetune.get("finetune_lr")) for j in jobs
                 if j.task["name"] == task and j.seed == 0}
     fixed = {f"{bn}, lr {lr:g}" for bn in ("finetune", "real", "eval") for lr in PANEL_LRS}
     assert fixed <= settings and DEFAULT_SETTING in fixed

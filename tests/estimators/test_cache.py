@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from _tiny import TINY
 
 from aimfair_plugin.estimators import ImageClassifier, fit_cached
@@ -9,6 +10,7 @@ from aimfair_plugin.estimators._cache import (
     PROCESS_CACHE,
     fingerprint,
     pretraining_cache,
+    pretraining_cache_and_key,
     pretraining_fingerprint,
 )
 
@@ -32,6 +34,24 @@ def test_keys_depend_on_values_not_on_object_identity():
 @pytest.mark.parametrize("seed, cached", [(0, True), (None, False), (np.random.RandomState(0), False)])
 def test_only_int_seeded_fits_are_cached(seed, cached):
     assert (pretraining_cache(ImageClassifier(random_state=seed), "process") is PROCESS_CACHE) == cached
+
+
+@pytest.mark.parametrize("seed, cached", [(0, True), (None, False), (np.random.RandomState(0), False)])
+def test_the_fit_path_keys_once_and_caches_under_the_same_rule(seed, cached, monkeypatch):
+    import aimfair_plugin.estimators._cache as cache_module
+
+    X, y = np.zeros((4, 3, 8, 8), "float32"), np.array([0, 1, 0, 1])
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))  # an instance: hashed by its weights
+    estimator = ImageClassifier(**{**TINY, "module": module, "random_state": seed})
+    calls = []
+    real_hash = cache_module.joblib.hash
+    monkeypatch.setattr(cache_module.joblib, "hash", lambda value: calls.append(1) or real_hash(value))
+    cache, key = pretraining_cache_and_key(estimator, "process", X, y)
+    assert len(calls) == 1 and key == real_hash(("pretrain", "ImageClassifier", X, y, sorted(
+        (k, v) for k, v in estimator.get_params().items() if k != "callbacks")))
+    assert (cache is PROCESS_CACHE) == cached == (pretraining_cache(estimator, "process") is PROCESS_CACHE)
+    unhashable = ImageClassifier(**{**TINY, "module": lambda: module, "random_state": 0})
+    assert pretraining_cache_and_key(unhashable, "process", X, y) == (None, None)
 
 
 def test_fit_cached_returns_the_identical_fit_and_never_caches_an_unseeded_one(small_mnist):
