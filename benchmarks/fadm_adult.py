@@ -33,6 +33,7 @@ measured table. Run: ``aimfair-bench fadm-adult [--seeds 0] [--n-synthetic 10000
 """
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
@@ -142,6 +143,94 @@ def ctgan_rows(kind, X, y, sex, n, seed, epochs=100):
     return rows, sample["income"].astype(int).to_numpy()
 
 
+# DECAF's causal graph of Adult (its paper's experiments, after Zhang et al. 2017): each column's children.
+DECAF_GRAPH = {
+    "age": ["occupation", "hours-per-week", "income", "workclass", "marital-status", "education", "relationship"],
+    "education": ["occupation", "hours-per-week", "income", "workclass", "relationship"],
+    "hours-per-week": ["income"],
+    "marital-status": ["occupation", "hours-per-week", "income", "workclass", "relationship", "education"],
+    "native-country": ["marital-status", "hours-per-week", "education", "workclass", "income", "relationship"],
+    "occupation": ["income"],
+    "race": ["occupation", "income", "hours-per-week", "education", "marital-status"],
+    "relationship": ["income"],
+    "sex": ["occupation", "marital-status", "income", "workclass", "education", "relationship"],
+    "workclass": ["income"],
+}
+# Ours, for the columns that graph leaves out (fnlwgt, a sampling weight, stays a root).
+DECAF_GRAPH_ADDED = {"education": ["education-num", "capital-gain", "capital-loss"],
+                     "age": ["capital-gain", "capital-loss"], "occupation": ["capital-gain", "capital-loss"],
+                     "capital-gain": ["income"], "capital-loss": ["income"]}
+# The optional generators' packages (each in an environment of its own: ctgan pins pandas below 3).
+OPTIONAL_PACKAGES = {"ctgan": "ctgan", "decaf": "decaf-synthetic-data"}
+DECAF = dict(h_dim=64, lr=1e-3, batch_size=512, lambda_privacy=0.0, l1_W=0.0)
+
+
+def decaf_graph(columns):
+    """``(edges, removed)``: the graph over ``columns`` as index pairs (parent, child) for DECAF's ``dag_seed``, and
+    its demographic-parity debiasing (DECAF-DP): every edge into ``income`` from ``sex`` or a descendant of it,
+    as DECAF's ``biased_edges`` ``{income: [parents]}``. Raises if the graph has a cycle."""
+    from graphlib import TopologicalSorter
+
+    children = {c: [] for c in columns}
+    for graph in (DECAF_GRAPH, DECAF_GRAPH_ADDED):
+        for parent, kids in graph.items():
+            children[parent] = list(dict.fromkeys(children[parent] + kids))
+    tuple(TopologicalSorter({c: [p for p in columns if c in children[p]] for c in columns}).static_order())
+    descendants, frontier = {"sex"}, ["sex"]
+    while frontier:
+        for child in children[frontier.pop()]:
+            if child not in descendants:
+                descendants.add(child)
+                frontier.append(child)
+    index = {c: i for i, c in enumerate(columns)}
+    edges = [[index[p], index[c]] for p in columns for c in children[p]]
+    into_income = [index[p] for p in columns if "income" in children[p] and p in descendants]
+    return edges, {index["income"]: into_income}
+
+
+def decaf_rows(X, y, sex, race, n, seed, epochs=20):
+    """``{"DP": (rows, labels), "ND": (rows, labels)}``: ``n`` rows from the ``decaf`` package's DECAF trained on the
+    source rows with :data:`DECAF_GRAPH` (plus :data:`DECAF_GRAPH_ADDED`), generated with the demographic-parity
+    edges removed (DP) and with none (ND, the same model). Columns are scaled to [0, 1] (categories by their
+    codes) as DECAF's own Adult preprocessing does, and decoded by rounding; labels: the generated income."""
+    import pytorch_lightning as pl
+    from decaf import DECAF as DecafModel
+    from decaf import DataModule
+
+    frame = X.assign(race=np.asarray(race), sex=np.asarray(sex), income=np.asarray(y)).reset_index(drop=True)
+    columns = list(frame.columns)
+    codes, low, span = {}, {}, {}
+    for c in columns:
+        values = frame[c].cat.codes if isinstance(frame[c].dtype, pd.CategoricalDtype) else pd.Series(
+            pd.factorize(frame[c], sort=True)[0] if frame[c].dtype == object or str(frame[c].dtype) == "str"
+            else frame[c])
+        codes[c] = values.to_numpy(dtype=float)
+        low[c], span[c] = codes[c].min(), max(codes[c].max() - codes[c].min(), 1.0)
+    scaled = np.column_stack([(codes[c] - low[c]) / span[c] for c in columns]).astype("float32")
+    edges, removed = decaf_graph(columns)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = DecafModel(len(columns), dag_seed=edges, nonlin_out=[("sigmoid", len(columns))], **DECAF)
+    pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu").fit(model, DataModule(scaled, batch_size=DECAF["batch_size"]))
+    start = torch.from_numpy(scaled[np.random.RandomState(seed).randint(0, len(scaled), n)])
+    out = {}
+    for name, biased in (("DP", removed), ("ND", {})):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            generated = model.gen_synthetic(start, biased_edges=biased).numpy()
+        decoded = {c: np.clip(np.rint(generated[:, i] * span[c] + low[c]), low[c], low[c] + span[c])
+                   for i, c in enumerate(columns)}
+        rows = pd.DataFrame(index=range(n))
+        for c in X.columns:
+            if isinstance(X[c].dtype, pd.CategoricalDtype):
+                rows[c] = pd.Categorical.from_codes(decoded[c].astype(int), categories=X[c].cat.categories)
+            else:
+                rows[c] = decoded[c].astype(X[c].dtype)
+        out[name] = rows, decoded["income"].astype(int)
+    return out
+
+
 def run_fold(held_out, data, seed, n_synthetic, params, options):
     """One held-out domain: the rows of every generator in ``options["generators"]`` (see the module docstring)
     and the real-data reference; ``options`` also holds ``guidance_fair`` (the λ_z values sampled), ``select``
@@ -185,6 +274,14 @@ def run_fold(held_out, data, seed, n_synthetic, params, options):
         _, synthetic, labels = sample_rows(plain, n, seed, (0.0, 0.0))
         rows.append({"method": "DDPM (no meta-learning, no guidance)", **downstream(encoder, synthetic, labels, *test),
                      "positive_share": float(np.mean(labels == 1)), "fit_s": round(time.perf_counter() - start, 1)})
+    if "decaf" in generators:
+        start = time.perf_counter()
+        generated = decaf_rows(X[src], y[src], sex[src], race[src], n, seed, options.get("decaf_epochs", 20))
+        for name, label in (("DP", "DECAF-DP (decaf package; edges into income from sex and its descendants removed)"),
+                            ("ND", "DECAF-ND (the same model, no edge removed)")):
+            synthetic, labels = generated[name]
+            rows.append({"method": label, **downstream(encoder, synthetic, labels, *test),
+                         "positive_share": float(np.mean(labels == 1)), "fit_s": round(time.perf_counter() - start, 1)})
     for kind in ("tvae", "ctgan"):
         if kind in generators:
             start = time.perf_counter()
@@ -318,11 +415,12 @@ def main(argv=None):
                         help="λ_z values sampled from each fitted model (0 = label guidance only)")
     parser.add_argument("--no-meta-learning", action="store_true",
                         help="train FADM without the meta-learning of Algorithm 1 (ablation)")
-    parser.add_argument("--generators", nargs="+", default=["fadm", "ddpm", "tvae", "ctgan"],
-                        choices=["fadm", "ddpm", "tvae", "ctgan"])
+    parser.add_argument("--generators", nargs="+", default=["fadm", "ddpm", "tvae", "ctgan", "decaf"],
+                        choices=["fadm", "ddpm", "tvae", "ctgan", "decaf"])
     parser.add_argument("--select", action="store_true",
                         help="choose FADM's λ_z among --guidance-fair by leave-one-source-domain-out accuracy")
     parser.add_argument("--ctgan-epochs", type=int, default=100)
+    parser.add_argument("--decaf-epochs", type=int, default=20)
     parser.add_argument("--out", default="results/fadm_adult")
     parser.add_argument("--page", metavar="DOCS", help="write DOCS/fadm-adult.md from an earlier run's files only")
     parser.add_argument("--combine", nargs="+", metavar="RUN",
@@ -337,14 +435,13 @@ def main(argv=None):
     if args.page or args.combine:
         return 0
     generators = list(args.generators)
-    if {"tvae", "ctgan"} & set(generators):
-        try:
-            import ctgan  # noqa: F401
-        except ImportError:
-            print("The ctgan package is not installed (pip install ctgan): the TVAE and CTGAN rows are skipped.")
-            generators = [g for g in generators if g not in ("tvae", "ctgan")]
+    for package, kinds in (("ctgan", ("tvae", "ctgan")), ("decaf", ("decaf",))):
+        if set(kinds) & set(generators) and importlib.util.find_spec(package) is None:
+            print(f"The {package} package is not installed (pip install {OPTIONAL_PACKAGES[package]}): the "
+                  f"{' and '.join(k.upper() for k in kinds)} rows are skipped.")
+            generators = [g for g in generators if g not in kinds]
     options = {"generators": generators, "guidance_fair": args.guidance_fair, "select": args.select,
-               "ctgan_epochs": args.ctgan_epochs}
+               "ctgan_epochs": args.ctgan_epochs, "decaf_epochs": args.decaf_epochs}
     torch.set_num_threads(min(2, torch.get_num_threads()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

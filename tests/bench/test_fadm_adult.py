@@ -109,3 +109,30 @@ def test_the_ctgan_rows_are_generated_rows_with_both_labels(small_adult):
         rows, labels = ctgan_rows(kind, X[source], y[source], sex[source], 200, 0, epochs=1)
         assert len(rows) == len(labels) == 200 and list(rows.columns) == list(X.columns)
         assert set(np.unique(labels)) <= {0, 1}
+
+
+def test_decaf_graph_is_a_dag_and_dp_cuts_every_path_from_sex_into_income():
+    from aimfair_bench.fadm_adult import decaf_graph
+
+    X, *_ = pooled_adult()
+    columns = [*X.columns, "race", "sex", "income"]
+    edges, removed = decaf_graph(columns)
+    named = {(columns[a], columns[b]) for a, b in edges}
+    assert ("sex", "income") in named and ("education", "education-num") in named and ("fnlwgt", "income") not in named
+    cut = {columns[i] for i in removed[columns.index("income")]}
+    # DECAF's DP setting for Adult, plus the capital columns we hang below education and occupation
+    assert cut == {"sex", "occupation", "hours-per-week", "marital-status", "education", "workclass", "relationship",
+                   "capital-gain", "capital-loss"}
+    kept = {p for p, c in named if c == "income"} - cut
+    assert kept == {"age", "native-country", "race"}  # none of them a descendant of sex
+
+
+def test_the_decaf_rows_decode_to_adults_columns(small_adult):
+    pytest.importorskip("decaf")  # the optional extra (decaf-synthetic-data); CI does not install it
+    from aimfair_bench.fadm_adult import decaf_rows
+
+    X, y, sex, race = small_adult
+    generated = decaf_rows(X, y, sex, race, 100, 0, epochs=1)
+    for rows, labels in generated.values():
+        assert list(rows.columns) == list(X.columns) and len(rows) == len(labels) == 100
+        assert set(np.unique(labels)) <= {0, 1} and (rows["age"] >= X["age"].min()).all()
