@@ -453,6 +453,7 @@ def main(argv=None):
             fold = run_fold(domain, data, seed, args.n_synthetic, params, options)
             rows += fold
             last = fold
+            pd.DataFrame(rows).to_csv(out / "records.csv", index=False)  # what an interrupted run has so far
             print(f"seed {seed}, held out {SHORT[domain]}: " + "; ".join(
                 f"{r['method']} ACC {r['ACC']:.1f} R_DP {r['R_DP']:.2f} R_EOp {r['R_EOp']:.2f}"
                 for r in last), flush=True)
