@@ -1,5 +1,7 @@
 """FairIF's Table 4 benchmark: metric definitions against hand computations, paired tables, a small run."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,3 +55,22 @@ def test_the_command_writes_its_page_with_the_paper_beside(tmp_path):
     assert "| 74.68 " in page  # the paper's FairIF accuracy on German, beside ours
     records = pd.read_csv(tmp_path / "out" / "records.csv")
     assert set(records["group_labels"]) == {"none", "validation", "training", "training and test"}
+
+
+def test_the_tuning_rule_takes_the_fairest_setting_close_to_the_first_stage():
+    from aimfair_bench.fairif_tabular import choose_on_validation
+
+    scores = [{"Acc": 80.0, "AOD": 0.10}, {"Acc": 79.2, "AOD": 0.05}, {"Acc": 75.0, "AOD": 0.01},
+              {"Acc": 79.5, "AOD": 0.05}]
+    assert choose_on_validation(scores, stage_one_acc=80.0) == 3  # within 1 point; AOD tie -> more accurate
+    assert choose_on_validation(scores, stage_one_acc=90.0) == 0  # none within 1 point: the most accurate
+    assert choose_on_validation(scores, stage_one_acc=80.0, tolerance=10.0) == 2
+
+
+def test_the_tuned_fairif_records_its_choice_from_the_grid(tmp_path):
+    from aimfair_bench.fairif_tabular import FAIRIF_GRID, TUNED
+
+    records = run(["german"], [0], tmp_path, methods=(TUNED,))
+    chosen = json.loads(records.loc[0, "chosen"])
+    assert records.loc[0, "group_labels"] == "validation" and set(chosen) == set(FAIRIF_GRID)
+    assert all(chosen[k] in FAIRIF_GRID[k] for k in FAIRIF_GRID) and 0 <= records.loc[0, "Acc"] <= 100
