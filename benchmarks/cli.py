@@ -426,7 +426,7 @@ def main(argv=None):
         versus.to_csv(out / "bn_paired.csv", index=False)
         print("\nTest WST per level, method and bn_statistics (mean, std, seeds):\n" + means.round(2).to_string(index=False))
         print("\nPaired differences of test WST (95 % t interval):\n" + versus.round(2).to_string(index=False))
-    if suite.name == "panel":
+    if suite.name in ("panel", "panel-holdout"):
         means, versus, verdict = panel_tables(frame, {task["name"]: task["family"] for task in suite.tasks})
         for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv")):
             table.to_csv(out / file, index=False)
