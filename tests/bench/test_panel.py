@@ -33,6 +33,21 @@ def test_panel_suite_covers_four_families_with_the_grid_and_the_guards():
     assert {j.params["validate_on"] for j in guarded} == {"val"}
 
 
+def test_the_holdout_panel_uses_families_the_panel_does_not_have():
+    panel, holdout = build_suite("panel"), build_suite("panel-holdout")
+    assert not {t["name"] for t in holdout.tasks} & {t["name"] for t in panel.tasks}
+    assert not {t["family"] for t in holdout.tasks} & {t["family"] for t in panel.tasks}
+    kinds = {(t["dataset"], t["provider"]["kind"], t["provider"].get("gap")) for t in holdout.tasks}
+    assert ("coloured_mnist", "heldout", "resolution") in kinds  # a (data, gap) pair the panel does not have
+    small = [t for t in holdout.tasks if t["n_train"] == 800]
+    assert len(small) == 1 and small[0]["minority_share"] == 0.02
+    jobs = make_jobs(holdout)
+    settings = {panel_setting(j.method, j.params, j.finetune.get("finetune_lr")) for j in jobs if j.seed == 0}
+    assert DEFAULT_SETTING in settings and LABELLED_GUARD in settings and "full fine-tuning" in settings
+    assert not any(s.startswith("guard ") and s != LABELLED_GUARD for s in settings)  # no label-free guard
+    assert len(jobs) == 2 * 12 * 5
+
+
 def test_low_resolution_removes_fine_detail_and_keeps_flat_regions():
     checker = (np.indices((28, 28)).sum(0) % 2).astype(np.float32)[None]  # one-pixel detail
     flat = np.full((1, 28, 28), 0.3, dtype=np.float32)
@@ -118,3 +133,15 @@ def test_panel_pages_one_summary_and_one_per_family(tmp_path):
     assert "| a " in family.replace("|  a", "| a") and "| b " not in family
     with pytest.raises(ValueError, match="No panel family"):
         write_page(results, tmp_path / "docs", "panel-c", "C", measured_at="abc", family="family C")
+
+
+def test_the_holdout_page_checks_the_panels_default_and_chooses_nothing():
+    from pathlib import Path
+
+    from aimfair_bench.panel import panel_sections
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "results"
+    title, source, text, table = panel_sections(docs / "panel-holdout", "panel-holdout")[0]
+    assert title == "How the panel's defaults carry over" and "chosen" not in table.splitlines()[0]
+    assert DEFAULT_SETTING in text
+    assert panel_sections(docs / "panel", "panel")[0][0] == "Which setting to make the default"
