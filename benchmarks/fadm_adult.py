@@ -201,10 +201,13 @@ def decaf_rows(X, y, sex, race, n, seed, epochs=20):
     columns = list(frame.columns)
     codes, low, span = {}, {}, {}
     for c in columns:
-        values = frame[c].cat.codes if isinstance(frame[c].dtype, pd.CategoricalDtype) else pd.Series(
-            pd.factorize(frame[c], sort=True)[0] if frame[c].dtype == object or str(frame[c].dtype) == "str"
-            else frame[c])
-        codes[c] = values.to_numpy(dtype=float)
+        column = frame[c]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes[c] = column.cat.codes.to_numpy(dtype=float)
+        elif pd.api.types.is_numeric_dtype(column):
+            codes[c] = column.to_numpy(dtype=float)
+        else:  # race's names
+            codes[c] = pd.factorize(column, sort=True)[0].astype(float)
         low[c], span[c] = codes[c].min(), max(codes[c].max() - codes[c].min(), 1.0)
     scaled = np.column_stack([(codes[c] - low[c]) / span[c] for c in columns]).astype("float32")
     edges, removed = decaf_graph(columns)

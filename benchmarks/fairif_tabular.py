@@ -143,7 +143,21 @@ def tuned_fairif(d, recipe):
 
 
 def fit_predict(method, d, seed):
-    """Test predictions of one method (see the module docstring) on the split ``d``."""
+    """``(test predictions, chosen)`` of one method (see the module docstring) on the split ``d``; ``chosen``: the
+    setting the tuned FairIF chose (JSON), else ``""``."""
+    if method == TUNED:
+        model, params = tuned_fairif(d, _stage_recipe(d, seed))
+        return model.predict(d["X_test"]), json.dumps(params, sort_keys=True)
+    return _fixed_method_predictions(method, d, seed), ""
+
+
+def _stage_recipe(d, seed):
+    """FairIF's stages (and its first stage alone): the package's logistic model at the dataset's recipe."""
+    return {**d["recipe"], "arch": "logistic", "weight_decay": 0.0, "random_state": seed, "device": "cpu"}
+
+
+def _fixed_method_predictions(method, d, seed):
+    """Test predictions of a method at its fixed settings."""
     from aif360.sklearn.preprocessing import Reweighing
     from fairlearn.postprocessing import ThresholdOptimizer
     from fairlearn.reductions import EqualizedOdds, ExponentiatedGradient
@@ -153,17 +167,12 @@ def fit_predict(method, d, seed):
     if method == "ERM":
         return erm.fit(X, y).predict(d["X_test"])
     if method in ("ERM (stage one)", "FairIF"):
-        recipe = {**d["recipe"], "arch": "logistic", "weight_decay": 0.0, "random_state": seed, "device": "cpu"}
+        recipe = _stage_recipe(d, seed)
         if method == "ERM (stage one)":
             return ImageClassifier(**recipe).fit(X, y).predict(d["X_test"])
         model = InfluenceReweightingClassifier(**recipe)
         return model.fit(X, y, X_val=d["X_val"], y_val=d["y_val"], sensitive_features_val=d["s_val"]).predict(
             d["X_test"])
-    if method == TUNED:
-        model, params = tuned_fairif(d, {**d["recipe"], "arch": "logistic", "weight_decay": 0.0,
-                                         "random_state": seed, "device": "cpu"})
-        d.setdefault("chosen", {})[method] = json.dumps(params, sort_keys=True)
-        return model.predict(d["X_test"])
     if method == "ExponentiatedGradient":
         model = ExponentiatedGradient(erm, constraints=EqualizedOdds())
         model.fit(X, y, sensitive_features=s)
@@ -198,11 +207,11 @@ def run(datasets, seeds, out, methods=METHODS):
                 start = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    pred = fit_predict(method, d, seed)
+                    pred, chosen = fit_predict(method, d, seed)
                 rows.append({"dataset": name, "seed": seed, "method": method, "group_labels": GROUP_LABELS[method],
                              **_metrics(d["y_test"], pred, d["s_test"]), "n_train": len(d["y_train"]),
                              "n_val": len(d["y_val"]), "n_test": len(d["y_test"]),
-                             "chosen": d.get("chosen", {}).get(method, ""),
+                             "chosen": chosen,
                              "wall_s": round(time.perf_counter() - start, 2)})
                 print(f"{name} seed {seed} {method}: " + ", ".join(f"{k} {rows[-1][k]:.3f}" for k in COLUMNS))
             records = pd.concat([records, pd.DataFrame(rows)], ignore_index=True)

@@ -66,42 +66,23 @@ class ProcessCache:
 PROCESS_CACHE = ProcessCache()
 
 
-def pretraining_cache(estimator, memory):
-    """The cache a pre-training of ``estimator`` may use: ``resolve_cache(memory)`` when its ``random_state`` is
-    an int, else None. The one caching rule of the package (the mitigator, FairIF's and AFR's stage one,
-    :func:`fit_cached`): a fit seeded by None or a ``RandomState`` object is not reproducible from its
-    parameters, so there is nothing to reuse; nor is a fit whose ``module`` joblib cannot hash (a lambda)."""
-    if not _int_seeded(estimator) or not _hashable(getattr(estimator, "module", None)):
-        return None
-    return resolve_cache(memory)
-
-
 def pretraining_cache_and_key(estimator, memory, X, y):
-    """``(cache, key)``: :func:`pretraining_cache` and :func:`pretraining_fingerprint` of ``estimator.fit(X, y)``
-    with one hash of the parameters (a key of None, a ``module`` joblib cannot hash, means no cache)."""
-    key = pretraining_fingerprint(estimator, X, y)
-    return (resolve_cache(memory) if key is not None and _int_seeded(estimator) else None), key
-
-
-def _int_seeded(estimator):
-    seed = getattr(estimator, "random_state", None)
-    return isinstance(seed, Integral) and not isinstance(seed, bool)
-
-
-def _hashable(value):
-    """Whether ``joblib.hash`` can key ``value`` (a user's ``module`` given as a lambda or a local function cannot:
-    its fits are not cached). A module class or function is keyed by its qualified name, an instance by its
+    """``(cache, key)`` of ``estimator.fit(X, y)``: its :func:`pretraining_fingerprint` (one hash of the data and
+    parameters) and the cache it may use, ``resolve_cache(memory)`` when its ``random_state`` is an int and the key
+    exists, else None. The one caching rule of the package (the mitigator, FairIF's and AFR's stage one,
+    :func:`fit_cached`): a fit seeded by None or a ``RandomState`` object is not reproducible from its
+    parameters, so there is nothing to reuse; nor is a fit whose ``module`` joblib cannot hash (a lambda or a
+    local function: no key). A module class or function is keyed by its qualified name, an instance by its
     weights and attributes."""
-    try:
-        joblib.hash(value)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return False
-    return True
+    key = pretraining_fingerprint(estimator, X, y)
+    seed = getattr(estimator, "random_state", None)
+    seeded = isinstance(seed, Integral) and not isinstance(seed, bool)
+    return (resolve_cache(memory) if key is not None and seeded else None), key
 
 
 def cached_fit(memory, estimator, X, y):
     """``(fitted estimator, hit)``: ``estimator.fit(X, y)``, or the identical fit from ``memory``
-    (under :func:`pretraining_cache`'s rule).
+    (under :func:`pretraining_cache_and_key`'s rule).
 
     The key is :func:`pretraining_fingerprint`, so the mitigator, FairIF's stage one and the benchmark's ERM
     runs share one model whenever they pre-train the same estimator on the same data.

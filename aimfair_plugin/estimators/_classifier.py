@@ -582,7 +582,7 @@ def fit_stage_one(estimator, X, y, sample_weight=None):
     """The ERM model a two-stage baseline (FairIF, AFR) starts from: an :class:`ImageClassifier` with
     ``estimator``'s backbone parameters fit on ``(X, y)``, read from ``estimator.memory`` when an identical one
     was trained before (without sample weights, under the package's one caching rule,
-    :func:`~aimfair_plugin.estimators._cache.pretraining_cache`)."""
+    :func:`~aimfair_plugin.estimators._cache.pretraining_cache_and_key`)."""
     model = ImageClassifier(**stage_one_params(estimator))
     if sample_weight is not None:
         return model.fit(X, y, sample_weight=sample_weight)

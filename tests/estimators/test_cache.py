@@ -9,7 +9,6 @@ from aimfair_plugin.estimators import ImageClassifier, fit_cached
 from aimfair_plugin.estimators._cache import (
     PROCESS_CACHE,
     fingerprint,
-    pretraining_cache,
     pretraining_cache_and_key,
     pretraining_fingerprint,
 )
@@ -33,7 +32,8 @@ def test_keys_depend_on_values_not_on_object_identity():
 
 @pytest.mark.parametrize("seed, cached", [(0, True), (None, False), (np.random.RandomState(0), False)])
 def test_only_int_seeded_fits_are_cached(seed, cached):
-    assert (pretraining_cache(ImageClassifier(random_state=seed), "process") is PROCESS_CACHE) == cached
+    X, y = np.zeros((4, 3, 8, 8), "float32"), np.array([0, 1, 0, 1])
+    assert (pretraining_cache_and_key(ImageClassifier(random_state=seed), "process", X, y)[0] is PROCESS_CACHE) == cached
 
 
 @pytest.mark.parametrize("seed, cached", [(0, True), (None, False), (np.random.RandomState(0), False)])
@@ -49,7 +49,7 @@ def test_the_fit_path_keys_once_and_caches_under_the_same_rule(seed, cached, mon
     cache, key = pretraining_cache_and_key(estimator, "process", X, y)
     assert len(calls) == 1 and key == real_hash(("pretrain", "ImageClassifier", X, y, sorted(
         (k, v) for k, v in estimator.get_params().items() if k != "callbacks")))
-    assert (cache is PROCESS_CACHE) == cached == (pretraining_cache(estimator, "process") is PROCESS_CACHE)
+    assert (cache is PROCESS_CACHE) == cached
     unhashable = ImageClassifier(**{**TINY, "module": lambda: module, "random_state": 0})
     assert pretraining_cache_and_key(unhashable, "process", X, y) == (None, None)
 

@@ -109,10 +109,12 @@ def test_every_batchnorm_setting_runs_on_a_network_without_batchnorm(small_mnist
 
 
 def test_an_unhashable_module_is_not_cached_and_a_class_is(small_mnist):
-    from aimfair_plugin.estimators._cache import PROCESS_CACHE, pretraining_cache
+    from aimfair_plugin.estimators._cache import PROCESS_CACHE, pretraining_cache_and_key
 
-    assert pretraining_cache(ImageClassifier(module=lambda: TinyCNN(), random_state=0), "process") is None
-    assert pretraining_cache(ImageClassifier(module=TinyCNN, random_state=0), "process") is PROCESS_CACHE
+    X, y = small_mnist.X_train[:8], small_mnist.y_train[:8]
+    lam = ImageClassifier(module=lambda: TinyCNN(), random_state=0)
+    assert pretraining_cache_and_key(lam, "process", X, y)[0] is None
+    assert pretraining_cache_and_key(ImageClassifier(module=TinyCNN, random_state=0), "process", X, y)[0] is PROCESS_CACHE
     clf = ImageClassifier(module=lambda num_classes: TinyCNN(num_classes), **TRAIN)
     assert clone(clf).fit(small_mnist.X_train, small_mnist.y_train).score(small_mnist.X_test, small_mnist.y_test) > 0
 
