@@ -70,9 +70,10 @@ RECIPE_KEYS = frozenset(ImageClassifier._get_param_names())
 FLAT_DEFAULTS = {"strategy": "selective", "top_k": 55, "criterion": "normalized", "selection": "intersection",
                  "bias_ratio": 0.9, "mask_max_batches": None, "block": None, "freeze_bn_stats": True,
                  "bn_statistics": "real", "validation_fraction": None, "selection_score": "synthetic_worst_group",
-                 "interpolation_alphas": (0.25, 0.5, 0.75), "batchnorm_variants": False}
+                 "interpolation_alphas": (0.25, 0.5, 0.75), "batchnorm_variants": False, "selection_candidates": "all"}
 _STRATEGY_KEYS = ("strategy", "top_k", "criterion", "selection", "bias_ratio", "mask_max_batches", "block")
-_SELECTION_KEYS = ("validation_fraction", "selection_score", "interpolation_alphas", "batchnorm_variants")
+_SELECTION_KEYS = ("validation_fraction", "selection_score", "interpolation_alphas", "batchnorm_variants",
+                   "selection_candidates")
 
 
 def _strategy(flat):
@@ -111,7 +112,8 @@ def mitigator_params(settings):
     if any(k in settings for k in _SELECTION_KEYS):
         params["candidate_selection"] = CandidateSelection(
             validation_fraction=flat["validation_fraction"], score=flat["selection_score"],
-            interpolation_alphas=tuple(flat["interpolation_alphas"]), batchnorm_variants=flat["batchnorm_variants"])
+            interpolation_alphas=tuple(flat["interpolation_alphas"]), candidates=flat["selection_candidates"],
+            batchnorm_variants=flat["batchnorm_variants"])
     return params
 
 
@@ -453,7 +455,8 @@ def mitigator_defaults():
     flat["freeze_bn_stats"] = signature["batchnorm"] != "train"
     selection = CandidateSelection()
     flat.update(validation_fraction=selection.validation_fraction, selection_score=selection.score,
-                interpolation_alphas=selection.interpolation_alphas, batchnorm_variants=selection.batchnorm_variants)
+                interpolation_alphas=selection.interpolation_alphas, batchnorm_variants=selection.batchnorm_variants,
+                selection_candidates=selection.candidates)
     return flat
 
 

@@ -41,7 +41,8 @@ def panel_setting(method, params, finetune_lr):
     if method == "normalized_guarded":
         return LABELLED_GUARD
     if params.get("validate_on"):
-        return f"guard {params['selection_score']}"
+        last = ", last epoch" if params.get("selection_candidates") == "last" else ""
+        return f"guard {params['selection_score']}{last}"
     return f"{params.get('bn_statistics', PANEL_FINETUNE['bn_statistics'])}, lr {finetune_lr:g}"
 
 

@@ -167,6 +167,10 @@ class ScoredCheckpoints(Callback):
         With ``batchnorm_images``: every epoch and interpolation is a candidate twice, first with its BatchNorm
         statistics as training left them (``"batchnorm": "trained"`` in its row), then re-estimated
         (``"real"``). The pre-trained start and a returned model are scored as they are.
+    every_epoch : bool, default=True
+        Score every epoch; with False only the last one (and the start and the interpolations when asked): the
+        candidates are then the model training returns, e.g. with and without its BatchNorm statistics
+        re-estimated (``batchnorm_variants=True``).
     load_best : str, optional
         A criterion of ``monitor`` whose best state is loaded into the network when training ends.
 
@@ -200,7 +204,7 @@ class ScoredCheckpoints(Callback):
 
     def __init__(self, scoring, monitor, *, batchnorm_images=None, batch_size=128, num_workers="auto",
                  score_start=False, interpolation_alphas=(), score_returned_model=False, batchnorm_variants=False,
-                 load_best=None):
+                 every_epoch=True, load_best=None):
         self.scoring = scoring
         self.monitor = monitor
         self.batchnorm_images = batchnorm_images
@@ -210,6 +214,7 @@ class ScoredCheckpoints(Callback):
         self.interpolation_alphas = interpolation_alphas
         self.score_returned_model = score_returned_model
         self.batchnorm_variants = batchnorm_variants
+        self.every_epoch = every_epoch
         self.load_best = load_best
 
     def _criteria(self):
@@ -246,12 +251,15 @@ class ScoredCheckpoints(Callback):
         epoch = len(net.history)
         if self.score_returned_model and epoch >= net.max_epochs:
             return  # scored when training ends, as returned
+        if not self.every_epoch and epoch < net.max_epochs:
+            return  # only the last epoch is a candidate
         self._score(net, f"epoch {epoch}", epoch, 1.0, reestimate=True)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         epoch = len(net.history)
         if epoch and not any(row["epoch"] == epoch and row["alpha"] == 1.0 for row in self.rows_):
-            self._score(net, f"epoch {epoch}", epoch, 1.0, reestimate=False)
+            # as returned, or (training stopped early with every_epoch=False) as an epoch's end would score it
+            self._score(net, f"epoch {epoch}", epoch, 1.0, reestimate=not self.score_returned_model)
         if self.interpolation_alphas and epoch:
             module = net.module_
             last = _state(module)

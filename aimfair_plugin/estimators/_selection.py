@@ -99,6 +99,11 @@ class CandidateSelection(Params):
     interpolation_alphas : sequence of float in [0, 1], default=(0.25, 0.5, 0.75)
         Candidates ``(1 - alpha) * θ_pre + alpha * θ_ft`` between the pre-trained and the last epoch's weights
         (0 and 1 are the two ends, already candidates).
+    candidates : {"all", "last"}, default="all"
+        ``"all"``: the pre-trained model, every fine-tuning epoch and the interpolations. ``"last"``: only the
+        model fine-tuning ends with (``interpolation_alphas`` unused), with ``batchnorm_variants`` twice: its
+        BatchNorm statistics as fine-tuned or re-estimated on real images, so the held-out score chooses only the
+        BatchNorm handling. Few candidates leave less room to pick one by chance on a small or biased held-out set.
     batchnorm_variants : bool, default=True
         Every fine-tuned candidate twice: with its BatchNorm statistics as fine-tuning left them and
         re-estimated on the real training images (a forward pass; the mitigator's ``batchnorm`` then only says
@@ -116,10 +121,11 @@ class CandidateSelection(Params):
     """
 
     def __init__(self, validation_fraction=None, score="auto", interpolation_alphas=(0.25, 0.5, 0.75),
-                 batchnorm_variants=True):
+                 candidates="all", batchnorm_variants=True):
         self.validation_fraction = validation_fraction
         self.score = score
         self.interpolation_alphas = interpolation_alphas
+        self.candidates = candidates
         self.batchnorm_variants = batchnorm_variants
 
     def validate(self):
@@ -135,9 +141,13 @@ class CandidateSelection(Params):
         if not isinstance(alphas, (tuple, list)) or not all(
                 isinstance(a, Real) and not isinstance(a, bool) and 0 <= a <= 1 for a in alphas):
             raise InvalidParameterError(f"interpolation_alphas must be a sequence of floats in [0, 1], got {alphas!r}.")
+        if self.candidates not in ("all", "last"):
+            raise InvalidParameterError(f"candidates must be 'all' or 'last', got {self.candidates!r}.")
         if not isinstance(self.batchnorm_variants, bool):
             raise InvalidParameterError(f"batchnorm_variants must be a bool, got {self.batchnorm_variants!r}.")
 
     def alphas(self):
-        """The interpolation weights strictly between the two ends, sorted."""
+        """The interpolation weights strictly between the two ends, sorted (none with ``candidates="last"``)."""
+        if self.candidates == "last":
+            return ()
         return tuple(sorted({float(a) for a in self.interpolation_alphas} - {0.0, 1.0}))

@@ -634,7 +634,7 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         callbacks = [("masked_finetune", MaskedFinetune(self.selection_mask_, freeze_bn_stats=keep_frozen,
                                                         all_bn_eval=all_eval))]
         if state.held_out is not None:  # the candidates, scored while fine-tuning runs
-            scoring, column = self._candidate_scoring(state, estimator, reestimate, balanced)
+            scoring, column, start_accuracy = self._candidate_scoring(state, estimator, reestimate, balanced)
             callbacks.append(("candidate_selection", scoring))
         elif reestimate:  # after the mask is lifted: frozen layers are re-estimated too
             callbacks.append(("real_bn_statistics", RealBatchNormStatistics(
@@ -655,7 +655,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             self.selected_candidate_ = {**chosen, "candidate": names.get(chosen["candidate"], chosen["candidate"]),
                                         "score": column}  # the score it was chosen by ("auto" resolved)
             scored.release()  # the fitted model keeps neither the candidates' states nor the data
-            self._warn_about_choice(column)
+            if start_accuracy is None:  # the pre-trained model is the first candidate
+                start_accuracy = float(self.finetune_scores_["accuracy"].iloc[0])
+            self._warn_about_choice(column, start_accuracy)
         return estimator
 
     def _group_probe(self, state, balanced):
@@ -673,9 +675,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         return probe, inferred
 
     def _candidate_scoring(self, state, estimator, reestimate, balanced):
-        """``(callback, column)``: the :class:`ScoredCheckpoints` of the held-out selection (every score for every
-        candidate: the pre-trained model, each epoch, the interpolations; the selection's score monitored, the
-        best loaded) and the name of the score column it monitors."""
+        """``(callback, column, start_accuracy)``: the :class:`ScoredCheckpoints` of the held-out selection (every
+        score for every candidate: the pre-trained model, each epoch, the interpolations, or only the last epoch;
+        the selection's score monitored, the best loaded), the name of the score column it monitors, and the
+        pre-trained model's held-out accuracy when it is no candidate (None when it is: its row has it)."""
         selection, held = state.selection, state.held_out
         scorer = selection.score if callable(selection.score) else None
         score = "score" if scorer is not None else selection.score
@@ -690,6 +693,12 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             synthetic = (self._draw("held-out synthetic", balanced_group_counts(len(held.y), *state.cells), state.images.shape,
                                     state.rng) if score == "synthetic_worst_group" else None)
         groups = {"accuracy": None, "worst_class_accuracy": None, "pseudo_group": None}  # pseudo: from the start
+        start_accuracy = None
+        if selection.candidates == "last":  # the pre-trained model is no candidate: its predictions are made here
+            with torch.random.fork_rng(devices=[]):  # (a loader draws a seed) fine-tuning's stream stays as it was
+                start = estimator.predict(held.images.X)
+            groups["pseudo_group"] = pseudo_groups(held.y, start)
+            start_accuracy = SCORES["accuracy"][0](held.y, start)
         cells = {}
         if held.s is not None:
             groups["worst_group"] = np.column_stack([held.y, held.s])
@@ -715,19 +724,20 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         callback = ScoredCheckpoints(
             scoring, {"selected": (score,)},
             batchnorm_images=state.images.dataset() if (reestimate or variants) else None,
-            batch_size=self.finetune_batch_size, num_workers=state.base.num_workers, score_start=True,
-            interpolation_alphas=selection.alphas(), batchnorm_variants=variants, load_best="selected")
-        return callback, score
+            batch_size=self.finetune_batch_size, num_workers=state.base.num_workers,
+            score_start=selection.candidates == "all", interpolation_alphas=selection.alphas(),
+            batchnorm_variants=variants, every_epoch=selection.candidates == "all", load_best="selected")
+        return callback, score, start_accuracy
 
-    def _warn_about_choice(self, column):
-        scores, chosen = self.finetune_scores_, self.selected_candidate_
+    def _warn_about_choice(self, column, start_accuracy):
+        chosen = self.selected_candidate_
         if chosen["candidate"] == "pretrained":
             warnings.warn(f"No fine-tuning candidate improved {column} on the held-out real data; the pre-trained "
                           "model is returned unchanged (see finetune_scores_).", FineTuningWarning, stacklevel=4)
-        drop = float(scores["accuracy"].iloc[0]) - float(chosen["accuracy"])
+        drop = start_accuracy - float(chosen["accuracy"])
         if drop > ACCURACY_DROP_WARNING:
             warnings.warn(f"The returned model's held-out real accuracy is {100 * drop:.1f} points below the "
-                          f"pre-trained model's ({100 * chosen['accuracy']:.1f} vs {100 * scores['accuracy'].iloc[0]:.1f} "
+                          f"pre-trained model's ({100 * chosen['accuracy']:.1f} vs {100 * start_accuracy:.1f} "
                           "%): the synthetic images may be far from the real ones.", FineTuningWarning, stacklevel=4)
 
     # -- persistence ------------------------------------------------------------------------------

@@ -387,6 +387,39 @@ def test_batchnorm_variants_score_each_candidate_as_trained_and_re_estimated(sma
             assert torch.equal(a, b), name
 
 
+def test_last_epoch_candidates_choose_only_the_batchnorm_handling(small_mnist):
+    """candidates="last": the two candidates are the last epoch as fine-tuned and re-estimated on the real images,
+    each equal bit for bit to the model a fixed BatchNorm setting returns; pseudo groups and the accuracy-drop
+    warning still read the pre-trained model's predictions."""
+    from aimfair_plugin.estimators._selection import pseudo_groups
+    from aimfair_plugin.metrics import worst_group_accuracy
+
+    X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
+    Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
+    selection = CandidateSelection(score="worst_group", interpolation_alphas=(0.5,), candidates="last")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm="real",
+                          candidate_selection=selection).fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
+        fixed = {bn: mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm=bn).fit(X, y)
+                 for bn in ("real", "finetune")}
+    scores = model.finetune_scores_
+    assert list(zip(scores["candidate"], scores["batchnorm"])) == [("epoch 2", "trained"), ("epoch 2", "real")]
+    cells = np.column_stack([yv, sv])
+    for row, bn in zip(scores.itertuples(), ("finetune", "real")):  # scored as the fixed setting's model scores
+        assert row.worst_group == worst_group_accuracy(yv, fixed[bn].predict(Xv), cells)
+    start = model.stage_one_estimator_.predict(Xv)
+    assert scores["pseudo_group"].iloc[0] == worst_group_accuracy(yv, fixed["finetune"].predict(Xv),
+                                                                  pseudo_groups(yv, start))
+    chosen = fixed["real" if model.selected_candidate_["batchnorm"] == "real" else "finetune"]
+    for (name, a), b in zip(model.estimator_.net_.module_.state_dict().items(),
+                            chosen.estimator_.net_.module_.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(sklearn.utils._param_validation.InvalidParameterError, match="candidates"):
+        mitigator(small_mnist, candidate_selection=CandidateSelection(candidates="first")).fit(X, y, X_val=Xv,
+                                                                                             y_val=yv)
+
+
 def test_the_default_score_is_worst_group_with_group_labels_and_the_probe_without(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
     Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
