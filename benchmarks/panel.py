@@ -95,9 +95,10 @@ def panel_paired(frame, means, metric="WST"):
     return pd.DataFrame(rows)
 
 
-def panel_verdict(means):
+def panel_verdict(means, choose=True):
     """Per candidate: the worst (over tasks) gain over ERM and shortfall to the best fixed variant, the mean WST
-    over tasks, whether it meets the bars, and which label-free candidate is the evidence-based default."""
+    over tasks, whether it meets the bars, and (``choose``) which label-free candidate is the evidence-based
+    default; families held out from the choice check it and choose nothing (no ``chosen`` column)."""
     best = best_fixed(means)
     wst = means.pivot_table(index="task", columns="setting", values="WST_mean", aggfunc="first", sort=False)
     rows = []
@@ -114,17 +115,20 @@ def panel_verdict(means):
                      "meets_bars": bool((gain >= GAIN_BAR).all() and (shortfall <= bar).all())})
     verdict = pd.DataFrame(rows)
     verdict["reference"] = verdict["setting"] == "full fine-tuning"  # another strategy, shown, never chosen
+    if not choose:
+        return verdict
     free = verdict[~verdict["group_labels"] & ~verdict["reference"]]
     free = free.sort_values(["worst_shortfall_to_best_fixed", "mean_WST"], ascending=[True, False])
     verdict["chosen"] = verdict["setting"] == free["setting"].iloc[0]
     return verdict
 
 
-def panel_tables(frame, families):
-    """``(means, paired, verdict)`` of the panel's records (see the module docstring)."""
+def panel_tables(frame, families, choose=True):
+    """``(means, paired, verdict)`` of the panel's records (see the module docstring); ``choose``: see
+    :func:`panel_verdict`."""
     frame = with_settings(frame, families)
     means = panel_means(frame)
-    return means, panel_paired(frame, means), panel_verdict(means)
+    return means, panel_paired(frame, means), panel_verdict(means, choose)
 
 
 def _interval(row):
@@ -157,12 +161,12 @@ def panel_sections(folder, name, family=None):
         bars = (f"the smallest gain over ERM (the bar: {GAIN_BAR:g} points) and the largest shortfall to the best "
                 f"fixed variant chosen in hindsight (the bar: {SHORTFALL_BAR:g} points; {LABELLED_BAR:g} for the guard "
                 "that reads 200 group labels), with the task where each happens")
-        if name == "panel-holdout":  # families held out from the choice: a check of the panel's default, no choice
+        if "chosen" not in verdict:  # families held out from the choice: a check of the panel's default, no choice
             sections.append((
                 "How the panel's defaults carry over", "panel_verdict.csv",
                 f"Per candidate, over the held-out families' tasks: the mean test WST over tasks, {bars}. The "
                 f"default was chosen on the panel ({DEFAULT_SETTING}); nothing is chosen here.",
-                shown.drop(columns=["chosen"]).to_markdown(index=False, disable_numparse=True)))
+                shown.to_markdown(index=False, disable_numparse=True)))
         else:
             sections.append((
                 "Which setting to make the default", "panel_verdict.csv",
@@ -173,7 +177,8 @@ def panel_sections(folder, name, family=None):
     sections += [
         ("Test worst-group accuracy of every setting", "panel_means.csv",
          "Test WST %, mean ± std over seeds (seeds); fixed variants are `BatchNorm handling, fine-tuning rate`; "
-         "guards choose among the pre-trained model, every epoch, WiSE-FT interpolations and BatchNorm handling.",
+         "guards choose among the pre-trained model, every epoch, WiSE-FT interpolations and BatchNorm handling "
+         "(`last epoch`: only between the last epoch's BatchNorm statistics as fine-tuned and re-estimated).",
          wide.to_markdown(index=False, disable_numparse=True)),
         ("The best fixed variant in hindsight", "panel_paired.csv",
          "Per task, the fixed variant with the highest mean test WST: an oracle (chosen on the test split), the "

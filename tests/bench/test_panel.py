@@ -118,6 +118,8 @@ def test_panel_tables_against_hand_computations():
     assert v.loc["real, lr 0.003", "worst_task_shortfall"] == "b" and not v.loc["real, lr 0.003", "meets_bars"]
     assert v.loc[LABELLED_GUARD, "meets_bars"] and v.loc[LABELLED_GUARD, "group_labels"]
     assert v["chosen"].sum() == 1 and v.loc["guard probe_worst_group", "chosen"]  # smallest worst shortfall
+    _, _, check = panel_tables(_runs(), {"a": "family A", "b": "family B"}, choose=False)  # held-out families
+    assert "chosen" not in check and check.equals(verdict.drop(columns=["chosen"]))
 
 
 def test_panel_pages_one_summary_and_one_per_family(tmp_path):
