@@ -297,11 +297,14 @@ def fit_finetune(method, job, data, cache_dir):
     model = mitigator(job, data, cache_dir, {**job.finetune, **params})
     if validate_on == "val_train":
         return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
+    if validate_on == "train+val_train":  # label-free scores on every real image it has (training ones too)
+        return model.fit(data.X_train, data.y_train, X_val=np.concatenate([data.X_train, data.X_val_train]),
+                         y_val=np.concatenate([data.y_train, data.y_val_train]))
     if validate_on == "val" and method.group_labels == "validation":
         return model.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val,
                          sensitive_features_val=data.s_val)
-    raise ValueError(f"validate_on={validate_on!r}: the guard reads 'val_train' (no group labels), or 'val' with its "
-                     "group labels for a method that declares group_labels='validation'.")
+    raise ValueError(f"validate_on={validate_on!r}: the guard reads 'val_train' or 'train+val_train' (no group "
+                     "labels), or 'val' with its group labels for a method that declares group_labels='validation'.")
 
 
 def fit_random_matched(method, job, data, cache_dir):

@@ -42,7 +42,8 @@ def panel_setting(method, params, finetune_lr):
         return LABELLED_GUARD
     if params.get("validate_on"):
         last = ", last epoch" if params.get("selection_candidates") == "last" else ""
-        return f"guard {params['selection_score']}{last}"
+        train = ", training images too" if params["validate_on"] == "train+val_train" else ""
+        return f"guard {params['selection_score']}{last}{train}"
     return f"{params.get('bn_statistics', PANEL_FINETUNE['bn_statistics'])}, lr {finetune_lr:g}"
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,3 +102,27 @@ def test_the_group_labelled_guard_reads_the_validation_split_with_its_group_labe
     with pytest.raises(ValueError, match="group_labels='validation'"):  # a label-free method cannot ask for them
         fit_finetune(METHODS["normalized"], job.__class__(**{**job.__dict__, "method": "normalized"}),
                      SimpleNamespace(**data), "cache")
+
+
+def test_the_guard_on_training_and_held_out_images_reads_no_group_label(monkeypatch):
+    from types import SimpleNamespace
+
+    from aimfair_bench import methods as bench_methods
+    from aimfair_bench.methods import METHODS, fit_finetune
+
+    job = next(j for j in make_jobs(build_suite("panel")) if j.params.get("validate_on") == "train+val_train")
+    data = SimpleNamespace(X_train=np.zeros((3, 1)), y_train=np.array([0, 1, 0]), X_val_train=np.ones((2, 1)),
+                           y_val_train=np.array([1, 1]))
+    calls = []
+
+    class Recorder:
+        def fit(self, X, y, **kwargs):
+            calls.append((X, y, kwargs))
+            return self
+
+    monkeypatch.setattr(bench_methods, "mitigator", lambda *a, **k: Recorder())
+    fit_finetune(METHODS[job.method], job, data, "cache")
+    (X, y, kwargs), = calls
+    assert X is data.X_train and sorted(kwargs) == ["X_val", "y_val"]  # no sensitive_features_val
+    np.testing.assert_array_equal(kwargs["X_val"], [[0], [0], [0], [1], [1]])
+    np.testing.assert_array_equal(kwargs["y_val"], [0, 1, 0, 1, 1])
