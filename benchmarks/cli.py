@@ -31,7 +31,7 @@ from aimfair_plugin.utils import resolve_device
 from .custom import TaskDataError, check_custom_task, metadata_task, write_split
 from .domain_gap import GAP_REFERENCES, batchnorm_tables, gap_measures, gap_summary, plot_domain_gap
 from .methods import METHODS
-from .panel import panel_tables
+from .panel import panel_probe, panel_tables
 from .plots import plot_mask_blocks, plot_topk, plot_tradeoff
 from .report import markdown_report, records_frame, summarise
 from .runner import BACKENDS, cache_folder, collect_records, make_jobs, run_jobs
@@ -429,7 +429,9 @@ def main(argv=None):
     if suite.name in ("panel", "panel-holdout"):
         means, versus, verdict = panel_tables(frame, {task["name"]: task["family"] for task in suite.tasks},
                                               choose=suite.name == "panel")  # the holdout checks, chooses nothing
-        for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv")):
+        probe = panel_probe(frame, {task["name"]: task["family"] for task in suite.tasks})
+        for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
+                            (probe, "panel_probe.csv")):
             table.to_csv(out / file, index=False)
         print("\nCandidate defaults over the panel's tasks (test WST; bars: ERM + 5, best fixed - 5):\n"
               + verdict.round(2).to_string(index=False))

@@ -280,31 +280,52 @@ def fit_supplementation(method, job, data, cache_dir):
     return base_estimator(job, benchmark_callbacks(job, data), **recipe_overrides(job)).fit(X_syn, y_syn)
 
 
+_VALIDATE_ON = ("validate_on={!r}: the guard reads 'val_train' or 'train+val_train' (no group labels), or 'val' "
+                "with its group labels for a method that declares group_labels='validation'.")
+
+
 def fit_finetune(method, job, data, cache_dir):
     """The mitigator with the method's strategy settings, fine-tuning the seed's ERM model.
 
     A variant with ``validate_on="val_train"`` turns the mitigator's held-out guard on with the task's
     training-distribution validation split (``X_val_train``, no group labels) as ``X_val`` / ``y_val``; with
     ``validate_on="val"`` (a method that declares ``group_labels="validation"``) on the balanced group-labelled
-    validation split, its group labels as ``sensitive_features_val``. The ERM model never sees either split,
-    so the shared pre-training is unchanged. (The guard then chooses the returned model; the benchmark scores
-    no checkpoints of it.)"""
+    validation split, its group labels as ``sensitive_features_val``; with ``validate_on="train+val_train"`` on
+    the training images and the training-distribution validation split together (:func:`held_out_split`). The
+    ERM model never sees a validation split, so the shared pre-training is unchanged. (The guard then chooses
+    the returned model; the benchmark scores no checkpoints of it.)"""
     params = dict(job.params)
     validate_on = params.pop("validate_on", None)
     if validate_on is None:
         model = mitigator(job, data, cache_dir, {**job.finetune, **params}, benchmark_callbacks(job, data))
         return model.fit(data.X_train, data.y_train)
+    if validate_on == "val" and method.group_labels != "validation":
+        raise ValueError(_VALIDATE_ON.format(validate_on))
+    X_val, y_val, s_val = held_out_split(validate_on, data)
     model = mitigator(job, data, cache_dir, {**job.finetune, **params})
+    labels = {"sensitive_features_val": s_val} if validate_on == "val" else {}
+    return model.fit(data.X_train, data.y_train, X_val=X_val, y_val=y_val, **labels)
+
+
+def held_out_split(validate_on, data):
+    """``(X_val, y_val, s_val)`` a guard's ``validate_on`` names: ``"val_train"`` (the training-distribution
+    validation split), ``"train+val_train"`` (the training images too: label-free scores on every real image the
+    run has) or ``"val"`` (the balanced group-labelled split). ``s_val`` is None where ``data`` hides the groups
+    (a label-free method's view); the runner reads them to score the guard's group probe."""
+    def groups(*names):
+        parts = [getattr(data, name, None) for name in names]
+        if any(part is None for part in parts):
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     if validate_on == "val_train":
-        return model.fit(data.X_train, data.y_train, X_val=data.X_val_train, y_val=data.y_val_train)
-    if validate_on == "train+val_train":  # label-free scores on every real image it has (training ones too)
-        return model.fit(data.X_train, data.y_train, X_val=np.concatenate([data.X_train, data.X_val_train]),
-                         y_val=np.concatenate([data.y_train, data.y_val_train]))
-    if validate_on == "val" and method.group_labels == "validation":
-        return model.fit(data.X_train, data.y_train, X_val=data.X_val, y_val=data.y_val,
-                         sensitive_features_val=data.s_val)
-    raise ValueError(f"validate_on={validate_on!r}: the guard reads 'val_train' or 'train+val_train' (no group "
-                     "labels), or 'val' with its group labels for a method that declares group_labels='validation'.")
+        return data.X_val_train, data.y_val_train, groups("s_val_train")
+    if validate_on == "train+val_train":
+        return (np.concatenate([data.X_train, data.X_val_train]), np.concatenate([data.y_train, data.y_val_train]),
+                groups("s_train", "s_val_train"))
+    if validate_on == "val":
+        return data.X_val, data.y_val, groups("s_val")
+    raise ValueError(_VALIDATE_ON.format(validate_on))
 
 
 def fit_random_matched(method, job, data, cache_dir):

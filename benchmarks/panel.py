@@ -22,6 +22,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from .report import PROBE_COLUMNS
 from .selection import format_interval, t_interval
 from .suites import PANEL_FINETUNE
 
@@ -132,6 +133,19 @@ def panel_tables(frame, families, choose=True):
     return means, panel_paired(frame, means), panel_verdict(means, choose)
 
 
+def panel_probe(frame, families):
+    """Per (family, task, setting) of a guard with a group probe: the probe's mean cross-validated accuracy on the
+    synthetic images, and its mean accuracy and balanced accuracy on the held-out real images' true groups (which
+    the method never saw), over ``seeds`` (records without them are left out)."""
+    columns = [f"probe_{key}" for key in PROBE_COLUMNS]
+    keys = ["family", "task", "setting"]
+    if "probe_real_accuracy" not in frame:
+        return pd.DataFrame(columns=[*keys, *columns, "seeds"])
+    part = with_settings(frame, families).dropna(subset=["probe_real_accuracy"])
+    grouped = part.groupby(keys, sort=False)
+    return grouped[columns].mean().assign(seeds=grouped.size()).reset_index()
+
+
 def _interval(row):
     return format_interval(row["mean_diff"], row["ci_low"], row["ci_high"], decimals=1, mark=True)
 
@@ -175,6 +189,23 @@ def panel_sections(folder, name, family=None):
                 "label-free candidate with the smallest worst shortfall (`reference`: full fine-tuning, another "
                 "strategy, measured the same way and never chosen).",
                 shown.to_markdown(index=False, disable_numparse=True)))
+    probe = folder / "panel_probe.csv"
+    probe = pd.read_csv(probe) if probe.is_file() else pd.DataFrame()
+    if family is not None and not probe.empty:
+        probe = probe[probe["family"] == family]
+    if not probe.empty:
+        shown = probe.drop(columns=["family"]).rename(columns={
+            "probe_synthetic_accuracy": "synthetic (cross-validated)", "probe_real_accuracy": "real, held-out",
+            "probe_real_balanced_accuracy": "real, held-out, balanced"})
+        for column in ("synthetic (cross-validated)", "real, held-out", "real, held-out, balanced"):
+            shown[column] = shown[column].map(lambda v: f"{100 * v:.1f}")
+        sections.append((
+            "The group probe on real images", "panel_probe.csv",
+            "The label-free probe guards infer each held-out image's group with a probe trained on the synthetic "
+            "images. Its accuracy in %, mean over seeds: cross-validated on the synthetic images (what the "
+            "mitigator sees), and on the held-out real images' true groups (which it never sees; balanced: the mean "
+            "of the two groups' recalls, so the rare group counts as much as the common one).",
+            shown.to_markdown(index=False, disable_numparse=True)))
     sections += [
         ("Test worst-group accuracy of every setting", "panel_means.csv",
          "Test WST %, mean ± std over seeds (seeds); fixed variants are `BatchNorm handling, fine-tuning rate`; "

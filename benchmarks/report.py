@@ -31,6 +31,11 @@ EO_NOTE = ("EO is the paper's Eq. 9 (mean of the TPR and FPR gaps between the pr
            "ACC, WST, EO, STD and cell accuracies in %.")
 
 
+# The guard's group probe in the records frame (``probe_*`` columns, where a record has them): its cross-validated
+# accuracy on the synthetic images, and its accuracy and balanced accuracy on the held-out real images' true groups.
+PROBE_COLUMNS = ("synthetic_accuracy", "real_accuracy", "real_balanced_accuracy")
+
+
 def records_frame(records):
     """One row per record: identifiers, settings hash, wall time, device, metrics and cell accuracies."""
     rows = []
@@ -50,6 +55,8 @@ def records_frame(records):
         row["variant_params"] = json.dumps(r.get("variant_params", {}), sort_keys=True)
         row["tuned_from"] = settings.get("tuned_from", "")
         row["finetune_lr"] = (settings.get("finetune") or {}).get("finetune_lr")
+        probe = (r.get("guard") or {}).get("probe") or {}
+        row.update({f"probe_{key}": probe[key] for key in PROBE_COLUMNS if probe.get(key) is not None})
         rows.append(row)
     return pd.DataFrame(rows)
 

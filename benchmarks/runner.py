@@ -28,6 +28,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
@@ -41,6 +42,7 @@ from .methods import (
     VALIDATION_SETS,
     Checkpointing,
     fit_method,
+    held_out_split,
     pretrained_erm,
     recipe_overrides,
     reestimates_batchnorm,
@@ -257,8 +259,21 @@ def run_job(job, cache_dir, n_threads=None):
     if getattr(model, "selected_candidate_", None) is not None:  # the held-out guard was on
         record["guard"] = {"selected": _plain_json(model.selected_candidate_),
                            "candidates": _plain_json(model.finetune_scores_.to_dict("records")),
-                           "probe": _plain_json(getattr(model, "group_probe_", None))}
+                           "probe": probe_record(getattr(model, "group_probe_", None), job, data)}
     return record
+
+
+def probe_record(probe, job, data):
+    """The guard's group probe as a record keeps it: its own numbers, and (where it inferred groups) its accuracy
+    and balanced accuracy on the held-out images' true groups, which the method never saw; not the groups."""
+    if probe is None:
+        return None
+    out = {key: value for key, value in probe.items() if key != "groups"}
+    if probe.get("groups") is not None:
+        truth = held_out_split(job.params["validate_on"], data)[2]
+        out["real_accuracy"] = float(np.mean(np.asarray(probe["groups"]) == truth))
+        out["real_balanced_accuracy"] = float(balanced_accuracy_score(truth, probe["groups"]))
+    return _plain_json(out)
 
 
 def _parallel_config(backend, n_jobs, scheduler):

@@ -241,8 +241,10 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         candidate selection's, with ``"auto"`` resolved, or the fallback); None otherwise.
     group_probe_ : dict or None
         With a probe score: the probe's cross-validated accuracy on the synthetic images, the chance level,
-        whether it was reliable (else the score fell back to ``"synthetic_worst_group"``) and its accuracy on
-        the held-out real images when ``sensitive_features_val`` was given; None otherwise.
+        whether it was reliable (else the score fell back to ``"synthetic_worst_group"``), its accuracy on
+        the held-out real images when ``sensitive_features_val`` was given, and ``"groups"``: the group it
+        inferred for each held-out image (so a benchmark that knows the true groups can score the probe); None
+        otherwise.
     validation_indices_ : ndarray or None
         The rows of ``X`` held out by ``validation_fraction``.
     history_ : skorch History of the fine-tuning.
@@ -671,7 +673,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         inferred = probe.predict(module, held.images.dataset(), **loader)
         self.group_probe_ = {"synthetic_accuracy": probe.synthetic_accuracy_, "chance": probe.chance_,
                              "reliable": bool(probe.reliable_),
-                             "real_accuracy": (None if held.s is None else float(np.mean(inferred == held.s)))}
+                             "real_accuracy": (None if held.s is None else float(np.mean(inferred == held.s))),
+                             "groups": np.asarray(inferred)}
         return probe, inferred
 
     def _candidate_scoring(self, state, estimator, reestimate, balanced):

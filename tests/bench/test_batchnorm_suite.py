@@ -126,3 +126,29 @@ def test_the_guard_on_training_and_held_out_images_reads_no_group_label(monkeypa
     assert X is data.X_train and sorted(kwargs) == ["X_val", "y_val"]  # no sensitive_features_val
     np.testing.assert_array_equal(kwargs["X_val"], [[0], [0], [0], [1], [1]])
     np.testing.assert_array_equal(kwargs["y_val"], [0, 1, 0, 1, 1])
+
+
+def test_the_guard_probe_is_scored_on_the_true_groups_the_method_never_saw():
+    from types import SimpleNamespace
+
+    from aimfair_bench.methods import held_out_split
+    from aimfair_bench.report import records_frame
+    from aimfair_bench.runner import probe_record
+
+    job = next(j for j in make_jobs(build_suite("panel")) if j.params.get("validate_on") == "train+val_train")
+    data = SimpleNamespace(X_train=np.zeros((4, 1)), y_train=np.zeros(4), s_train=np.array([0, 0, 0, 1]),
+                           X_val_train=np.zeros((2, 1)), y_val_train=np.zeros(2), s_val_train=np.array([0, 1]))
+    assert held_out_split("val_train", data)[2] is data.s_val_train
+    hidden = SimpleNamespace(**{k: v for k, v in vars(data).items() if not k.startswith("s_")})
+    assert held_out_split("train+val_train", hidden)[2] is None  # a label-free method's view has no groups
+    probe = {"synthetic_accuracy": 0.9, "chance": 0.5, "reliable": True, "real_accuracy": None,
+             "groups": np.array([0, 0, 1, 1, 0, 0])}  # truth 0 0 0 1 | 0 1: 4 of 6 right
+    record = probe_record(probe, job, data)
+    assert "groups" not in record and record["real_accuracy"] == pytest.approx(4 / 6)
+    # recall of group 0: 3 of 4, of group 1: 1 of 2
+    assert record["real_balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+    assert probe_record(None, job, data) is None
+    base = {"suite": "s", "task": "t", "method": "m", "method_name": "M", "variant": "", "seed": 0, "n_train": 1,
+            "n_test": 1, "wall_s": 0.0, "device": "cpu", "settings_hash": "h", "metrics": {"WST": 50.0}}
+    frame = records_frame([{**base, "guard": {"probe": record}}, base])
+    assert frame["probe_real_accuracy"].iloc[0] == pytest.approx(4 / 6) and np.isnan(frame["probe_real_accuracy"].iloc[1])

@@ -150,3 +150,26 @@ def test_the_holdout_page_checks_the_panels_default_and_chooses_nothing():
     assert title == "How the panel's defaults carry over" and "chosen" not in table.splitlines()[0]
     assert DEFAULT_SETTING in text
     assert panel_sections(docs / "panel", "panel")[0][0] == "Which setting to make the default"
+
+
+def test_the_probe_table_averages_each_guard_probe_over_seeds(tmp_path):
+    from aimfair_bench.panel import panel_probe, panel_sections
+
+    frame = _runs()
+    guard = frame["params"].str.contains("probe_worst_group")
+    assert panel_probe(frame, {"a": "family A", "b": "family B"}).empty  # records without probe numbers
+    frame.loc[guard, "probe_synthetic_accuracy"] = 0.99
+    frame.loc[guard, "probe_real_accuracy"] = [0.9, 0.8, 0.7, 0.6, 0.6, 0.6]  # a: seeds 0-2, b: seeds 0-2
+    frame.loc[guard, "probe_real_balanced_accuracy"] = 0.5
+    probe = panel_probe(frame, {"a": "family A", "b": "family B"}).set_index("task")
+    assert list(probe["setting"]) == ["guard probe_worst_group"] * 2 and list(probe["seeds"]) == [3, 3]
+    assert probe.loc["a", "probe_real_accuracy"] == pytest.approx(0.8)
+    assert probe.loc["b", "probe_real_accuracy"] == pytest.approx(0.6)
+    means, paired, verdict = panel_tables(frame, {"a": "family A", "b": "family B"})
+    for table, name in ((means, "panel_means.csv"), (paired, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
+                        (probe.reset_index(), "panel_probe.csv")):
+        table.to_csv(tmp_path / name, index=False)
+    titles = {title: table for title, _, _, table in panel_sections(tmp_path, "panel")}
+    assert "| 80.0 " in titles["The group probe on real images"]
+    only_b = {title: table for title, _, _, table in panel_sections(tmp_path, "panel-b", family="family B")}
+    assert "| a " not in only_b["The group probe on real images"]
