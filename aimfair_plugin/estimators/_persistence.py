@@ -233,7 +233,10 @@ def load_mitigator(cls, directory, *, provider=None, device=None, module=None):
     mitigator.mask_report_ = fitted["mask_report_"]
     mitigator.n_features_in_ = fitted["n_features_in_"]
     mitigator.selected_candidate_ = fitted.get("selected_candidate_")
-    mitigator.group_probe_ = fitted.get("group_probe_")
+    probe = fitted.get("group_probe_")
+    if probe is not None and probe.get("groups") is not None:  # JSON keeps a list; the fitted attribute is an array
+        probe = {**probe, "groups": np.asarray(probe["groups"])}
+    mitigator.group_probe_ = probe
     mitigator.validation_indices_ = (np.asarray(fitted["validation_indices_"]) if "validation_indices_" in fitted
                                      else None)
     mitigator.gradient_gaps_ = pd.read_csv(directory / "gradient_gaps.csv")

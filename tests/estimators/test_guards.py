@@ -316,7 +316,7 @@ def test_scoring_during_training_changes_no_weight(small_mnist):
     assert set(scored.best_states_) == {"acc"}  # one state kept, not one per epoch
 
 
-def test_the_probe_infers_known_groups_and_scores_candidates_without_group_labels(small_mnist):
+def test_the_probe_infers_known_groups_and_scores_candidates_without_group_labels(small_mnist, tmp_path):
     """Coloured digits: the colour is the protected attribute; a probe trained on the (inverted) synthetic
     images must find it on the real ones, and its scores are the worst / mean accuracy over the inferred cells."""
     from aimfair_plugin.estimators._selection import mean_group_accuracy
@@ -334,6 +334,11 @@ def test_the_probe_infers_known_groups_and_scores_candidates_without_group_label
         model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
     probe = model.group_probe_
     assert probe["reliable"] and probe["synthetic_accuracy"] > 0.9 and probe["real_accuracy"] > 0.9
+    assert probe["groups"].shape == sv.shape and np.mean(probe["groups"] == sv) == probe["real_accuracy"]
+    model.save_pretrained(tmp_path / "m")  # the inferred groups survive the JSON round trip as an array
+    loaded = SelectiveFinetuneMitigator.from_pretrained(tmp_path / "m", provider=provider)
+    assert isinstance(loaded.group_probe_["groups"], np.ndarray)
+    np.testing.assert_array_equal(loaded.group_probe_["groups"], probe["groups"])
     scores = model.finetune_scores_
     assert {"probe_worst_group", "probe_mean_group", "worst_group"} <= set(scores)
     # with a probe that is right on (nearly) every image, the inferred cells are the true ones
