@@ -427,9 +427,9 @@ def main(argv=None):
         print("\nTest WST per level, method and bn_statistics (mean, std, seeds):\n" + means.round(2).to_string(index=False))
         print("\nPaired differences of test WST (95 % t interval):\n" + versus.round(2).to_string(index=False))
     if suite.name in ("panel", "panel-holdout"):
-        means, versus, verdict = panel_tables(frame, {task["name"]: task["family"] for task in suite.tasks},
-                                              choose=suite.name == "panel")  # the holdout checks, chooses nothing
-        probe = panel_probe(frame, {task["name"]: task["family"] for task in suite.tasks})
+        families = {task["name"]: task["family"] for task in suite.tasks}
+        means, versus, verdict = panel_tables(frame, families, choose=suite.name == "panel")  # holdout: no choice
+        probe = panel_probe(frame, families)
         for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
                             (probe, "panel_probe.csv")):
             table.to_csv(out / file, index=False)

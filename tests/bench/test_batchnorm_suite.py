@@ -76,10 +76,24 @@ def test_the_package_default_is_derived_from_the_mitigator_signature():
     assert DEFAULT_RUN == ("normalized", "real")
 
 
+def _recorded_fits(monkeypatch):
+    """The benchmark's mitigator replaced by one that records each ``fit(X, y, **kwargs)`` call in the list returned."""
+    from aimfair_bench import methods as bench_methods
+
+    calls = []
+
+    class Recorder:
+        def fit(self, X, y, **kwargs):
+            calls.append((X, y, kwargs))
+            return self
+
+    monkeypatch.setattr(bench_methods, "mitigator", lambda *a, **k: Recorder())
+    return calls
+
+
 def test_the_group_labelled_guard_reads_the_validation_split_with_its_group_labels(monkeypatch):
     from types import SimpleNamespace
 
-    from aimfair_bench import methods as bench_methods
     from aimfair_bench.methods import METHODS, fit_finetune, visible_data
 
     method = METHODS["normalized_guarded"]
@@ -89,14 +103,7 @@ def test_the_group_labelled_guard_reads_the_validation_split_with_its_group_labe
                            "s_val_train", "X_test", "y_test", "s_test")}
     seen = visible_data(job, data)
     assert "s_val" in seen and "s_train" not in seen and "X_test" not in seen
-    calls = []
-
-    class Recorder:
-        def fit(self, X, y, **kwargs):
-            calls.append((X, y, kwargs))
-            return self
-
-    monkeypatch.setattr(bench_methods, "mitigator", lambda *a, **k: Recorder())
+    calls = _recorded_fits(monkeypatch)
     fit_finetune(method, job, SimpleNamespace(**data), "cache")
     assert calls == [("X_train", "y_train", {"X_val": "X_val", "y_val": "y_val", "sensitive_features_val": "s_val"})]
     with pytest.raises(ValueError, match="group_labels='validation'"):  # a label-free method cannot ask for them
@@ -107,20 +114,12 @@ def test_the_group_labelled_guard_reads_the_validation_split_with_its_group_labe
 def test_the_guard_on_training_and_held_out_images_reads_no_group_label(monkeypatch):
     from types import SimpleNamespace
 
-    from aimfair_bench import methods as bench_methods
     from aimfair_bench.methods import METHODS, fit_finetune
 
     job = next(j for j in make_jobs(build_suite("panel")) if j.params.get("validate_on") == "train+val_train")
     data = SimpleNamespace(X_train=np.zeros((3, 1)), y_train=np.array([0, 1, 0]), X_val_train=np.ones((2, 1)),
                            y_val_train=np.array([1, 1]))
-    calls = []
-
-    class Recorder:
-        def fit(self, X, y, **kwargs):
-            calls.append((X, y, kwargs))
-            return self
-
-    monkeypatch.setattr(bench_methods, "mitigator", lambda *a, **k: Recorder())
+    calls = _recorded_fits(monkeypatch)
     fit_finetune(METHODS[job.method], job, data, "cache")
     (X, y, kwargs), = calls
     assert X is data.X_train and sorted(kwargs) == ["X_val", "y_val"]  # no sensitive_features_val
