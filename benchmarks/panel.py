@@ -3,7 +3,8 @@ not chosen on.
 
 Every run of the panel gets a *setting*: ``"ERM"``, ``"full fine-tuning"``, a fixed variant of the default
 criterion (``"real, lr 0.003"``: its BatchNorm handling and fine-tuning rate), ``"guard SCORE"`` (the held-out
-guard on the training-distribution validation split, no group labels) or ``"guard worst_group, 200 labels"``.
+guard on the training-distribution validation split, no group labels) or ``"guard SCORE, 200 labels"`` (the guard
+that reads the group labels of the balanced validation split).
 
 - ``panel_means.csv``: per (family, task, setting) the test WST and ACC, mean and std over seeds;
 - ``panel_paired.csv``: each candidate default (every fixed variant and guard) minus each reference, paired by
@@ -12,7 +13,7 @@ guard on the training-distribution validation split, no group labels) or ``"guar
   no user has, the bar a default is measured against);
 - ``panel_verdict.csv``: per candidate, its worst gain over ERM and its worst shortfall to the best fixed variant
   across the tasks, and whether it meets the bars (at least ERM + 5 on every task and within 5 of the best fixed
-  variant; within 3 for the guard that reads group labels). The label-free candidate with the smallest worst
+  variant; within 3 for the guards that read group labels). The label-free candidate with the smallest worst
   shortfall is the evidence-based default (ties: the higher mean WST); full fine-tuning is measured the same way,
   as a reference (another strategy), never chosen.
 """
@@ -27,7 +28,8 @@ from .selection import format_interval, t_interval
 from .suites import PANEL_FINETUNE
 
 DEFAULT_SETTING = f"{PANEL_FINETUNE['bn_statistics']}, lr {PANEL_FINETUNE['finetune_lr']:g}"
-LABELLED_GUARD = "guard worst_group, 200 labels"
+LABELS = ", 200 labels"  # the end of the name of a guard that reads the group labels of the validation split
+LABELLED_GUARD = f"guard worst_group{LABELS}"
 REFERENCES = ("ERM", "full fine-tuning", "default", "best fixed")
 GAIN_BAR, SHORTFALL_BAR, LABELLED_BAR = 5.0, 5.0, 3.0
 
@@ -40,7 +42,8 @@ def panel_setting(method, params, finetune_lr):
     if method == "full":
         return "full fine-tuning"
     if method == "normalized_guarded":
-        return LABELLED_GUARD
+        last = ", last epoch" if params.get("selection_candidates") == "last" else ""
+        return f"guard {params.get('selection_score', 'worst_group')}{last}{LABELS}"
     if params.get("validate_on"):
         last = ", last epoch" if params.get("selection_candidates") == "last" else ""
         train = ", training images too" if params["validate_on"] == "train+val_train" else ""
@@ -109,8 +112,9 @@ def panel_verdict(means, choose=True):
             continue
         gain = wst[setting] - wst["ERM"]
         shortfall = pd.Series({t: wst.loc[t, best[t]] - wst.loc[t, setting] for t in wst.index})
-        bar = LABELLED_BAR if setting == LABELLED_GUARD else SHORTFALL_BAR
-        rows.append({"setting": setting, "group_labels": setting == LABELLED_GUARD,
+        labelled = setting.endswith(LABELS)
+        bar = LABELLED_BAR if labelled else SHORTFALL_BAR
+        rows.append({"setting": setting, "group_labels": labelled,
                      "mean_WST": wst[setting].mean(), "worst_gain_over_ERM": gain.min(),
                      "worst_task_gain": gain.idxmin(), "worst_shortfall_to_best_fixed": shortfall.max(),
                      "worst_task_shortfall": shortfall.idxmax(),

@@ -36,10 +36,13 @@ def label_cells(y_true, s):
     return [(a, b) for a in np.unique(y_true).tolist() for b in np.unique(s).tolist()]
 
 
-def mean_group_accuracy(y_true, y_pred, groups):
-    """The mean of the groups' accuracies (every group counts once, whatever its size)."""
+def mean_group_accuracy(y_true, y_pred, groups, *, cells=None):
+    """The mean of the groups' accuracies (every group counts once, whatever its size); NaN when a group of
+    ``cells`` has no example (the worst-group rule of :func:`aimfair_plugin.metrics.worst_group_accuracy`)."""
     accuracies = group_accuracies(y_true, y_pred, groups)
-    return float(np.mean(list(accuracies.values()))) if accuracies else float("nan")
+    if not accuracies or (cells is not None and any(tuple(c) not in accuracies for c in cells)):
+        return float("nan")
+    return float(np.mean(list(accuracies.values())))
 
 
 # name -> (score function, where its groups come from)
@@ -48,11 +51,13 @@ SCORES = {
     "worst_class_accuracy": (worst_class_accuracy, None),
     "pseudo_group": (worst_group_accuracy, "pseudo"),
     "worst_group": (worst_group_accuracy, "sensitive"),
+    "mean_group": (mean_group_accuracy, "sensitive"),
     "synthetic_worst_group": (worst_group_accuracy, "synthetic"),
     "probe_worst_group": (worst_group_accuracy, "probe"),
     "probe_mean_group": (mean_group_accuracy, "probe"),
 }
 PROBE_SCORES = ("probe_worst_group", "probe_mean_group")
+LABELLED_SCORES = ("worst_group", "mean_group")  # read sensitive_features_val
 
 
 class CandidateSelection(Params):
@@ -88,6 +93,9 @@ class CandidateSelection(Params):
         - ``"worst_group"``: the worst (class, group) cell of the held-out data; needs ``sensitive_features_val``
           (a cell without examples makes it NaN, and the pre-trained model is kept); the recommended score when
           a few hundred group-labelled images are available (FairIF's premise);
+        - ``"mean_group"``: the mean accuracy over the held-out data's (class, group) cells (every cell counts
+          once); needs ``sensitive_features_val`` like ``"worst_group"``; less noisy than the worst cell of a
+          small labelled set, but it can prefer a candidate with one poor cell;
         - ``"probe_worst_group"`` / ``"probe_mean_group"``: label-free; a linear probe of the protected
           attribute on the pre-trained network's features, trained on the balanced synthetic images (their
           groups are known by construction), infers the group of each held-out real image, and the candidate is

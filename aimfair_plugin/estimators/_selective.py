@@ -29,7 +29,7 @@ from ._classifier import ImageClassifier, network_layout, seed_torch, user_callb
 from ._data import ImageInput, check_images
 from ._masking import gradient_gaps, mask_statistics, mean_gradients, resolve_top_k
 from ._probe import GroupProbe
-from ._selection import PROBE_SCORES, SCORES, CandidateSelection, label_cells, pseudo_groups
+from ._selection import LABELLED_SCORES, PROBE_SCORES, SCORES, CandidateSelection, label_cells, pseudo_groups
 from ._strategies import in_block, resolve_strategy, strategy_name
 
 # batchnorm -> (frozen layers keep their statistics during fine-tuning, every layer does, re-estimate on real
@@ -524,8 +524,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             if s_val is not None and len(np.asarray(s_val)) != len(y_val):
                 raise ValueError(f"sensitive_features_val has {len(np.asarray(s_val))} values for {len(y_val)} "
                                  "validation images.")
-            if selection.score == "worst_group" and s_val is None:
-                raise ValueError("The score 'worst_group' needs sensitive_features_val.")
+            if selection.score in LABELLED_SCORES and s_val is None:
+                raise ValueError(f"The score {selection.score!r} needs sensitive_features_val.")
             return images, y, _HeldOut(val_images, y_val, None if s_val is None else np.asarray(s_val)), None
         if validation.get("s") is not None:
             raise ValueError("sensitive_features_val needs X_val and y_val.")
@@ -534,9 +534,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         if selection.validation_fraction is None:
             raise ValueError("candidate_selection needs held-out data: give it a validation_fraction, or give "
                              "X_val and y_val to fit.")
-        if selection.score == "worst_group":
-            raise ValueError("The score 'worst_group' needs X_val, y_val and sensitive_features_val (a share of "
-                             "X held out by validation_fraction has no group labels).")
+        if selection.score in LABELLED_SCORES:
+            raise ValueError(f"The score {selection.score!r} needs X_val, y_val and sensitive_features_val (a share "
+                             "of X held out by validation_fraction has no group labels).")
         if prefit:
             raise ValueError("A prefit (frozen) estimator with validation_fraction: the prefit model may have been "
                              "trained on any part of X, so no part of it is held out. Give X_val and y_val to fit.")
@@ -704,8 +704,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             start_accuracy = SCORES["accuracy"][0](held.y, start)
         cells = {}
         if held.s is not None:
-            groups["worst_group"] = np.column_stack([held.y, held.s])
-            cells["worst_group"] = label_cells(held.y, held.s)
+            for name in LABELLED_SCORES:
+                groups[name] = np.column_stack([held.y, held.s])
+                cells[name] = label_cells(held.y, held.s)
         if inferred is not None:
             groups["probe_worst_group"] = groups["probe_mean_group"] = np.column_stack([held.y, inferred])
 

@@ -9,9 +9,9 @@ from sklearn.utils import Bunch
 
 from aimfair_bench._standin import heldout_provider, low_resolution
 from aimfair_bench.pages import write_page
-from aimfair_bench.panel import DEFAULT_SETTING, LABELLED_GUARD, panel_setting, panel_tables
+from aimfair_bench.panel import DEFAULT_SETTING, LABELLED_GUARD, LABELS, panel_setting, panel_tables
 from aimfair_bench.runner import make_jobs
-from aimfair_bench.suites import LAST_EPOCH_GUARD_SCORES, LAST_EPOCH_GUARDS, PANEL_LRS, build_suite
+from aimfair_bench.suites import LABELLED_GUARDS, LAST_EPOCH_GUARD_SCORES, LAST_EPOCH_GUARDS, PANEL_LRS, build_suite
 
 
 def test_panel_suite_covers_four_families_with_the_grid_and_the_guards():
@@ -29,6 +29,7 @@ def test_panel_suite_covers_four_families_with_the_grid_and_the_guards():
     assert fixed <= settings and DEFAULT_SETTING in fixed
     assert {"ERM", "full fine-tuning", LABELLED_GUARD, "guard probe_worst_group"} <= settings
     assert {f"guard {score}, last epoch" for score in LAST_EPOCH_GUARD_SCORES} <= settings
+    assert {f"guard mean_group{LABELS}", f"guard worst_group, last epoch{LABELS}"} <= settings
     assert len(settings) == len(jobs) / len(suite.tasks) / len(suite.seeds)  # every run has its own name
     guarded = [j for j in jobs if j.method == "normalized_guarded"]
     assert {j.params["validate_on"] for j in guarded} == {"val"}
@@ -45,10 +46,10 @@ def test_the_holdout_panel_uses_families_the_panel_does_not_have():
     jobs = make_jobs(holdout)
     settings = {panel_setting(j.method, j.params, j.finetune.get("finetune_lr")) for j in jobs if j.seed == 0}
     assert DEFAULT_SETTING in settings and LABELLED_GUARD in settings and "full fine-tuning" in settings
-    label_free = {s for s in settings if s.startswith("guard ") and s != LABELLED_GUARD}
+    label_free = {s for s in settings if s.startswith("guard ") and not s.endswith(LABELS)}
     assert {f"guard {score}, last epoch" for score in LAST_EPOCH_GUARD_SCORES} <= label_free
     assert all(", last epoch" in s for s in label_free)  # only the last-epoch ones
-    assert len(jobs) == 2 * (12 + len(LAST_EPOCH_GUARDS)) * 5
+    assert len(jobs) == 2 * (11 + len(LABELLED_GUARDS) + len(LAST_EPOCH_GUARDS)) * 5
 
 
 def test_low_resolution_removes_fine_detail_and_keeps_flat_regions():

@@ -218,9 +218,12 @@ def test_validation_data_given_to_fit_and_its_errors(small_mnist):
                                    candidate_selection=CandidateSelection(validation_fraction=0.2)).fit(X, y)
     with pytest.raises(ValueError, match="needs held-out data"):
         mitigator(small_mnist, candidate_selection=CandidateSelection()).fit(X, y)
-    with pytest.raises(ValueError, match="sensitive_features_val"):
-        mitigator(small_mnist, candidate_selection=CandidateSelection(score="worst_group")).fit(X, y, X_val=Xv,
-                                                                                                y_val=yv)
+    for score in ("worst_group", "mean_group"):
+        with pytest.raises(ValueError, match=f"'{score}' needs sensitive_features_val"):
+            mitigator(small_mnist, candidate_selection=CandidateSelection(score=score)).fit(X, y, X_val=Xv, y_val=yv)
+        with pytest.raises(ValueError, match=f"'{score}' needs X_val, y_val and sensitive_features_val"):
+            mitigator(small_mnist, candidate_selection=CandidateSelection(validation_fraction=0.2,
+                                                                          score=score)).fit(X, y)
     with pytest.raises(ValueError, match="score"):
         mitigator(small_mnist, candidate_selection=CandidateSelection(score="best")).fit(X, y, X_val=Xv, y_val=yv)
     assert len(s) == 160
@@ -287,8 +290,12 @@ def test_the_chosen_candidate_equals_a_hand_made_model_bit_for_bit(small_mnist, 
     from aimfair_plugin.metrics import worst_group_accuracy
 
     for row, clf in zip(scores.itertuples(), hand):  # every candidate scored as a hand-made model scores
-        assert row.worst_group == worst_group_accuracy(yv, clf.predict(Xv), np.column_stack([yv, sv]))
-        assert row.accuracy == float(np.mean(clf.predict(Xv) == yv))
+        pred = clf.predict(Xv)
+        assert row.worst_group == worst_group_accuracy(yv, pred, np.column_stack([yv, sv]))
+        assert row.accuracy == float(np.mean(pred == yv))
+        # mean_group: the four cells' accuracies averaged, computed here with plain numpy
+        cell_means = [np.mean(pred[(yv == a) & (sv == b)] == a) for a in (0, 1) for b in (0, 1)]
+        assert row.mean_group == pytest.approx(float(np.mean(cell_means)), abs=1e-12)
     chosen = hand[int(scores["worst_group"].to_numpy().argmax())]
     for (name, a), b in zip(model.estimator_.net_.module_.state_dict().items(),
                             chosen.net_.module_.state_dict().values()):
@@ -349,6 +356,8 @@ def test_the_probe_infers_known_groups_and_scores_candidates_without_group_label
     assert scores["worst_group"].iloc[0] == worst_group_accuracy(yv, pred, cells)
     assert scores["probe_mean_group"].iloc[0] >= scores["probe_worst_group"].iloc[0]
     assert mean_group_accuracy([0, 0, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1]) == 0.75
+    # a labelled cell without examples makes the mean NaN, as it makes the worst group NaN
+    assert np.isnan(mean_group_accuracy([0, 1], [0, 1], [[0, 0], [1, 0]], cells=[(0, 0), (0, 1), (1, 0), (1, 1)]))
     best = int(scores["probe_worst_group"].to_numpy().argmax())
     assert model.selected_candidate_["candidate"] == scores["candidate"].iloc[best]
 
