@@ -141,7 +141,7 @@ def _rate_gaps(y_true, y_pred, groups, classes):
     return pd.concat(differences, axis=1).mean(axis=1), pd.concat(ratios, axis=1).mean(axis=1)
 
 
-def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
+def fairness_report(y_true, y_pred, *, sensitive_features, agg="max", return_cells=False):
     """Utility and fairness of predictions, as in the AIM-Fair tables.
 
     Parameters
@@ -155,6 +155,9 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
         How ``EO`` combines the true-positive-rate gap and the false-positive-
         rate gap: ``"max"`` is fairlearn's ``equalized_odds_difference``;
         ``"mean"`` is the averaged sum of Eq. (9) in the AIM-Fair paper.
+    return_cells : bool, default=False
+        Also return :func:`group_accuracy_table`'s table, from the ``MetricFrame`` the report's cell metrics are
+        computed with (one frame fewer than calling both).
 
     Returns
     -------
@@ -177,6 +180,8 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
         Gaps and ratios are over all groups (largest minus smallest, smallest over largest); with more than two
         classes they are one-vs-rest per class, averaged. When a cell is empty in ``y_true`` the metrics that
         need it (WST, EO, STD, AOD, EOD, EOp_ratio) are NaN and a ``UserWarning`` says which cells are missing.
+    cells : pandas.DataFrame
+        Only with ``return_cells=True``: the cell accuracies in percent, exactly :func:`group_accuracy_table`.
 
     Examples
     --------
@@ -186,6 +191,9 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     >>> report = fairness_report([0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 2, 2], sensitive_features=['a', 'a', 'a', 'b', 'b', 'b'])
     >>> round(float(report["WST"]), 1), round(float(report["AD"]), 1)
     (0.0, 33.3)
+    >>> report, cells = fairness_report([0, 0, 1, 1], [0, 1, 1, 1], sensitive_features=[0, 1, 0, 1], return_cells=True)
+    >>> cells.loc[0, 1]
+    np.float64(0.0)
     """
     if agg not in ("max", "mean"):
         raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}.")
@@ -202,9 +210,10 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
                                             sensitive_features=groups).difference()
         report["AD"] = 100.0 * difference["acc"]
         report["DP_ratio"] = ratio["sel"]
+    table = 100.0 * cells.unstack("s") if return_cells else None
     if missing:
         warnings.warn(_MSG_EMPTY.format(missing, ", ".join(_CELL_METRICS)), UserWarning, stacklevel=2)
-        return report
+        return (report, table) if return_cells else report
     report["WST"] = 100.0 * worst_group_accuracy(y_true, y_pred, np.array(list(zip(y_true, groups)), dtype=object),
                                                  cells=list(cells.index))
     report["STD"] = 100.0 * np.std(cells.to_numpy(), ddof=0)
@@ -213,7 +222,7 @@ def fairness_report(y_true, y_pred, *, sensitive_features, agg="max"):
     report["AOD"] = 100.0 * odds.mean()
     report["EOD"] = 100.0 * difference["tpr"]
     report["EOp_ratio"] = ratio["tpr"]
-    return report
+    return (report, table) if return_cells else report
 
 
 def worst_group_accuracy(y_true, y_pred, groups, *, cells=None):

@@ -428,10 +428,10 @@ def main(argv=None):
         print("\nPaired differences of test WST (95 % t interval):\n" + versus.round(2).to_string(index=False))
     if suite.name in ("panel", "panel-holdout"):
         families = {task["name"]: task["family"] for task in suite.tasks}
-        means, versus, verdict = panel_tables(frame, families, choose=suite.name == "panel")  # holdout: no choice
+        means, versus, verdict, by_family = panel_tables(frame, families, choose=suite.name == "panel")  # holdout: no choice
         probe = panel_probe(frame, families)
         for table, file in ((means, "panel_means.csv"), (versus, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
-                            (probe, "panel_probe.csv")):
+                            (by_family, "panel_family_verdict.csv"), (probe, "panel_probe.csv")):
             table.to_csv(out / file, index=False)
         print("\nCandidate defaults over the panel's tasks (test WST; bars: ERM + 5, best fixed - 5):\n"
               + verdict.round(2).to_string(index=False))

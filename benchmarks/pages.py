@@ -23,7 +23,7 @@ from .panel import panel_sections
 from .selection import format_interval
 
 COPIED = ("report.md", "selected.csv", "paired.csv", "checkpoints.csv", "records.csv", "bn_means.csv", "bn_paired.csv",
-          "panel_means.csv", "panel_paired.csv", "panel_verdict.csv", "panel_probe.csv",
+          "panel_means.csv", "panel_paired.csv", "panel_verdict.csv", "panel_family_verdict.csv", "panel_probe.csv",
           "gap_measures.csv", "tradeoff.png", "topk.png", "mask_blocks.png", "domain_gap.png")
 PLOTS = {"tradeoff.png": "Accuracy against worst-group accuracy and against EO, each method at its group_val variant",
          "topk.png": "ACC, WST and EO against k", "mask_blocks.png": "Tensors updated per block",

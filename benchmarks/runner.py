@@ -33,7 +33,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 
 import aimfair_plugin
-from aimfair_plugin.metrics import fairness_report, group_accuracy_table
+from aimfair_plugin.metrics import fairness_report
 from aimfair_plugin.utils import atomic_write, resolve_device
 
 from .checkpoints import BN_IMAGES, last_predictions, select_checkpoints
@@ -201,8 +201,7 @@ def evaluate(name, model, X, y, s, *, eo_agg="max", **extra):
 
 def evaluate_predictions(name, y, pred, s, *, eo_agg="max", **extra):
     """:func:`evaluate` from predictions already made."""
-    report = fairness_report(y, pred, sensitive_features=s, agg=eo_agg)
-    cells = group_accuracy_table(y, pred, sensitive_features=s)
+    report, cells = fairness_report(y, pred, sensitive_features=s, agg=eo_agg, return_cells=True)
     record = {"method": name, **extra, **report.round(3).to_dict()}
     # every (class, group) cell: the paper's four for a binary task, all of them with more classes or groups
     record.update({f"cell_y{a}_s{b}": round(float(cells.loc[a, b]), 2) for a in cells.index for b in cells.columns})

@@ -52,6 +52,10 @@ def test_group_accuracy_table_layout():
     table = group_accuracy_table(Y, P, sensitive_features=S)
     assert table.index.name == "y" and table.columns.name == "s"
     np.testing.assert_allclose(table.to_numpy(), [[80.0, 40.0], [100.0, 60.0]])
+    # the report hands back the same table from its own frame, and the same report
+    report, cells = fairness_report(Y, P, sensitive_features=S, return_cells=True)
+    pd.testing.assert_frame_equal(cells, table)
+    pd.testing.assert_series_equal(report, fairness_report(Y, P, sensitive_features=S))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -102,6 +106,9 @@ def test_empty_cell_gives_documented_nan():
     assert report[["WST", "EO", "STD", "AOD", "EOD", "EOp_ratio"]].isna().all()
     assert report["ACC"] == pytest.approx(100 * 11 / 15)
     assert np.isnan(group_accuracy_table(Y[keep], P[keep], sensitive_features=S[keep]).loc[1, 1])
+    with pytest.warns(UserWarning):
+        _, cells = fairness_report(Y[keep], P[keep], sensitive_features=S[keep], return_cells=True)
+    pd.testing.assert_frame_equal(cells, group_accuracy_table(Y[keep], P[keep], sensitive_features=S[keep]))
 
 
 def test_scorer_in_grid_search_routes_sensitive_features_to_the_scorer_only():

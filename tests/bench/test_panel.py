@@ -98,7 +98,7 @@ def _runs():
 
 
 def test_panel_tables_against_hand_computations():
-    means, paired, verdict = panel_tables(_runs(), {"a": "family A", "b": "family B"})
+    means, paired, verdict, by_family = panel_tables(_runs(), {"a": "family A", "b": "family B"})
     assert DEFAULT_SETTING == "real, lr 0.003"
     real_a = means[(means["task"] == "a") & (means["setting"] == "real, lr 0.003")].iloc[0]
     assert real_a["WST_mean"] == pytest.approx(80.0) and real_a["WST_count"] == 3 and real_a["family"] == "family A"
@@ -120,20 +120,41 @@ def test_panel_tables_against_hand_computations():
     assert v.loc["real, lr 0.003", "worst_task_shortfall"] == "b" and not v.loc["real, lr 0.003", "meets_bars"]
     assert v.loc[LABELLED_GUARD, "meets_bars"] and v.loc[LABELLED_GUARD, "group_labels"]
     assert v["chosen"].sum() == 1 and v.loc["guard probe_worst_group", "chosen"]  # smallest worst shortfall
-    _, _, check = panel_tables(_runs(), {"a": "family A", "b": "family B"}, choose=False)  # held-out families
+    _, _, check, _ = panel_tables(_runs(), {"a": "family A", "b": "family B"}, choose=False)  # held-out families
     assert "chosen" not in check and check.equals(verdict.drop(columns=["chosen"]))
+    # one task per family: the per-family verdict is the per-task one, its columns named for families
+    assert list(by_family["worst_family_shortfall"]) == list(verdict["worst_task_shortfall"].map(
+        {"a": "family A", "b": "family B"}))
+    assert "chosen" not in by_family
+
+
+def test_the_family_verdict_averages_a_familys_tasks_before_the_bars():
+    # both tasks in one family: real 80 and 41 (mean 60.5), finetune 62 and 70 (66: the family's best fixed),
+    # the guard 79 and 66 (72.5), ERM 50 and 20 (35), the labelled guard 78 and 69 (73.5)
+    _, _, by_task, by_family = panel_tables(_runs(), {"a": "F", "b": "F"})
+    v = by_family.set_index("setting")
+    assert v.loc["real, lr 0.003", "mean_WST"] == pytest.approx(60.5)
+    assert v.loc["real, lr 0.003", "worst_shortfall_to_best_fixed"] == pytest.approx(5.5)
+    assert not v.loc["real, lr 0.003", "meets_bars"]  # 5.5 > 5 on the family; 29 on task b alone
+    assert by_task.set_index("setting").loc["real, lr 0.003", "worst_shortfall_to_best_fixed"] == pytest.approx(29.0)
+    assert v.loc["guard probe_worst_group", "worst_shortfall_to_best_fixed"] == pytest.approx(-6.5)
+    assert v.loc["guard probe_worst_group", "worst_gain_over_ERM"] == pytest.approx(37.5)
+    assert v.loc[LABELLED_GUARD, "group_labels"] and v.loc[LABELLED_GUARD, "meets_bars"]
+    assert set(v["worst_family_shortfall"]) == {"F"}
 
 
 def test_panel_pages_one_summary_and_one_per_family(tmp_path):
-    means, paired, verdict = panel_tables(_runs(), {"a": "family A", "b": "family B"})
+    means, paired, verdict, by_family = panel_tables(_runs(), {"a": "family A", "b": "family B"})
     results = tmp_path / "panel"
     (results / "records" / "a").mkdir(parents=True)
     (results / "records" / "a" / "seed0.json").write_text(json.dumps(
         {"finished": "2026-12-04T07:00:00+00:00", "device": "cpu", "torch": "2.13.0+cpu"}))
-    for table, name in ((means, "panel_means.csv"), (paired, "panel_paired.csv"), (verdict, "panel_verdict.csv")):
+    for table, name in ((means, "panel_means.csv"), (paired, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
+                        (by_family, "panel_family_verdict.csv")):
         table.to_csv(results / name, index=False)
     summary = write_page(results, tmp_path / "docs", "panel", "Panel", measured_at="abc").read_text()
     assert "Which setting to make the default" in summary and "guard probe_worst_group" in summary
+    assert "The same bars per family" in summary and "worst_family_shortfall" in summary
     family = write_page(results, tmp_path / "docs", "panel-a", "A", measured_at="abc", family="family A").read_text()
     assert "Which setting to make the default" not in family
     assert "| a " in family.replace("|  a", "| a") and "| b " not in family
@@ -166,7 +187,7 @@ def test_the_probe_table_averages_each_guard_probe_over_seeds(tmp_path):
     assert list(probe["setting"]) == ["guard probe_worst_group"] * 2 and list(probe["seeds"]) == [3, 3]
     assert probe.loc["a", "probe_real_accuracy"] == pytest.approx(0.8)
     assert probe.loc["b", "probe_real_accuracy"] == pytest.approx(0.6)
-    means, paired, verdict = panel_tables(frame, {"a": "family A", "b": "family B"})
+    means, paired, verdict, _ = panel_tables(frame, {"a": "family A", "b": "family B"})
     for table, name in ((means, "panel_means.csv"), (paired, "panel_paired.csv"), (verdict, "panel_verdict.csv"),
                         (probe.reset_index(), "panel_probe.csv")):
         table.to_csv(tmp_path / name, index=False)
