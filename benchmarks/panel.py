@@ -214,7 +214,8 @@ def panel_sections(folder, name, family=None):
                 "strategy, measured the same way and never chosen).",
                 shown.to_markdown(index=False, disable_numparse=True)))
     by_family = folder / "panel_family_verdict.csv"
-    if family is None and by_family.is_file():
+    several = means.groupby("family")["task"].nunique().max() > 1  # else per family is per task
+    if family is None and several and by_family.is_file():
         shown = _rounded(pd.read_csv(by_family))
         sections.append((
             "The same bars per family", "panel_family_verdict.csv",

@@ -161,7 +161,7 @@ def test_a_fine_tuning_that_only_hurts_hands_back_the_pretrained_model(small_mni
         flipped, estimator=ImageClassifier(**{**TINY, "max_epochs": 3}), strategy="full", finetune_epochs=3,
         finetune_lr=0.05, finetune_batch_size=64, synthetic_ratio=0.5,
         candidate_selection=CandidateSelection(validation_fraction=0.2, score="worst_class_accuracy",
-                                               batchnorm_variants=False),
+                                               batchnorm_variants=False, candidates="all"),
         random_state=0)  # a synthetic score cannot see it: labels flipped
     with pytest.warns(FineTuningWarning, match="pre-trained model is returned"):
         model.fit(X, y)
@@ -186,7 +186,7 @@ def test_held_out_rows_never_reach_pre_training_and_the_best_candidate_is_return
     monkeypatch.setattr(ImageClassifier, "fit", spy)
     model = mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm="real",
                       candidate_selection=CandidateSelection(validation_fraction=0.25, score="pseudo_group",
-                                                             interpolation_alphas=(0.5,)))
+                                                             interpolation_alphas=(0.5,), candidates="all"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)
@@ -277,7 +277,7 @@ def test_the_chosen_candidate_equals_a_hand_made_model_bit_for_bit(small_mnist, 
     keep = Keep()
     params = dict(strategy="full", finetune_epochs=3, batchnorm=batchnorm, callbacks=[("keep", keep)],
                   candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,),
-                                                         batchnorm_variants=False))
+                                                         batchnorm_variants=False, candidates="all"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = mitigator(small_mnist, **params).fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
@@ -335,7 +335,7 @@ def test_the_probe_infers_known_groups_and_scores_candidates_without_group_label
     model = SelectiveFinetuneMitigator(
         provider, estimator=ImageClassifier(**{**TINY, "max_epochs": 2}), strategy="full", finetune_epochs=2,
         finetune_batch_size=64, synthetic_ratio=0.5, random_state=0,
-        candidate_selection=CandidateSelection(score="probe_worst_group", interpolation_alphas=()))
+        candidate_selection=CandidateSelection(score="probe_worst_group", interpolation_alphas=(), candidates="all"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FineTuningWarning)
         model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
@@ -382,7 +382,7 @@ def test_batchnorm_variants_score_each_candidate_as_trained_and_re_estimated(sma
     Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
     model = mitigator(small_mnist, strategy="full", finetune_epochs=2, batchnorm="finetune",
                       candidate_selection=CandidateSelection(score="worst_group", interpolation_alphas=(0.5,),
-                                                             batchnorm_variants=True))
+                                                             batchnorm_variants=True, candidates="all"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
@@ -434,7 +434,7 @@ def test_last_epoch_candidates_choose_only_the_batchnorm_handling(small_mnist):
                                                                                              y_val=yv)
 
 
-def test_the_default_score_is_worst_group_with_group_labels_and_the_probe_without(small_mnist):
+def test_the_default_guard_chooses_the_last_epochs_batchnorm_by_worst_group_or_accuracy(small_mnist):
     X, y = small_mnist.X_train[:160], small_mnist.y_train[:160]
     Xv, yv, sv = small_mnist.X_test[:80], small_mnist.y_test[:80], small_mnist.s_test[:80]
     with warnings.catch_warnings():
@@ -443,7 +443,10 @@ def test_the_default_score_is_worst_group_with_group_labels_and_the_probe_withou
             X, y, X_val=Xv, y_val=yv, sensitive_features_val=sv)
         label_free = mitigator(small_mnist, strategy="full", finetune_epochs=1).fit(X, y, X_val=Xv, y_val=yv)
     assert labelled.selected_candidate_["score"] == "worst_group"
-    assert label_free.selected_candidate_["score"] in ("probe_worst_group", "synthetic_worst_group")  # or fallback
-    assert label_free.group_probe_ is not None
-    assert "batchnorm" in labelled.finetune_scores_  # both BatchNorm handlings are candidates by default
+    assert label_free.selected_candidate_["score"] == "accuracy" and label_free.group_probe_ is None
+    for model in (labelled, label_free):  # the candidates: the last epoch as fine-tuned and re-estimated
+        scores = model.finetune_scores_
+        assert list(scores["candidate"]) == ["epoch 1", "epoch 1"]
+        assert list(scores["batchnorm"]) == ["trained", "real"]
     assert CandidateSelection().score == "auto"  # the parameter is never rewritten
+    assert CandidateSelection().candidates == "last"
