@@ -154,7 +154,13 @@ def test_panel_pages_one_summary_and_one_per_family(tmp_path):
         table.to_csv(results / name, index=False)
     summary = write_page(results, tmp_path / "docs", "panel", "Panel", measured_at="abc").read_text()
     assert "Which setting to make the default" in summary and "guard probe_worst_group" in summary
+    assert "The same bars per family" not in summary  # one task per family: per family is per task
+    _, _, _, together = panel_tables(_runs(), {"a": "family A", "b": "family A"})  # two tasks in one family
+    together.to_csv(results / "panel_family_verdict.csv", index=False)
+    means.assign(family="family A").to_csv(results / "panel_means.csv", index=False)
+    summary = write_page(results, tmp_path / "docs", "panel", "Panel", measured_at="abc").read_text()
     assert "The same bars per family" in summary and "worst_family_shortfall" in summary
+    means.to_csv(results / "panel_means.csv", index=False)
     family = write_page(results, tmp_path / "docs", "panel-a", "A", measured_at="abc", family="family A").read_text()
     assert "Which setting to make the default" not in family
     assert "| a " in family.replace("|  a", "| a") and "| b " not in family
