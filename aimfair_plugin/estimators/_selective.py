@@ -506,8 +506,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             selection = CandidateSelection() if validation.get("X") is not None else None
         if selection is not None and isinstance(selection.score, str) and selection.score == "auto":
             # a copy: the parameter keeps "auto"; the fit's selection names the score it used
+            label_free = "accuracy" if selection.candidates == "last" else "probe_worst_group"
             selection = copy.copy(selection).set_params(
-                score="worst_group" if validation.get("s") is not None else "accuracy")
+                score="worst_group" if validation.get("s") is not None else label_free)
         return selection
 
     def _held_out(self, images, y, base, prefit, validation, selection):

@@ -450,3 +450,10 @@ def test_the_default_guard_chooses_the_last_epochs_batchnorm_by_worst_group_or_a
         assert list(scores["batchnorm"]) == ["trained", "real"]
     assert CandidateSelection().score == "auto"  # the parameter is never rewritten
     assert CandidateSelection().candidates == "last"
+    with warnings.catch_warnings():  # over every candidate the label-free "auto" is the probe's worst cell
+        warnings.simplefilter("ignore")
+        every = mitigator(small_mnist, strategy="full", finetune_epochs=1,
+                          candidate_selection=CandidateSelection(candidates="all", interpolation_alphas=()))
+        every.fit(X, y, X_val=Xv, y_val=yv)
+    assert every.selected_candidate_["score"] in ("probe_worst_group", "synthetic_worst_group")  # or fallback
+    assert list(every.finetune_scores_["candidate"]) == ["pretrained", "epoch 1", "epoch 1"]
