@@ -256,11 +256,16 @@ def worst_group_accuracy(y_true, y_pred, groups, *, cells=None):
     nan
     """
     accuracies = group_accuracies(y_true, y_pred, groups)
+    return float(min(accuracies.values())) if _covers_cells(accuracies, cells) else float("nan")
+
+
+def _covers_cells(accuracies, cells=None):
+    """Whether per-group ``accuracies`` (:func:`group_accuracies`) can stand for a worst or mean over groups: at
+    least one group, and every group of ``cells`` (when given) present. The one rule for an empty group: a
+    score over groups with one of them empty is NaN, never computed from the others."""
     if not accuracies:
-        return float("nan")
-    if cells is not None and any((tuple(c) if isinstance(c, (list, tuple)) else c) not in accuracies for c in cells):
-        return float("nan")
-    return float(min(accuracies.values()))
+        return False
+    return cells is None or all((tuple(c) if isinstance(c, (list, tuple)) else c) in accuracies for c in cells)
 
 
 def group_accuracies(y_true, y_pred, groups):

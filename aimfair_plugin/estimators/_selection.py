@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
 
 from .._params import Params
-from ..metrics import group_accuracies, worst_group_accuracy
+from ..metrics import _covers_cells, group_accuracies, worst_group_accuracy
 
 
 def accuracy(y_true, y_pred, groups=None):
@@ -40,9 +40,7 @@ def mean_group_accuracy(y_true, y_pred, groups, *, cells=None):
     """The mean of the groups' accuracies (every group counts once, whatever its size); NaN when a group of
     ``cells`` has no example (the worst-group rule of :func:`aimfair_plugin.metrics.worst_group_accuracy`)."""
     accuracies = group_accuracies(y_true, y_pred, groups)
-    if not accuracies or (cells is not None and any(tuple(c) not in accuracies for c in cells)):
-        return float("nan")
-    return float(np.mean(list(accuracies.values())))
+    return float(np.mean(list(accuracies.values()))) if _covers_cells(accuracies, cells) else float("nan")
 
 
 # name -> (score function, where its groups come from)

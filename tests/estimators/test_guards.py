@@ -358,6 +358,9 @@ def test_the_probe_infers_known_groups_and_scores_candidates_without_group_label
     assert mean_group_accuracy([0, 0, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1]) == 0.75
     # a labelled cell without examples makes the mean NaN, as it makes the worst group NaN
     assert np.isnan(mean_group_accuracy([0, 1], [0, 1], [[0, 0], [1, 0]], cells=[(0, 0), (0, 1), (1, 0), (1, 1)]))
+    # one-column groups name their cells by value, as worst_group_accuracy's do
+    assert mean_group_accuracy([0, 0, 1], [0, 1, 1], ["a", "a", "b"], cells=["a", "b"]) == 0.75
+    assert np.isnan(mean_group_accuracy([0, 1], [0, 1], ["a", "a"], cells=["a", "b"]))
     best = int(scores["probe_worst_group"].to_numpy().argmax())
     assert model.selected_candidate_["candidate"] == scores["candidate"].iloc[best]
 
