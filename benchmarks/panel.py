@@ -45,11 +45,10 @@ def panel_setting(method, params, finetune_lr):
         return "ERM"
     if method == "full":
         return "full fine-tuning"
+    last = ", last epoch" if params.get("selection_candidates") == "last" else ""
     if method == "normalized_guarded":
-        last = ", last epoch" if params.get("selection_candidates") == "last" else ""
         return f"guard {params.get('selection_score', 'worst_group')}{last}{LABELS}"
     if params.get("validate_on"):
-        last = ", last epoch" if params.get("selection_candidates") == "last" else ""
         train = ", training images too" if params["validate_on"] == "train+val_train" else ""
         return f"guard {params['selection_score']}{last}{train}"
     return f"{params.get('bn_statistics', PANEL_FINETUNE['bn_statistics'])}, lr {finetune_lr:g}"
@@ -198,8 +197,8 @@ def panel_sections(folder, name, family=None):
     if family is None:
         shown = _rounded(verdict)
         bars = (f"the smallest gain over ERM (the bar: {GAIN_BAR:g} points) and the largest shortfall to the best "
-                f"fixed variant chosen in hindsight (the bar: {SHORTFALL_BAR:g} points; {LABELLED_BAR:g} for the guard "
-                "that reads 200 group labels), with the task where each happens")
+                f"fixed variant chosen in hindsight (the bar: {SHORTFALL_BAR:g} points; {LABELLED_BAR:g} for the guards "
+                "that read 200 group labels), with the task where each happens")
         if "chosen" not in verdict:  # families held out from the choice: a check of the panel's default, no choice
             sections.append((
                 "How the panel's defaults carry over", "panel_verdict.csv",
