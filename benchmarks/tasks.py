@@ -21,6 +21,7 @@ A ``"dataset": "metadata"`` task is the user's own images, from a CSV of paths, 
 :mod:`benchmarks.custom`); there the user's validation split is both validation sets.
 """
 
+import copy
 import json
 import re
 from collections import OrderedDict
@@ -242,16 +243,36 @@ def make_provider(spec, data, seed):
     raise ValueError(f"Unknown provider kind {kind!r}; expected one of {PROVIDERS}.")
 
 
+_SPLITS = OrderedDict()  # (spec, seed) -> real splits, kept in this process (a benchmark worker runs many jobs)
+MAX_SPLITS = 4
+
+
+def _real_splits(spec, seed):
+    """The real splits of ``spec`` for ``seed``.
+
+    Those built from data the packages ship (coloured digits and Fashion-MNIST, Adult) are a pure function of
+    ``(spec, seed)``, and a benchmark worker runs every method of a seed on them: they are built once per process
+    and every call gets its own deep copy (a job may modify it), which saves a colouring and splitting pass per
+    job. Splits read from a user's folder (faces, a metadata CSV) are read again on every call.
+    """
+    if spec["dataset"] == "metadata":
+        return load_metadata_task(spec, seed)
+    if spec["dataset"] in ("celeba", "utkface"):
+        return _faces(spec, seed)
+    key = json.dumps([spec, int(seed)], sort_keys=True, default=str)
+    if key not in _SPLITS:
+        _SPLITS[key] = _adult(spec, seed) if spec["dataset"] == "adult" else _colored(spec, seed)
+        while len(_SPLITS) > MAX_SPLITS:
+            _SPLITS.popitem(last=False)
+    _SPLITS.move_to_end(key)
+    return copy.deepcopy(_SPLITS[key])
+
+
 def load_task(spec, seed):
     """Real splits and the provider of ``spec`` for one seed (the seed draws the biased training subset)."""
     if spec["dataset"] not in DATASETS:
         raise ValueError(f"Unknown dataset {spec['dataset']!r}; expected one of {DATASETS}.")
-    if spec["dataset"] == "adult":
-        data = _adult(spec, seed)
-    elif spec["dataset"] == "metadata":
-        data = load_metadata_task(spec, seed)
-    else:
-        data = _colored(spec, seed) if spec["dataset"].startswith("coloured") else _faces(spec, seed)
+    data = _real_splits(spec, seed)
     data.provider = make_provider(spec, data, seed)
     data.spec = spec
     return data

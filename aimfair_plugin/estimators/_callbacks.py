@@ -205,6 +205,8 @@ class ConstantPredictionCheck(Callback):
         self.seen_ = set()
 
     def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if len(self.seen_) > 1:  # two classes seen this epoch: nothing left to check until the next one
+            return
         if isinstance(y_pred, (tuple, list)):  # several heads (LfF: the debiased model first, the one it returns)
             y_pred = y_pred[0]
         if training and isinstance(y_pred, torch.Tensor) and y_pred.dim() == 2:

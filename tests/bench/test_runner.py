@@ -381,6 +381,26 @@ def test_task_has_two_validation_sets_disjoint_from_train_and_test():
         load_task(dict(spec, n_val_train=0), 0)
 
 
+def test_a_tasks_generated_splits_are_built_once_per_process_and_each_job_gets_its_own_copy(monkeypatch):
+    from aimfair_bench import tasks
+
+    spec = dict(toy_suite().tasks[0], n_train=400, n_val_train=100)
+    monkeypatch.setattr(tasks, "_SPLITS", type(tasks._SPLITS)())
+    built = []
+    colored = tasks._colored
+    monkeypatch.setattr(tasks, "_colored", lambda *args: built.append(args) or colored(*args))
+    first = tasks.load_task(spec, 0)
+    first.X_train[:] = 0  # a job that modifies its data does not change the next job's
+    second = tasks.load_task(spec, 0)
+    assert len(built) == 1
+    fresh = colored(spec, 0)
+    for key in ("X_train", "y_train", "s_train", "X_val_train", "X_val", "s_val", "X_test", "y_test"):
+        np.testing.assert_array_equal(second[key], fresh[key])
+    assert second.provider is not first.provider  # providers are made per job
+    tasks.load_task(spec, 1)
+    assert len(built) == 2
+
+
 def test_tune_suite_searches_every_method_and_quick_runs_the_tuned_settings(tmp_path, untuned):
     from aimfair_bench.runner import pretraining_jobs
     from aimfair_bench.suites import FINETUNE_LRS, PAPER_METHODS, load_tuned
