@@ -1,4 +1,4 @@
-"""Reuse of pre-trained models (and their real-data gradients) across fits on the same data.
+"""Reuse of pre-trained models (and their mean gradients) across fits on the same data.
 
 ``GridSearchCV`` over ``top_k`` clones the mitigator for every candidate; all
 candidates of one fold pre-train the same model on the same data. The cache
@@ -63,7 +63,7 @@ class ProcessCache:
         self._items.clear()
 
 
-PROCESS_CACHE = ProcessCache()
+PROCESS_CACHE = ProcessCache(max_entries=16)  # a 5-fold grid: each fold's model, real and synthetic gradients
 
 
 def pretraining_cache_and_key(estimator, memory, X, y):

@@ -205,8 +205,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         held-out images; with 200 group-labelled ones it was within 3.3 points of the best fixed setting in
         hindsight on every task of the defaults panel (see :class:`CandidateSelection` for the evidence).
     memory : "process", str path, joblib.Memory or None, default="process"
-        Where pre-trained models and their real-data gradients are reused across fits with identical data and
-        pre-training settings (e.g. the candidates of a ``GridSearchCV`` fold): the in-process cache, a folder
+        Where pre-trained models and their mean gradients (on the real images and on the synthetic draws) are
+        reused across fits with identical data and pre-training settings (e.g. the candidates of a
+        ``GridSearchCV`` fold): the in-process cache, a folder
         (pickles written by this package; only point it at folders you trust), or no caching.
     random_state : int, RandomState or None
         Seeds synthetic sampling, random masks, the held-out split and fine-tuning (and the default
@@ -565,9 +566,9 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
 
     def _pretrain(self, state):
         """Set ``stage_one_estimator_`` (trained, reused from ``memory``, or the prefit one), and the state's
-        cache and the pre-training key the real-data gradients are cached under."""
+        cache and the pre-training key the gradients are cached under."""
         base, X = state.base, state.images.X
-        # an int-seeded pre-training only (the key is also the real-data gradients')
+        # an int-seeded pre-training only (the key is also part of the gradients')
         state.cache, state.pretrain_key = pretraining_cache_and_key(base, self.memory, X, state.y)
         if state.prefit:
             self.stage_one_estimator_, self.pretrain_cache_hit_ = copy.deepcopy(base), False
@@ -601,23 +602,31 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
         return gaps
 
     def _gradient_gaps(self, state, biased, balanced):
-        """Mean gradients on R, S1 and S2 and the per-tensor gaps (the strategy's ``criterion``); R's are
-        cached."""
+        """Mean gradients on R, S1 and S2 and the per-tensor gaps (the strategy's ``criterion``).
+
+        The gradients are cached with the pre-trained model (``memory``): R's under the pre-training key, S1's
+        and S2's under that key and the two draws. The fits of one seed draw the same synthetic sets, so the
+        candidates of a ``top_k`` grid, or fits that differ only in their criterion, compute them once. A prefit
+        stage one has no key of its own weights: nothing is reused."""
         module = self.stage_one_estimator_.net_.module_
         device = self._device(state)
         max_batches = state.strategy.max_batches
 
         def gradients(dataset):
-            return mean_gradients(
-                module, dataset, batch_size=self.finetune_batch_size, max_batches=max_batches,
-                device=device, num_workers=state.base.num_workers,
-            )
+            return mean_gradients(module, dataset, batch_size=self.finetune_batch_size, max_batches=max_batches,
+                                  device=device, num_workers=state.base.num_workers)
+
+        def cached_or(compute, *key):
+            if state.prefit:
+                return compute()
+            key = fingerprint("grad", state.pretrain_key, self.finetune_batch_size, max_batches, *key)
+            return cached(state.cache, key, compute)[0]
 
         real = state.images.dataset(np.searchsorted(self.classes_, state.y))
-        real_key = fingerprint("grad", state.pretrain_key, self.finetune_batch_size, max_batches)
-        g_real = gradients(real) if state.prefit else cached(state.cache, real_key, lambda: gradients(real))[0]
-        g_biased = gradients(biased.dataset())
-        g_balanced = gradients(balanced.dataset())
+        g_real = cached_or(lambda: gradients(real))
+        g_biased, g_balanced = cached_or(
+            lambda: (gradients(biased.dataset()), gradients(balanced.dataset())), "synthetic",
+            [(draw.X, draw.y, draw.is_paths, draw.size) for draw in (biased, balanced)])
         return gradient_gaps(module, g_real, g_biased, g_balanced, criterion=state.strategy.criterion)
 
     def _draw(self, name, counts, shape, rng):

@@ -2,6 +2,7 @@ import copy
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 import torch
@@ -16,6 +17,7 @@ from aimfair_plugin.estimators import (
     SelectiveFinetuneMitigator,
     SelectiveMask,
     UpdateBlockMask,
+    _selective,
 )
 from aimfair_plugin.estimators._cache import PROCESS_CACHE
 from aimfair_plugin.metrics import fairness_scorer
@@ -183,6 +185,11 @@ def test_grid_search_over_k_pretrains_once_per_fold(setup, monkeypatch):
         return original_fit(self, X, y, sample_weight)
 
     monkeypatch.setattr(ImageClassifier, "fit", counting_fit)
+    gradient_sets = []
+    original_gradients = _selective.mean_gradients
+    monkeypatch.setattr(_selective, "mean_gradients",
+                        lambda module, dataset, **kw: gradient_sets.append(len(dataset)) or original_gradients(
+                            module, dataset, **kw))
     search = GridSearchCV(
         mitigator(provider, ImageClassifier(random_state=0, **FAST), strategy=SelectiveMask(), finetune_epochs=1),
         {"strategy__top_k": [50, 55, 60]},
@@ -192,9 +199,37 @@ def test_grid_search_over_k_pretrains_once_per_fold(setup, monkeypatch):
     )
     with sklearn.config_context(enable_metadata_routing=True):
         search.fit(d.X_train, d.y_train, sensitive_features=d.s_train)
-    # 3 candidates x 2 folds = 6 fits, but only one pre-training per fold.
+    # 3 candidates x 2 folds = 6 fits, but only one pre-training per fold, and one gradient pass per fold on each
+    # of R, S1 and S2 (the candidates of a fold draw the same synthetic sets; only their masks differ).
     assert len(calls) == 2
+    assert len(gradient_sets) == 2 * 3
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_gradients_are_reused_only_for_the_same_pretraining_and_the_same_draws(setup, monkeypatch):
+    d, provider, _ = setup
+    PROCESS_CACHE.clear()
+    passes = []
+    original = _selective.mean_gradients
+    monkeypatch.setattr(_selective, "mean_gradients",
+                        lambda module, dataset, **kw: passes.append(len(dataset)) or original(module, dataset, **kw))
+
+    def fit(**kw):
+        passes.clear()
+        return mitigator(provider, ImageClassifier(random_state=0, **FAST), finetune_epochs=0, **kw).fit(
+            d.X_train, d.y_train)
+
+    first = fit()
+    assert len(passes) == 3  # R, S1, S2
+    again = fit(strategy=SelectiveMask(criterion="cosine"))  # another criterion, the same draws
+    assert passes == []
+    assert not again.gradient_gaps_["bias_gap"].equals(first.gradient_gaps_["bias_gap"])
+    pd.testing.assert_frame_equal(fit().gradient_gaps_, first.gradient_gaps_)  # bit for bit from the cache
+    other_draws = fit(random_state=1)
+    assert len(passes) == 2 and len(other_draws.gradient_gaps_) == len(first.gradient_gaps_)  # S1, S2 only
+    fit(memory=None)
+    assert len(passes) == 3  # no cache: every pass again
+    PROCESS_CACHE.clear()
 
 
 def test_sensitive_features_never_reach_fit(setup):
