@@ -21,10 +21,8 @@ A ``"dataset": "metadata"`` task is the user's own images, from a CSV of paths, 
 :mod:`benchmarks.custom`); there the user's validation split is both validation sets.
 """
 
-import copy
 import json
 import re
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +51,7 @@ from aimfair_plugin.synth import (
     balanced_group_counts,
     biased_group_counts,
 )
+from aimfair_plugin.utils import ProcessCache
 
 from ._standin import heldout_provider
 from .custom import load_metadata_task
@@ -163,8 +162,7 @@ class MemoizedProvider(SyntheticDataProvider):
     reads it from here instead of rendering it again. ``key`` names the provider's settings.
     """
 
-    _draws = OrderedDict()
-    max_draws = 8
+    _draws = ProcessCache(max_entries=8)
 
     def __init__(self, provider, key):
         self.provider, self.key = provider, key
@@ -173,13 +171,11 @@ class MemoizedProvider(SyntheticDataProvider):
         if not isinstance(random_state, (int, np.integer)):
             return self.provider.sample(group_counts, image_shape=image_shape, random_state=random_state)
         key = (self.key, tuple(sorted(group_counts.items())), tuple(image_shape or ()), int(random_state))
-        if key not in self._draws:
-            self._draws[key] = self.provider.sample(group_counts, image_shape=image_shape, random_state=random_state)
-            while len(self._draws) > self.max_draws:
-                self._draws.popitem(last=False)
-        self._draws.move_to_end(key)
-        X, y, s = self._draws[key]
-        return X.copy(), y.copy(), s.copy()
+        draw = self._draws.get(key)  # a copy: the caller may modify it
+        if draw is None:
+            draw = self.provider.sample(group_counts, image_shape=image_shape, random_state=random_state)
+            self._draws.put(key, draw)
+        return draw
 
 
 def make_provider(spec, data, seed):
@@ -243,8 +239,7 @@ def make_provider(spec, data, seed):
     raise ValueError(f"Unknown provider kind {kind!r}; expected one of {PROVIDERS}.")
 
 
-_SPLITS = OrderedDict()  # (spec, seed) -> real splits, kept in this process (a benchmark worker runs many jobs)
-MAX_SPLITS = 4
+_SPLITS = ProcessCache(max_entries=4)  # (spec, seed) -> real splits, in this process (a worker runs many jobs)
 
 
 def _real_splits(spec, seed):
@@ -260,12 +255,11 @@ def _real_splits(spec, seed):
     if spec["dataset"] in ("celeba", "utkface"):
         return _faces(spec, seed)
     key = json.dumps([spec, int(seed)], sort_keys=True, default=str)
-    if key not in _SPLITS:
-        _SPLITS[key] = _adult(spec, seed) if spec["dataset"] == "adult" else _colored(spec, seed)
-        while len(_SPLITS) > MAX_SPLITS:
-            _SPLITS.popitem(last=False)
-    _SPLITS.move_to_end(key)
-    return copy.deepcopy(_SPLITS[key])
+    data = _SPLITS.get(key)
+    if data is None:
+        data = _adult(spec, seed) if spec["dataset"] == "adult" else _colored(spec, seed)
+        _SPLITS.put(key, data)
+    return data
 
 
 def load_task(spec, seed):

@@ -41,25 +41,52 @@ def pretraining_fingerprint(estimator, X, y):
 
 
 class ProcessCache:
-    """In-process least-recently-used cache holding deep copies."""
+    """In-process least-recently-used cache holding deep copies.
+
+    ``put`` stores a deep copy and ``get`` returns one, so a caller that modifies what it got (or what it stored)
+    never changes what the next caller gets. The mitigator's ``memory="process"`` is one (``PROCESS_CACHE``); the
+    benchmark keeps its real splits and synthetic draws in others.
+
+    Parameters
+    ----------
+    max_entries : int, default=8
+        The least recently used entry is dropped beyond this many.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from aimfair_plugin.utils import ProcessCache
+    >>> cache = ProcessCache(max_entries=1)
+    >>> cache.put("a", np.zeros(2))
+    >>> got = cache.get("a")
+    >>> got[0] = 5.0
+    >>> cache.get("a")
+    array([0., 0.])
+    >>> cache.put("b", 1)
+    >>> cache.get("a") is None
+    True
+    """
 
     def __init__(self, max_entries=8):
         self.max_entries = max_entries
         self._items = OrderedDict()
 
     def get(self, key):
+        """A copy of the value under ``key`` (now the most recently used entry), or None."""
         if key not in self._items:
             return None
         self._items.move_to_end(key)
         return copy.deepcopy(self._items[key])
 
     def put(self, key, value):
+        """Store a copy of ``value`` under ``key``, dropping the least recently used entries beyond ``max_entries``."""
         self._items[key] = copy.deepcopy(value)
         self._items.move_to_end(key)
         while len(self._items) > self.max_entries:
             self._items.popitem(last=False)
 
     def clear(self):
+        """Drop every entry."""
         self._items.clear()
 
 

@@ -715,9 +715,8 @@ class SelectiveFinetuneMitigator(MetaEstimatorMixin, ClassifierMixin, BaseEstima
             start_accuracy = SCORES["accuracy"][0](held.y, start)
         cells = {}
         if held.s is not None:
-            for name in LABELLED_SCORES:
-                groups[name] = np.column_stack([held.y, held.s])
-                cells[name] = label_cells(held.y, held.s)
+            groups.update(dict.fromkeys(LABELLED_SCORES, np.column_stack([held.y, held.s])))
+            cells.update(dict.fromkeys(LABELLED_SCORES, label_cells(held.y, held.s)))
         if inferred is not None:
             groups["probe_worst_group"] = groups["probe_mean_group"] = np.column_stack([held.y, inferred])
 
