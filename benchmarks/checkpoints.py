@@ -10,13 +10,12 @@ tie-break score, then the earliest epoch); no other epoch's weights are kept. :f
 evaluates the chosen epochs on the test split. The test split is read only for the chosen epochs, never to choose.
 
 BatchNorm statistics: a run whose method re-estimates them on the real training images after training
-(``bn_statistics="real"``, the mitigator's default) returns, at epoch ``e``, epoch ``e``'s weights with re-estimated
-statistics. Each epoch is scored so, with the statistics estimated on ``bn_images`` real training images (a fixed
-random subset; all of them when None); the chosen epochs are then evaluated with statistics from all of them, which
-is exactly the model the method would have returned had it stopped there. The last epoch is scored when training
-ends, on the model the method returns (statistics from all images). The validation scores a rule reads at its
-checkpoint are the curve's (what the epoch was chosen on). The records keep the curve, the chosen epochs with their
-test metrics, and what scoring cost.
+(``bn_statistics="real"``, the mitigator's default) has each epoch scored with its statistics re-estimated on
+``bn_images`` real training images (a fixed random subset; all of them when None). The state a rule keeps is the
+state it was scored as (skorch's ``Checkpoint(load_best=True)``): a chosen epoch is tested exactly as it was
+validated, with the subset's statistics. The last epoch is scored when training ends, on the model the method
+returns (statistics from all images). The records keep the curve, the chosen epochs with their test metrics, and
+what scoring cost.
 
 A run without epochs to choose from (AFR's closed-form last stage, an empty mask, the mitigator's own held-out
 guard) keeps its returned model under every rule, with the reason.
@@ -39,8 +38,9 @@ RULES = {
 }
 # The name of the benchmark's checkpoint callback in every net it trains.
 CALLBACK = "benchmark_checkpoints"
-# Real training images the BatchNorm statistics of a scored epoch are estimated on (the chosen epochs: all).
-BN_IMAGES = 512
+# Real training images the BatchNorm statistics of a scored epoch are estimated on (a chosen epoch is tested with
+# them, as it was scored).
+BN_IMAGES = 256
 
 
 def validation_scores(y, pred, s):
@@ -133,15 +133,17 @@ def last_predictions(model):
     return None if callback is None or callback.scoring is None else dict(callback.scoring.predictions_)
 
 
-def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestimate_batchnorm=False):
-    """Evaluate the epoch each rule chose while ``model`` trained (its :func:`checkpoint_callbacks`).
+def select_checkpoints(model, data, validation_sets, evaluate, *, last):
+    """Evaluate the epoch each rule chose while ``model`` trained (its :func:`checkpoint_callbacks`), in the state
+    the rule kept: as it was scored (an earlier epoch with the statistics of the BatchNorm images it was scored
+    with, the last one as the method returned it).
 
     Parameters
     ----------
     model : fitted estimator
         Trained with :func:`checkpoint_callbacks`; it is restored to its returned state before this returns.
     data : Bunch
-        The task's splits (``X_{split}``, ``y_{split}``, ``s_{split}``; ``X_train`` for the BatchNorm statistics).
+        The task's splits (``X_test``, ``y_test``, ``s_test`` are read).
     validation_sets : dict record name -> split name
         ``{"train": "val_train", "group": "val"}``: the curve's keys are ``val_{name}_{ACC,WST}``.
     evaluate : callable ``(model, X, y, s) -> dict``
@@ -149,8 +151,6 @@ def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestima
     last : dict
         The returned model's evaluation, ``{"metrics": test, "validation": {name: ...}}`` (its validation
         predictions are the callback's last ones, :func:`last_predictions`).
-    reestimate_batchnorm : bool
-        Whether the method re-estimates BatchNorm statistics on the real training images after training.
 
     Returns
     -------
@@ -173,10 +173,8 @@ def select_checkpoints(model, data, validation_sets, evaluate, *, last, reestima
     try:
         for rule, best in callback.best_.items():
             epoch = int(best["epoch"])
-            if epoch not in tested:  # each chosen epoch is tested once, whichever rules chose it
+            if epoch not in tested:  # each chosen epoch is tested once, whichever rules chose it, as it was scored
                 module.load_state_dict(callback.best_states_[rule])
-                if reestimate_batchnorm:  # as the method does it, on all real training images
-                    model.reestimate_batchnorm(data.X_train)
                 tested[epoch] = evaluate(model, data.X_test, data.y_test, data.s_test)
             validation = (last["validation"] if epoch == n_epochs else
                           {name: {key: curve[f"val_{name}_{key}"][epoch - 1] for key in ("ACC", "WST")}

@@ -156,11 +156,13 @@ class Checkpointing:
         return callbacks
 
     def key(self, bn_batch_size=None):
-        """What a curve depends on besides the model: the validation sets, the rules and the BatchNorm images."""
+        """What a curve depends on besides the model: the validation sets, the rules and the BatchNorm images
+        (read only by a loop that re-estimates statistics, ``bn_batch_size`` not None)."""
         if self._sets_hash is None:
             self._sets_hash = joblib.hash([(self.data[f"X_{s}"], self.data[f"y_{s}"], self.data[f"s_{s}"])
                                            for s in VALIDATION_SETS.values()])
-        return joblib.hash((self._sets_hash, RULES, self.job.checkpoint_bn_images, bn_batch_size, self.job.seed))
+        bn_images = None if bn_batch_size is None else self.job.checkpoint_bn_images
+        return joblib.hash((self._sets_hash, RULES, bn_images, bn_batch_size, self.job.seed))
 
 
 def benchmark_callbacks(job, data, *, erm=False):

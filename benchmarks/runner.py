@@ -45,7 +45,6 @@ from .methods import (
     held_out_split,
     pretrained_erm,
     recipe_overrides,
-    reestimates_batchnorm,
     visible_data,
 )
 from .tasks import load_task
@@ -97,9 +96,10 @@ class Job:
             "task": self.task, "method": self.method, "params": self.params, "seed": int(self.seed),
             "recipe": self.recipe, "finetune": self.finetune if METHODS[self.method].uses_synthetic else None,
             "device": self.device,
-            # what the record's per-rule checkpoints depend on (a record made without them is recomputed)
-            "checkpoints": ({"every_epoch": True, "bn_images": self.checkpoint_bn_images} if self.checkpoints
-                            else {"every_epoch": False}),
+            # what the record's per-rule checkpoints depend on (a record made without them is recomputed); a
+            # chosen epoch is tested as it was scored (records made before that protocol lack "test")
+            "checkpoints": ({"every_epoch": True, "bn_images": self.checkpoint_bn_images, "test": "as scored"}
+                            if self.checkpoints else {"every_epoch": False}),
         }
         if self.tuned_from is not None:
             settings["tuned_from"] = self.tuned_from
@@ -230,7 +230,6 @@ def run_job(job, cache_dir, n_threads=None):
         for name, split in VALIDATION_SETS.items()}
     checkpoints = select_checkpoints(
         model, data, VALIDATION_SETS, scores, last={"metrics": metrics, "validation": validation},
-        reestimate_batchnorm=reestimates_batchnorm(job),
     ) if job.checkpoints else {"reason": "checkpoint selection was turned off (--no-checkpoints)"}
     record = {
         "suite": job.suite, "task": job.task["name"], "method": job.method,

@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 from test_runner import TOY, fake_record, untuned_path
 
 from aimfair_bench.checkpoints import (
+    BN_IMAGES,
     CALLBACK,
     RULES,
     checkpoint_callbacks,
@@ -138,32 +139,35 @@ def test_batchnorm_real_checkpoints_are_scored_with_re_estimated_statistics(data
     mitigator = SelectiveFinetuneMitigator(
         RenderedDigitsProvider(), estimator=erm, strategy="full", finetune_epochs=2, finetune_lr=0.01,
         batchnorm="real", random_state=0,
-        callbacks=[keep, *callbacks(data, bn_batch_size=128, bn_images=bn_images)]).fit(data.X_train, data.y_train)
+        # the last epoch made a constant classifier, so the rules choose epoch 1
+        callbacks=[BreakLastEpoch(), keep, *callbacks(data, bn_batch_size=128, bn_images=bn_images)],
+    ).fit(data.X_train, data.y_train)
     # the last epoch's weights with statistics re-estimated on all real images are the returned model, bit for bit
     rebuilt = copy.deepcopy(mitigator)
     rebuilt.estimator_.net_.module_.load_state_dict(keep.states_[1])
     rebuilt.reestimate_batchnorm(data.X_train)
     for key, value in mitigator.estimator_.net_.module_.state_dict().items():
         assert torch.equal(value, rebuilt.estimator_.net_.module_.state_dict()[key])
-    result = select_checkpoints(mitigator, data, VALIDATION_SETS, scores, last=last_evaluation(mitigator, data),
-                                reestimate_batchnorm=True)
+    result = select_checkpoints(mitigator, data, VALIDATION_SETS, scores, last=last_evaluation(mitigator, data))
     # epoch 1 was scored as a hand-made model: its weights, statistics re-estimated on the BatchNorm images
     from aimfair_bench.checkpoints import bn_subset
 
-    hand = copy.deepcopy(mitigator.estimator_)
-    hand.net_.module_.load_state_dict(keep.states_[0])
-    hand.reestimate_batchnorm(bn_subset(data.X_train, bn_images, JOB.seed), batch_size=mitigator.finetune_batch_size)
+    hand = copy.deepcopy(mitigator)
+    hand.estimator_.net_.module_.load_state_dict(keep.states_[0])
+    hand.estimator_.reestimate_batchnorm(bn_subset(data.X_train, bn_images, JOB.seed),
+                                         batch_size=mitigator.finetune_batch_size)
     expected = validation_scores(data.y_val, hand.predict(data.X_val), data.s_val)
     assert result["curve"]["val_group_WST"][0] == expected["WST"]
     assert result["curve"]["val_group_ACC"][0] == expected["ACC"]
     assert result["bn_images"] == (len(data.X_train) if bn_images is None else bn_images)
-    # a chosen earlier epoch is evaluated with statistics from all real images (the model fit would have returned)
+    # a chosen epoch is tested as it was scored (skorch's Checkpoint(load_best=True)): the last one as returned,
+    # an earlier one with the BatchNorm images' statistics; the returned model is restored afterwards
+    assert {chosen["epoch"] for chosen in result["selected"].values()} == {1}
     for rule, chosen in result["selected"].items():
-        if chosen["epoch"] == 1:
-            full = copy.deepcopy(mitigator)
-            full.estimator_.net_.module_.load_state_dict(keep.states_[0])
-            full.reestimate_batchnorm(data.X_train)
-            assert chosen["metrics"] == scores(full, data.X_test, data.y_test, data.s_test), rule
+        expected = scores(hand if chosen["epoch"] == 1 else mitigator, data.X_test, data.y_test, data.s_test)
+        assert chosen["metrics"] == expected, rule
+    for key, value in mitigator.estimator_.net_.module_.state_dict().items():
+        assert torch.equal(value, rebuilt.estimator_.net_.module_.state_dict()[key])
 
 
 def checkpointed(method, seed, last_wst, checkpoint_wst, epoch, val_wst, variant=""):
@@ -221,7 +225,8 @@ def test_every_run_of_a_suite_records_its_curve_and_checkpoints(tmp_path):
         assert len(checkpoints["curve"]["val_group_WST"]) == 2 and set(checkpoints["selected"]) == set(RULES)
         assert record["settings"]["checkpoints"]["every_epoch"] is True
         if record["method"] == "full":  # BatchNorm statistics re-estimated per scored epoch, on a subset
-            assert checkpoints["bn_images"] == min(512, record["n_train"])
+            assert checkpoints["bn_images"] == min(BN_IMAGES, record["n_train"])
+            assert record["settings"]["checkpoints"]["test"] == "as scored"
     assert (out / "checkpoints.csv").is_file()
     assert "## Checkpoint selection" in (out / "report.md").read_text()
 
