@@ -4,8 +4,8 @@ On the quick suite's image size and network (32 px, width-16 ResNet-18, batch 64
 one process, alternating, what scoring an epoch adds (see :mod:`benchmarks.checkpoints`) against one training
 epoch on the 2,000 training images: one pass predicting both validation sets (500 + 200 images), and the
 BatchNorm re-estimation a fine-tuning checkpoint needs before it is scored under ``bn_statistics="real"``, on
-all 2,000 real images and on the 256 the benchmark uses per scored epoch. Prints the medians and the ratios to a
-training epoch. The whole suite's cost is measured by running it (the records keep each run's scoring time).
+all 2,000 real images and on the subset the benchmark uses per scored epoch (``BN_IMAGES``). Prints the medians
+and the ratios to a training epoch. The whole suite's cost is measured by running it (the records keep each run's scoring time).
 """
 
 import argparse
